@@ -1,0 +1,1 @@
+"""The messaging gateway: webhooks, streams, contacts, router and dispatcher."""

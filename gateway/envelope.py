@@ -1,0 +1,205 @@
+"""The one message envelope that crosses the streams, and the small types around it.
+
+Everything here is plain data: it serialises to a flat ``dict[str, str]`` for a Redis
+stream entry and back, with no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar, Literal
+
+Direction = Literal["in", "out"]
+
+# Delivery states of an outbound message, in the order they normally happen.
+OUT_STATES = ("queued", "sending", "sent", "delivered", "undelivered", "failed", "read")
+# States after which a status callback may not move the message back.
+FINAL_STATES = frozenset({"delivered", "undelivered", "failed", "read"})
+
+
+def new_id() -> str:
+    """A sortable, unique message id (time-ordered UUID-like hex)."""
+    return f"{time.time_ns():x}{uuid.uuid4().hex[:12]}"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """An attachment kept as metadata only (the bytes stay with the provider or are dropped)."""
+
+    filename: str | None = None
+    content_type: str | None = None
+    size: int | None = None
+    ref: str | None = None  # provider file id / URL, never fetched by the gateway
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message in or out, on any channel.
+
+    ``urn`` is the member's address on the channel: ``tel:+33612345678``,
+    ``mailto:jeanne@example.fr``, ``telegram:3527065``, ``webchat:<session>``.
+    ``external_id`` is the provider's id, the de-duplication key for inbound messages.
+    ``meta`` holds channel specifics (e-mail subject and threading headers, Telegram
+    chat id, SMS encoding...): string keys, JSON values.
+    """
+
+    id: str
+    channel: str
+    urn: str
+    direction: Direction
+    text: str
+    external_id: str | None = None
+    created_ms: int = field(default_factory=now_ms)
+    attachments: tuple[Attachment, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+    # Filled by the router once the contact and conversation are known.
+    contact_id: str | None = None
+    conversation_id: str | None = None
+    # For replies: the inbound message this answers (drives idempotent reply ids).
+    in_reply_to: str | None = None
+    # Automated mail (auto-replies, bounces) is stored but never answered.
+    automated: bool = False
+    kind: str = "text"  # "text", "edited", "command", "callback_request", "status"
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "id",
+        "channel",
+        "urn",
+        "direction",
+        "text",
+        "external_id",
+        "created_ms",
+        "attachments",
+        "meta",
+        "contact_id",
+        "conversation_id",
+        "in_reply_to",
+        "automated",
+        "kind",
+    )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Message:
+        data = json.loads(raw)
+        data["attachments"] = tuple(Attachment(**a) for a in data.get("attachments") or ())
+        return cls(**{k: v for k, v in data.items() if k in cls.FIELDS})
+
+    def with_(self, **changes: Any) -> Message:
+        return replace(self, **changes)
+
+    def log_fields(self) -> dict[str, Any]:
+        """What may be logged about this message: never its text."""
+        return {
+            "msg_id": self.id,
+            "channel": self.channel,
+            "urn": mask_urn(self.urn),
+            "direction": self.direction,
+            "kind": self.kind,
+        }
+
+
+def inbound(
+    channel: str,
+    urn: str,
+    text: str,
+    external_id: str | None,
+    *,
+    attachments: tuple[Attachment, ...] = (),
+    meta: dict[str, Any] | None = None,
+    automated: bool = False,
+    kind: str = "text",
+) -> Message:
+    return Message(
+        id=new_id(),
+        channel=channel,
+        urn=urn,
+        direction="in",
+        text=text,
+        external_id=external_id,
+        attachments=attachments,
+        meta=meta or {},
+        automated=automated,
+        kind=kind,
+    )
+
+
+def mask_urn(urn: str) -> str:
+    """Mask an address for logs: keep the scheme and a few characters only."""
+    scheme, _, path = urn.partition(":")
+    if not path:
+        return "***"
+    if scheme == "mailto":
+        local, _, domain = path.partition("@")
+        return f"mailto:{local[:1]}***@{domain}"
+    if len(path) <= 4:
+        return f"{scheme}:***"
+    return f"{scheme}:***{path[-3:]}"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What a provider said when it accepted an outbound message."""
+
+    external_id: str | None = None
+    status: str = "sent"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A delivery status reported by a provider callback."""
+
+    channel: str
+    external_id: str
+    status: str  # one of OUT_STATES
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+class BadRequest(Exception):
+    """The request could not be understood (answered 400)."""
+
+
+class Unauthorized(Exception):
+    """The request is not authentic (answered 403)."""
+
+
+class SendError(Exception):
+    """A send failed. ``retryable`` tells the dispatcher whether to try again."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, reason: str, *, code: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class ProviderUnavailable(SendError):
+    retryable = True
+
+
+class Throttled(SendError):
+    retryable = True
+
+    def __init__(self, reason: str, *, retry_after: float | None = None, code: str | None = None) -> None:
+        super().__init__(reason, code=code)
+        self.retry_after = retry_after
+
+
+class ContactOptedOut(SendError):
+    """The contact asked not to receive messages on this channel; never retried."""
+
+
+class PermanentFailure(SendError):
+    """The provider refused the message for good (bad number, blocked bot...)."""

@@ -1,0 +1,133 @@
+"""Every Redis key the gateway uses, in one place.
+
+Keys that one command or script touches together share a hash tag (the part in braces)
+so the same code runs on Redis Cluster. Streams are split into shards by the member's
+address, so one conversation always lands on the same shard and keeps its order.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+PREFIX = "gw"
+
+
+def shard_of(urn: str, shards: int) -> int:
+    return zlib.crc32(urn.encode()) % shards if shards > 1 else 0
+
+
+# Streams: kind is "in" (inbound, read by the router) or "out" (read by the dispatcher).
+def stream(kind: str, shard: int) -> str:
+    return f"{PREFIX}:{{{kind}:{shard}}}:stream"
+
+
+def seen(kind: str, shard: int, dedup_id: str) -> str:
+    """De-duplication marker; same slot as its stream so accepting is one atomic script."""
+    return f"{PREFIX}:{{{kind}:{shard}}}:seen:{dedup_id}"
+
+
+def attempts(kind: str, shard: int) -> str:
+    return f"{PREFIX}:{{{kind}:{shard}}}:attempts"
+
+
+def dead(kind: str, shard: int) -> str:
+    return f"{PREFIX}:{{{kind}:{shard}}}:dead"
+
+
+def retry(shard: int) -> str:
+    """Outbound messages waiting for their next attempt (sorted set, score = due ms)."""
+    return f"{PREFIX}:{{out:{shard}}}:retry"
+
+
+def retry_payload(shard: int) -> str:
+    return f"{PREFIX}:{{out:{shard}}}:retrymsg"
+
+
+# Contacts: a person with addresses on several channels.
+def contact(contact_id: str) -> str:
+    return f"{PREFIX}:contact:{{{contact_id}}}"
+
+
+def contact_addresses(contact_id: str) -> str:
+    return f"{PREFIX}:contact:{{{contact_id}}}:urns"
+
+
+def contact_conversations(contact_id: str) -> str:
+    return f"{PREFIX}:contact:{{{contact_id}}}:convs"
+
+
+def address(urn: str) -> str:
+    """urn -> contact id."""
+    return f"{PREFIX}:urn:{urn}"
+
+
+def open_conversation(contact_id: str, channel: str) -> str:
+    return f"{PREFIX}:contact:{{{contact_id}}}:open:{channel}"
+
+
+# Conversations: their record, the ordered history and the messages themselves.
+def conversation(conv_id: str) -> str:
+    return f"{PREFIX}:conv:{{{conv_id}}}"
+
+
+def conversation_log(conv_id: str) -> str:
+    """Sorted set of message ids, score = creation time in ms."""
+    return f"{PREFIX}:conv:{{{conv_id}}}:log"
+
+
+def message(conv_id: str, msg_id: str) -> str:
+    return f"{PREFIX}:conv:{{{conv_id}}}:msg:{msg_id}"
+
+
+def handled(conv_id: str, msg_id: str) -> str:
+    """Set once the router has fully handled an inbound message (replies enqueued)."""
+    return f"{PREFIX}:conv:{{{conv_id}}}:done:{msg_id}"
+
+
+def provider_ref(channel: str, external_id: str) -> str:
+    """Provider's outbound id -> "conv_id msg_id", for status callbacks."""
+    return f"{PREFIX}:pref:{channel}:{external_id}"
+
+
+def email_thread(message_id: str) -> str:
+    """An e-mail Message-ID we sent or received -> conversation id."""
+    return f"{PREFIX}:mailthread:{message_id}"
+
+
+# Opt-outs per channel address (SMS STOP / START).
+def opt_out(channel: str) -> str:
+    return f"{PREFIX}:optout:{channel}"
+
+
+# Rate limiting (GCRA): one key per bucket.
+def rate(bucket: str) -> str:
+    return f"{PREFIX}:rate:{bucket}"
+
+
+# Member records index (the records themselves arrive with the bot issue).
+def member(member_id: str) -> str:
+    return f"mbr:{{{member_id}}}"
+
+
+def member_by_phone(e164: str) -> str:
+    return f"mbr:phone:{e164}"
+
+
+def member_by_email(email: str) -> str:
+    return f"mbr:email:{email.lower()}"
+
+
+# Callback requests (for the agents' queue).
+def callback(request_id: str) -> str:
+    return f"{PREFIX}:callback:{{{request_id}}}"
+
+
+CALLBACKS_DUE = f"{PREFIX}:callbacks:due"  # sorted set: request id, score = slot start (epoch s)
+
+
+# Web chat sessions: per-session delivery log the socket replays on reconnect.
+def webchat_outbox(session_id: str) -> str:
+    return f"{PREFIX}:webchat:{{{session_id}}}:out"
+
+
+WEBCHAT_NOTIFY = f"{PREFIX}:webchat:notify"  # pub/sub channel: session ids with new messages

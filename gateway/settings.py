@@ -1,0 +1,190 @@
+"""Settings: one frozen object built once from the environment.
+
+Every value has an embedded default so that ``run.py serve`` works with nothing
+configured. A channel is enabled when its credentials are set.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting is present but unusable; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _str(env: Mapping[str, str], name: str, default: str = "") -> str:
+    return env.get(name, default) or default
+
+
+def _secret(env: Mapping[str, str], var_dir: Path) -> str:
+    """The signing secret: from SECRET_KEY, else one generated once and kept under var/."""
+    explicit = env.get("SECRET_KEY")
+    if explicit:
+        return explicit
+    path = var_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        var_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Where the product keeps its files (Redis data, outbox, secret).
+    var_dir: Path = ROOT / "var"
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The URL the outside world uses to reach us (Twilio signs against it).
+    public_url: str = "http://127.0.0.1:8080"
+    # Redis: empty means "start a private redis-server under var/".
+    redis_url: str = ""
+    # Streams
+    stream_shards: int = 1
+    stream_maxlen: int = 1_000_000
+    consumer_name: str = ""
+    claim_idle_ms: int = 30_000
+    dedup_ttl_s: int = 7 * 24 * 3600
+    # Dispatcher
+    send_max_attempts: int = 8
+    send_backoff_base_s: float = 1.0
+    send_backoff_max_s: float = 300.0
+    send_timeout_s: float = 15.0
+    # Inbound limits
+    max_body_bytes: int = 256 * 1024
+    max_email_bytes: int = 10 * 1024 * 1024
+    # E-mail
+    smtp_listen_host: str = "127.0.0.1"
+    smtp_listen_port: int = 2525
+    smtp_url: str = ""  # outbound relay, e.g. smtp://user:pass@relay:587; empty = file outbox
+    email_from: str = "Ma Mutuelle <contact@mutuelle.example>"
+    email_domain: str = "mutuelle.example"
+    # SMS (Twilio): enabled when account SID and auth token are set.
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_from: str = ""  # sender number
+    twilio_messaging_service_sid: str = ""
+    twilio_api_base: str = ""  # tests point this at a loopback server
+    sms_rate_per_s: float = 10.0
+    # Telegram: enabled when a token is set.
+    telegram_token: str = ""
+    telegram_secret_token: str = ""
+    telegram_api_base: str = ""  # e.g. http://127.0.0.1:PORT/bot (tests)
+    telegram_rate_per_s: float = 30.0
+    telegram_chat_rate_per_s: float = 1.0
+    # Web chat
+    webchat_allowed_origins: tuple[str, ...] = ()
+    # Secrets
+    secret_key: str = field(default="", repr=False)
+    # Logging
+    log_level: str = "INFO"
+
+    @property
+    def sms_enabled(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_token)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def redacted(self) -> dict[str, object]:
+        """Settings safe to print or log: secrets replaced."""
+        secret_names = {"secret_key", "twilio_auth_token", "telegram_token", "telegram_secret_token"}
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in secret_names and value:
+                value = "***"
+            elif f.name in {"redis_url", "smtp_url"} and value and "@" in str(value):
+                scheme, _, rest = str(value).partition("://")
+                value = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        var_dir = Path(_str(env, "VAR_DIR", str(ROOT / "var"))).resolve()
+        host = _str(env, "HOST", "127.0.0.1")
+        port = _int(env, "PORT", 8080)
+        origins = tuple(o.strip().rstrip("/") for o in _str(env, "WEBCHAT_ALLOWED_ORIGINS").split(",") if o.strip())
+        settings = cls(
+            var_dir=var_dir,
+            host=host,
+            port=port,
+            public_url=_str(env, "PUBLIC_URL", f"http://{host}:{port}").rstrip("/"),
+            redis_url=_str(env, "REDIS_URL"),
+            stream_shards=_int(env, "STREAM_SHARDS", 1),
+            stream_maxlen=_int(env, "STREAM_MAXLEN", 1_000_000),
+            consumer_name=_str(env, "CONSUMER_NAME"),
+            claim_idle_ms=_int(env, "CLAIM_IDLE_MS", 30_000),
+            dedup_ttl_s=_int(env, "DEDUP_TTL_S", 7 * 24 * 3600),
+            send_max_attempts=_int(env, "SEND_MAX_ATTEMPTS", 8),
+            send_backoff_base_s=_float(env, "SEND_BACKOFF_BASE_S", 1.0),
+            send_backoff_max_s=_float(env, "SEND_BACKOFF_MAX_S", 300.0),
+            send_timeout_s=_float(env, "SEND_TIMEOUT_S", 15.0),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 256 * 1024),
+            max_email_bytes=_int(env, "MAX_EMAIL_BYTES", 10 * 1024 * 1024),
+            smtp_listen_host=_str(env, "SMTP_LISTEN_HOST", "127.0.0.1"),
+            smtp_listen_port=_int(env, "SMTP_LISTEN_PORT", 2525),
+            smtp_url=_str(env, "SMTP_URL"),
+            email_from=_str(env, "EMAIL_FROM", "Ma Mutuelle <contact@mutuelle.example>"),
+            email_domain=_str(env, "EMAIL_DOMAIN", "mutuelle.example"),
+            twilio_account_sid=_str(env, "TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=_str(env, "TWILIO_AUTH_TOKEN"),
+            twilio_from=_str(env, "TWILIO_FROM"),
+            twilio_messaging_service_sid=_str(env, "TWILIO_MESSAGING_SERVICE_SID"),
+            twilio_api_base=_str(env, "TWILIO_API_BASE").rstrip("/"),
+            sms_rate_per_s=_float(env, "SMS_RATE_PER_S", 10.0),
+            telegram_token=_str(env, "TELEGRAM_TOKEN"),
+            telegram_secret_token=_str(env, "TELEGRAM_SECRET_TOKEN"),
+            telegram_api_base=_str(env, "TELEGRAM_API_BASE").rstrip("/"),
+            telegram_rate_per_s=_float(env, "TELEGRAM_RATE_PER_S", 30.0),
+            telegram_chat_rate_per_s=_float(env, "TELEGRAM_CHAT_RATE_PER_S", 1.0),
+            webchat_allowed_origins=origins,
+            secret_key=_secret(env, var_dir),
+            log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
+        )
+        if settings.stream_shards < 1:
+            raise SettingsError("STREAM_SHARDS must be at least 1")
+        if bool(settings.twilio_account_sid) != bool(settings.twilio_auth_token):
+            raise SettingsError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set together")
+        if settings.sms_enabled and not (settings.twilio_from or settings.twilio_messaging_service_sid):
+            raise SettingsError("TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID is required when SMS is enabled")
+        return settings

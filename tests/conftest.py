@@ -1,0 +1,53 @@
+"""Shared fixtures: one real redis-server per test session, flushed between tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.redis_server import PrivateRedis
+from gateway.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: PrivateRedis) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def settings_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
+    """A minimal environment for Settings.from_env; tests add channel credentials."""
+    return {
+        "VAR_DIR": str(tmp_path / "var"),
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "test-secret-key",
+        "CLAIM_IDLE_MS": "1000",
+        "SEND_BACKOFF_BASE_S": "0.05",
+        "SEND_BACKOFF_MAX_S": "0.5",
+        "PATH": os.environ.get("PATH", ""),
+    }
+
+
+@pytest.fixture
+def settings(settings_env: dict[str, str]) -> Settings:
+    return Settings.from_env(settings_env)
