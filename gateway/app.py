@@ -1,0 +1,258 @@
+"""The gateway: one object holding the shared resources, and the aiohttp application.
+
+``Gateway`` lends channels what they need (``ChannelContext``), runs the router and the
+dispatcher as stream consumers, and builds the web application: every channel's routes,
+``/healthz``, ``/readyz`` and ``/metrics``. Resources open and close in ``cleanup_ctx``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import jinja2
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from channels import registry
+from channels.base import AcceptResult, Channel, ChannelContext
+from gateway.contacts import Contacts
+from gateway.conversations import Conversations
+from gateway.dispatcher import Dispatcher
+from gateway.envelope import BadRequest, Message, StatusUpdate, Unauthorized
+from gateway.metrics import INBOUND_ACCEPTED, INBOUND_DUPLICATES, INBOUND_REJECTED, STATUS_UPDATES
+from gateway.responders import AckResponder, Responder
+from gateway.router import Router
+from gateway.settings import ROOT, Settings
+from gateway.streams import Consumer, Streams, consumer_name
+
+log = logging.getLogger(__name__)
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
+
+ROUTER_GROUP = "router"
+DISPATCHER_GROUP = "dispatcher"
+
+
+def template_env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(ROOT / "templates")),
+        autoescape=jinja2.select_autoescape(["html", "html.j2", "xml"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        *,
+        responder: Responder | None = None,
+        workers: bool = True,
+        channel_names: list[str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.workers = workers
+        self.streams = Streams(
+            redis, shards=settings.stream_shards, maxlen=settings.stream_maxlen, dedup_ttl_s=settings.dedup_ttl_s
+        )
+        self.contacts = Contacts(redis)
+        self.conversations = Conversations(redis)
+        self.responder: Responder = responder or AckResponder()
+        self.router = Router(redis, self.streams, self.responder, self.contacts, self.conversations)
+        self.ctx = ChannelContext(
+            settings=settings, redis=redis, templates=template_env(), accept=self.accept, status=self.status
+        )
+        self.channels: dict[str, Channel] = {}
+        for name in channel_names if channel_names is not None else list(registry.FACTORIES):
+            channel = registry.load(name)(self.ctx)
+            if channel is not None:
+                self.channels[name] = channel
+        self.dispatcher = Dispatcher(settings, redis, self.streams, self.conversations, self.channels)
+        self.consumers: list[Consumer] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # What channels are lent -------------------------------------------------------
+    async def accept(self, msg: Message) -> AcceptResult:
+        """Make an inbound message durable, once per provider id."""
+        dedup = f"{msg.channel}:{msg.external_id or msg.id}"
+        result = await self.streams.accept("in", msg, dedup)
+        if result.new:
+            INBOUND_ACCEPTED.labels(msg.channel).inc()
+            log.info("inbound accepted", extra=msg.log_fields())
+        else:
+            INBOUND_DUPLICATES.labels(msg.channel).inc()
+            log.info("inbound duplicate ignored", extra=msg.log_fields())
+        return AcceptResult(msg_id=msg.id if result.new else result.entry_id, duplicate=not result.new)
+
+    async def status(self, update: StatusUpdate) -> None:
+        STATUS_UPDATES.labels(update.channel, update.status).inc()
+        await self.conversations.apply_status(update)
+
+    # Workers --------------------------------------------------------------------------
+    async def start_workers(self) -> None:
+        await self.streams.ensure_groups("in", ROUTER_GROUP)
+        await self.streams.ensure_groups("out", DISPATCHER_GROUP)
+        name = consumer_name(self.settings.consumer_name)
+        self._stop.clear()
+        for shard in range(self.settings.stream_shards):
+            for kind, group, handler in (
+                ("in", ROUTER_GROUP, self.router.handle),
+                ("out", DISPATCHER_GROUP, self.dispatcher.handle),
+            ):
+                consumer = Consumer(
+                    self.streams,
+                    kind,
+                    shard,
+                    group,
+                    name,
+                    handler,
+                    claim_idle_ms=self.settings.claim_idle_ms,
+                    max_attempts=5 if kind == "in" else 3,
+                )
+                self.consumers.append(consumer)
+                self._spawn(functools.partial(consumer.run, self._stop), f"consumer-{kind}-{shard}")
+        self._spawn(functools.partial(self.dispatcher.run_retry_poller, self._stop), "retry-poller")
+
+    def _spawn(self, factory: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run a worker; if it crashes (a bug, not a Redis outage) it is restarted, not lost."""
+
+        async def guarded() -> None:
+            while not self._stop.is_set():
+                try:
+                    await factory()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - a worker must come back, not die silently
+                    log.exception("worker crashed, restarting", extra={"worker": name})
+                    await asyncio.sleep(1.0)
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def stop_workers(self, timeout: float = 20.0) -> None:
+        """Stop reading new entries and finish the ones in hand (they are acked only once done)."""
+        self._stop.set()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks.clear()
+        self.consumers.clear()
+
+    # Channels -------------------------------------------------------------------------
+    async def start_channels(self) -> None:
+        for channel in self.channels.values():
+            await channel.start()
+
+    async def stop_channels(self) -> None:
+        for channel in reversed(list(self.channels.values())):
+            try:
+                await channel.stop()
+            except Exception:  # noqa: BLE001 - stop the others anyway
+                log.exception("channel stop failed", extra={"channel": channel.name})
+
+    # Web application -----------------------------------------------------------------
+    def build_app(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.settings.max_body_bytes, middlewares=[error_middleware, headers_middleware]
+        )
+        app[GATEWAY] = self
+        routes = web.RouteTableDef()
+
+        @routes.get("/healthz")
+        async def healthz(request: web.Request) -> web.Response:
+            return web.json_response({"status": "ok"})
+
+        @routes.get("/readyz")
+        async def readyz(request: web.Request) -> web.Response:
+            checks: dict[str, str] = {}
+            try:
+                await self.redis.ping()
+                checks["redis"] = "ok"
+            except (RedisError, OSError):
+                checks["redis"] = "unavailable"
+            ok = all(v == "ok" for v in checks.values())
+            return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+        @routes.get("/metrics")
+        async def metrics(request: web.Request) -> web.Response:
+            resp = web.Response(body=generate_latest())
+            resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+            return resp
+
+        app.add_routes(routes)
+        for channel in self.channels.values():
+            app.add_routes(channel.routes())
+        app.cleanup_ctx.append(self._lifecycle)
+        return app
+
+    async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        await self.start_channels()
+        if self.workers:
+            await self.start_workers()
+        yield
+        await self.stop_channels()
+        await self.stop_workers()
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bad input is a 4xx with a reason; a Redis outage is a 503 the provider will retry."""
+    try:
+        return await handler(request)
+    except BadRequest as exc:
+        INBOUND_REJECTED.labels(_channel_of(request), "bad_request").inc()
+        return web.json_response({"error": "bad_request", "detail": str(exc)[:200]}, status=400)
+    except Unauthorized as exc:
+        INBOUND_REJECTED.labels(_channel_of(request), "unauthorized").inc()
+        return web.json_response({"error": "forbidden", "detail": str(exc)[:200]}, status=403)
+    except (RedisError, ConnectionError) as exc:
+        log.error("storage unavailable", extra={"path": request.path, "error": type(exc).__name__})
+        return web.json_response({"error": "unavailable"}, status=503, headers={"Retry-After": "5"})
+
+
+_SECURITY_HEADERS: dict[str, str] = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+@web.middleware
+async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    resp = await handler(request)
+    for key, value in _SECURITY_HEADERS.items():
+        resp.headers.setdefault(key, value)
+    if resp.content_type == "text/html":
+        resp.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        )
+    return resp
+
+
+def _channel_of(request: web.Request) -> str:
+    first = request.path.strip("/").split("/", 1)[0]
+    return first if first in registry.FACTORIES else "http"
+
+
+def describe(gateway: Gateway) -> dict[str, Any]:
+    return {"channels": sorted(gateway.channels), "responder": gateway.responder.name}

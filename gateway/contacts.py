@@ -1,0 +1,77 @@
+"""Contacts: one person with addresses on several channels, linked to a member record.
+
+Every operation is idempotent so the router may handle the same message twice after a
+crash: an address maps to its contact through ``SET NX``, and a member is linked when one
+of the contact's addresses is the member's registered phone or e-mail.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from gateway import keys
+from gateway.envelope import new_id, now_ms
+
+
+def member_key_for(urn: str) -> str | None:
+    """The member index key an address could match, if any (registered phone or e-mail)."""
+    scheme, _, path = urn.partition(":")
+    if scheme == "tel" and path.startswith("+"):
+        return keys.member_by_phone(path)
+    if scheme == "mailto" and "@" in path:
+        return keys.member_by_email(path)
+    return None
+
+
+class Contacts:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def resolve(self, urn: str, channel: str) -> str:
+        """The contact id owning ``urn``, created on first sight."""
+        existing = await self.redis.get(keys.address(urn))
+        if existing:
+            return str(existing)
+        candidate = new_id()
+        won = await self.redis.set(keys.address(urn), candidate, nx=True)
+        contact_id = candidate if won else str(await self.redis.get(keys.address(urn)))
+        if won:
+            await self.redis.hset(
+                keys.contact(contact_id), mapping={"id": contact_id, "created_ms": now_ms(), "first_channel": channel}
+            )
+        await self.redis.sadd(keys.contact_addresses(contact_id), urn)
+        await self.link_member(contact_id, urn)
+        return contact_id
+
+    async def link_member(self, contact_id: str, urn: str) -> str | None:
+        """Link the contact to the member whose registered phone or e-mail is ``urn``."""
+        index = member_key_for(urn)
+        if index is None:
+            return None
+        member_id = await self.redis.get(index)
+        if not member_id:
+            return None
+        await self.redis.hsetnx(keys.contact(contact_id), "member_id", member_id)
+        return str(member_id)
+
+    async def get(self, contact_id: str) -> dict[str, str]:
+        data: dict[str, str] = await self.redis.hgetall(keys.contact(contact_id))
+        return data
+
+    async def addresses(self, contact_id: str) -> set[str]:
+        urns: set[str] = await self.redis.smembers(keys.contact_addresses(contact_id))
+        return urns
+
+    async def attach(self, contact_id: str, urn: str) -> None:
+        """Attach another address to a contact (e.g. once a member proves who they are)."""
+        await self.redis.set(keys.address(urn), contact_id)
+        await self.redis.sadd(keys.contact_addresses(contact_id), urn)
+        await self.link_member(contact_id, urn)
+
+
+async def register_member(redis: Redis, member_id: str, *, phone: str | None, email: str | None) -> None:
+    """Index a member's registered phone (E.164) and e-mail so contacts can be linked."""
+    if phone:
+        await redis.set(keys.member_by_phone(phone), member_id)
+    if email:
+        await redis.set(keys.member_by_email(email), member_id)

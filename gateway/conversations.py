@@ -1,0 +1,154 @@
+"""Conversations and their full history.
+
+A contact has at most one open conversation per channel; e-mail replies join the
+conversation of the thread they answer (Message-ID / In-Reply-To / References). Every
+message, in or out, is stored under its conversation (one hash tag per conversation) and
+listed in time order. Appending is idempotent (keyed on the message id).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+
+from gateway import keys
+from gateway.envelope import FINAL_STATES, Message, StatusUpdate, new_id, now_ms
+
+# Progress order of delivery states: a callback may only move a message forward.
+_RANK = {"queued": 0, "sending": 1, "sent": 2, "undelivered": 3, "failed": 3, "delivered": 4, "read": 5}
+
+# KEYS[1] = message hash. ARGV = status, rank table json, now ms, error code, error message.
+_ADVANCE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local rank = cjson.decode(ARGV[2])
+local cur = redis.call('HGET', KEYS[1], 'status') or 'queued'
+if (rank[ARGV[1]] or 0) <= (rank[cur] or 0) and ARGV[1] ~= cur then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], ARGV[1] .. '_ms', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error_code', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[5]) end
+return 1
+"""
+
+
+class Conversations:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._advance = redis.register_script(_ADVANCE)
+
+    async def for_message(self, contact_id: str, msg: Message) -> str:
+        """The conversation ``msg`` belongs to: its e-mail thread, else the open one on its channel."""
+        for ref in msg.meta.get("thread_refs") or ():
+            conv = await self.redis.get(keys.email_thread(str(ref)))
+            if conv:
+                return str(conv)
+        key = keys.open_conversation(contact_id, msg.channel)
+        existing = await self.redis.get(key)
+        if existing:
+            return str(existing)
+        candidate = new_id()
+        won = await self.redis.set(key, candidate, nx=True)
+        conv_id = candidate if won else str(await self.redis.get(key))
+        if won:
+            await self.redis.hset(
+                keys.conversation(conv_id),
+                mapping={
+                    "id": conv_id,
+                    "contact_id": contact_id,
+                    "channel": msg.channel,
+                    "urn": msg.urn,
+                    "status": "open",
+                    "created_ms": now_ms(),
+                },
+            )
+            await self.redis.zadd(keys.contact_conversations(contact_id), {conv_id: now_ms()})
+        return conv_id
+
+    async def append(self, msg: Message, *, status: str | None = None) -> bool:
+        """Store ``msg`` in its conversation once; returns False if it was already there."""
+        assert msg.conversation_id, "append needs a conversation id"
+        conv = msg.conversation_id
+        mkey = keys.message(conv, msg.id)
+        fields: dict[str, Any] = {"m": msg.to_json(), "created_ms": msg.created_ms}
+        if status:
+            fields["status"] = status
+            fields[f"{status}_ms"] = now_ms()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(mkey, "m", fields["m"])
+            pipe.zadd(keys.conversation_log(conv), {msg.id: msg.created_ms}, nx=True)
+            pipe.hset(keys.conversation(conv), mapping={"last_ms": msg.created_ms, f"last_{msg.direction}_ms": msg.created_ms})
+            new, *_ = await pipe.execute()
+        if new:
+            rest = {k: v for k, v in fields.items() if k != "m"}
+            if rest:
+                await self.redis.hset(mkey, mapping=rest)
+        if msg.direction == "in" and msg.meta.get("message_id"):
+            await self.redis.set(keys.email_thread(str(msg.meta["message_id"])), conv, nx=True)
+        return bool(new)
+
+    async def record(self, conv_id: str, msg_id: str) -> dict[str, str]:
+        data: dict[str, str] = await self.redis.hgetall(keys.message(conv_id, msg_id))
+        return data
+
+    async def history(self, conv_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The conversation's messages in time order, each with its delivery fields."""
+        ids = await self.redis.zrange(keys.conversation_log(conv_id), -limit, -1)
+        out: list[dict[str, Any]] = []
+        for msg_id in ids:
+            rec = await self.record(conv_id, msg_id)
+            if not rec.get("m"):
+                continue
+            item = json.loads(rec.pop("m"))
+            item["delivery"] = rec
+            out.append(item)
+        return out
+
+    async def get(self, conv_id: str) -> dict[str, str]:
+        data: dict[str, str] = await self.redis.hgetall(keys.conversation(conv_id))
+        return data
+
+    async def set_status(self, conv_id: str, msg_id: str, status: str, *, error_code: str = "", error: str = "") -> bool:
+        """Move an outbound message's delivery status forward (never back)."""
+        res = await self._advance(
+            keys=[keys.message(conv_id, msg_id)],
+            args=[status, json.dumps(_RANK), now_ms(), error_code, error[:500]],
+        )
+        return int(res) == 1
+
+    async def remember_provider_id(self, channel: str, external_id: str, conv_id: str, msg_id: str) -> None:
+        await self.redis.set(keys.provider_ref(channel, external_id), f"{conv_id} {msg_id}", ex=30 * 24 * 3600)
+        await self.redis.hset(keys.message(conv_id, msg_id), "external_id", external_id)
+        # A callback that raced ahead of the send's answer was parked: apply it now.
+        parked = await self.redis.lrange(_parked(channel, external_id), 0, -1)
+        for raw in parked:
+            upd = json.loads(raw)
+            await self.set_status(conv_id, msg_id, upd["status"], error_code=upd["code"], error=upd["error"])
+        if parked:
+            await self.redis.delete(_parked(channel, external_id))
+
+    async def apply_status(self, update: StatusUpdate) -> bool:
+        """Apply a provider's status callback; callbacks may arrive twice or out of order."""
+        ref = await self.redis.get(keys.provider_ref(update.channel, update.external_id))
+        if not ref:
+            key = _parked(update.channel, update.external_id)
+            await self.redis.rpush(
+                key,
+                json.dumps(
+                    {"status": update.status, "code": update.error_code or "", "error": update.error_message or ""}
+                ),
+            )
+            await self.redis.expire(key, 3600)
+            return False
+        conv_id, _, msg_id = str(ref).partition(" ")
+        return await self.set_status(
+            conv_id, msg_id, update.status, error_code=update.error_code or "", error=update.error_message or ""
+        )
+
+
+def _parked(channel: str, external_id: str) -> str:
+    return f"{keys.provider_ref(channel, external_id)}:parked"
+
+
+def is_final(status: str) -> bool:
+    return status in FINAL_STATES

@@ -1,0 +1,205 @@
+"""The dispatcher: sends outbound messages through the channel registry.
+
+* Idempotent on the message id: a message already sent (or failed for good) is skipped
+  when its stream entry is replayed after a crash.
+* Provider limits are shared by all processes (``RateLimiter``); a short wait is taken
+  in place, a long one reschedules the message.
+* Retryable errors are retried with exponential backoff and full jitter (or the
+  provider's Retry-After); the entry is acknowledged once the retry is scheduled in a
+  sorted set, which a poller moves back into the stream when due. Permanent errors and
+  exhausted retries are recorded on the message with the provider's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Mapping
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from channels.base import Channel
+from gateway import keys
+from gateway.conversations import Conversations
+from gateway.envelope import (
+    FINAL_STATES,
+    ContactOptedOut,
+    Message,
+    PermanentFailure,
+    ProviderUnavailable,
+    SendError,
+    Throttled,
+    now_ms,
+)
+from gateway.metrics import SEND_FAILED, SEND_RETRIED, SEND_SECONDS, SENT
+from gateway.ratelimit import RateLimiter
+from gateway.settings import Settings
+from gateway.streams import Streams
+
+log = logging.getLogger(__name__)
+
+# Waits up to this long for a rate-limit slot in place; longer waits reschedule.
+MAX_INLINE_WAIT_S = 2.0
+
+# KEYS[1] = retry zset, KEYS[2] = retry payload hash. ARGV = due ms, msg id, payload.
+_SCHEDULE = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
+
+# KEYS[1] = retry zset, KEYS[2] = retry payload hash, KEYS[3] = stream.
+# ARGV = now ms, max items, maxlen. Moves due messages back into the stream.
+_DUE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(ids) do
+  local payload = redis.call('HGET', KEYS[2], id)
+  if payload then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'm', payload)
+  end
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+end
+return #ids
+"""
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(cap, base * (2 ** (attempt - 1))))  # noqa: S311 - jitter, not crypto
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        streams: Streams,
+        conversations: Conversations,
+        channels: Mapping[str, Channel],
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.streams = streams
+        self.conversations = conversations
+        self.channels = channels
+        self.limiter = RateLimiter(redis)
+        self._schedule = redis.register_script(_SCHEDULE)
+        self._due = redis.register_script(_DUE)
+
+    async def handle(self, msg: Message) -> None:
+        conv = msg.conversation_id
+        if not conv:
+            log.error("outbound message without conversation", extra=msg.log_fields())
+            return
+        rec = await self.conversations.record(conv, msg.id)
+        if rec.get("status") in FINAL_STATES or rec.get("status") == "sent":
+            return  # already done: a replay after a crash
+        channel = self.channels.get(msg.channel)
+        if channel is None:
+            await self._fail(msg, "channel_disabled", f"le canal {msg.channel} n'est pas configuré")
+            return
+        if await self.redis.sismember(keys.opt_out(msg.channel), msg.urn):
+            await self._fail(msg, "opted_out", "le destinataire a demandé à ne plus recevoir de messages")
+            return
+        if not await self._wait_for_slot(channel, msg):
+            return
+        mkey = keys.message(conv, msg.id)
+        attempt = int(await self.redis.hincrby(mkey, "attempts", 1))
+        await self.redis.hset(mkey, "sending_ms", now_ms())
+        started = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(channel.send(msg), timeout=self.settings.send_timeout_s)
+        except ContactOptedOut as exc:
+            await self._fail(msg, "opted_out", exc.reason, code=exc.code)
+            return
+        except SendError as exc:
+            await self._retry_or_fail(msg, attempt, exc)
+            return
+        except TimeoutError:
+            await self._retry_or_fail(msg, attempt, ProviderUnavailable("délai dépassé chez le fournisseur"))
+            return
+        except Exception as exc:  # noqa: BLE001 - a channel bug must not lose the message
+            log.exception("channel send crashed", extra=msg.log_fields())
+            await self._retry_or_fail(msg, attempt, ProviderUnavailable(f"{type(exc).__name__}"))
+            return
+        SEND_SECONDS.labels(msg.channel).observe(time.perf_counter() - started)
+        await self.conversations.set_status(conv, msg.id, result.status or "sent")
+        if result.meta:
+            await self.redis.hset(mkey, mapping={f"send_{k}": str(v) for k, v in result.meta.items()})
+        if result.external_id:
+            await self.conversations.remember_provider_id(msg.channel, result.external_id, conv, msg.id)
+        SENT.labels(msg.channel).inc()
+        log.info("sent", extra={**msg.log_fields(), "attempt": attempt})
+
+    async def _wait_for_slot(self, channel: Channel, msg: Message) -> bool:
+        """Take a slot in every bucket; False if the message was rescheduled instead."""
+        for limit in channel.rate_limits(msg):
+            while True:
+                wait = await self.limiter.acquire(limit.bucket, limit.per_second, limit.burst)
+                if wait <= 0:
+                    break
+                if wait > MAX_INLINE_WAIT_S:
+                    await self.schedule(msg, wait)
+                    return False
+                await asyncio.sleep(wait)
+        return True
+
+    async def _retry_or_fail(self, msg: Message, attempt: int, exc: SendError) -> None:
+        assert msg.conversation_id
+        mkey = keys.message(msg.conversation_id, msg.id)
+        await self.redis.hset(mkey, "last_error", exc.reason[:500])
+        if exc.retryable and attempt < self.settings.send_max_attempts:
+            delay = backoff(attempt, self.settings.send_backoff_base_s, self.settings.send_backoff_max_s)
+            if isinstance(exc, Throttled) and exc.retry_after:
+                delay = max(delay, exc.retry_after)
+            SEND_RETRIED.labels(msg.channel).inc()
+            log.warning(
+                "send failed, will retry",
+                extra={**msg.log_fields(), "attempt": attempt, "delay_s": round(delay, 3), "error": exc.reason[:200]},
+            )
+            await self.schedule(msg, delay)
+            return
+        reason = "retries_exhausted" if exc.retryable else "permanent"
+        if isinstance(exc, PermanentFailure | ContactOptedOut):
+            reason = "permanent"
+        await self._fail(msg, reason, exc.reason, code=exc.code)
+
+    async def _fail(self, msg: Message, reason: str, text: str, *, code: str | None = None) -> None:
+        assert msg.conversation_id
+        await self.conversations.set_status(msg.conversation_id, msg.id, "failed", error_code=code or reason, error=text)
+        SEND_FAILED.labels(msg.channel, reason).inc()
+        log.warning("send failed for good", extra={**msg.log_fields(), "reason": reason})
+
+    async def schedule(self, msg: Message, delay_s: float) -> None:
+        shard = self.streams.shard(msg.urn)
+        due = now_ms() + int(delay_s * 1000)
+        assert msg.conversation_id
+        await self.redis.hset(keys.message(msg.conversation_id, msg.id), "next_attempt_ms", due)
+        await self._schedule(keys=[keys.retry(shard), keys.retry_payload(shard)], args=[due, msg.id, msg.to_json()])
+
+    async def release_due(self) -> int:
+        """Move due retries back into their streams; returns how many moved."""
+        moved = 0
+        for shard in range(self.streams.shards):
+            moved += int(
+                await self._due(
+                    keys=[keys.retry(shard), keys.retry_payload(shard), keys.stream("out", shard)],
+                    args=[now_ms(), 200, self.streams.maxlen],
+                )
+            )
+        return moved
+
+    async def run_retry_poller(self, stop: asyncio.Event, interval: float = 0.2) -> None:
+        while not stop.is_set():
+            try:
+                await self.release_due()
+            except (RedisError, OSError) as exc:
+                log.warning("retry poller: redis unavailable", extra={"error": str(exc)})
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass

@@ -1,0 +1,77 @@
+"""The router: each inbound message goes to the responder of its conversation.
+
+Handling is idempotent, keyed on the message id, because an entry is acknowledged only
+after it is handled and a crash replays it: the contact and conversation resolve to the
+same ids, the message is stored once, and replies carry ids derived from the inbound id
+(``<id>.r<n>``) so the outbound stream accepts each reply once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.asyncio import Redis
+
+from gateway import keys
+from gateway.contacts import Contacts
+from gateway.conversations import Conversations
+from gateway.envelope import Message
+from gateway.metrics import INBOUND_HANDLED, REPLIES_QUEUED
+from gateway.responders import Responder
+from gateway.streams import Streams
+
+log = logging.getLogger(__name__)
+
+# Outbound messages are de-duplicated on their id, which is derived from the inbound id.
+OUT_DEDUP_PREFIX = "out:"
+
+
+def reply_id(inbound_id: str, n: int) -> str:
+    return f"{inbound_id}.r{n}"
+
+
+class Router:
+    def __init__(
+        self, redis: Redis, streams: Streams, responder: Responder, contacts: Contacts, conversations: Conversations
+    ) -> None:
+        self.redis = redis
+        self.streams = streams
+        self.responder = responder
+        self.contacts = contacts
+        self.conversations = conversations
+
+    async def handle(self, msg: Message) -> None:
+        contact_id = await self.contacts.resolve(msg.urn, msg.channel)
+        conv_id = await self.conversations.for_message(contact_id, msg)
+        msg = msg.with_(contact_id=contact_id, conversation_id=conv_id)
+        await self.conversations.append(msg)
+        done_key = keys.handled(conv_id, msg.id)
+        if await self.redis.exists(done_key):
+            return
+        conversation = await self.conversations.get(conv_id)
+        texts = await self.responder.respond(msg, conversation)
+        for n, text in enumerate(texts, start=1):
+            await self.enqueue(
+                Message(
+                    id=reply_id(msg.id, n),
+                    channel=msg.channel,
+                    urn=msg.urn,
+                    direction="out",
+                    text=text,
+                    meta={"thread": msg.meta["reply"]} if isinstance(msg.meta.get("reply"), dict) else {},
+                    contact_id=contact_id,
+                    conversation_id=conv_id,
+                    in_reply_to=msg.id,
+                )
+            )
+        await self.redis.set(done_key, self.responder.name, ex=30 * 24 * 3600)
+        INBOUND_HANDLED.labels(msg.channel).inc()
+        log.info("inbound handled", extra={**msg.log_fields(), "replies": len(texts), "responder": self.responder.name})
+
+    async def enqueue(self, out: Message) -> bool:
+        """Store an outbound message in its conversation and queue it for the dispatcher, once."""
+        await self.conversations.append(out, status="queued")
+        accepted = await self.streams.accept("out", out, OUT_DEDUP_PREFIX + out.id)
+        if accepted.new:
+            REPLIES_QUEUED.labels(out.channel).inc()
+        return accepted.new

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""The one entry point.
+
+    python3 run.py serve     install what serving needs (once) and run everything
+    python3 run.py test      install what the tests need (system packages included) and run them
+
+Only the standard library is used until the project's virtualenv (.venv) exists; the
+script then re-executes itself inside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+VENV_PY = VENV / "bin" / "python"
+SYSTEM_PACKAGES = {"redis-server": "redis-server", "chromium": "chromium"}
+
+
+def _requirements(extra: str | None) -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    if extra:
+        reqs += project["optional-dependencies"][extra]
+    return reqs
+
+
+def _run(cmd: list[str], **kw: object) -> None:
+    print("+ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]  # noqa: S603
+
+
+def ensure_system_packages(names: list[str]) -> None:
+    """apt-get install the commands the tests need, when missing."""
+    missing = [pkg for cmd, pkg in SYSTEM_PACKAGES.items() if pkg in names and not shutil.which(cmd)]
+    if not missing:
+        return
+    if not shutil.which("apt-get"):
+        sys.exit(f"missing system packages {missing} and no apt-get to install them")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run([*sudo, "apt-get", "update", "-q"], env=env)
+    _run([*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
+
+
+def ensure_venv(extra: str | None) -> None:
+    """Create .venv and install the pinned ranges from pyproject.toml, once per change."""
+    reqs = _requirements(extra)
+    stamp = VENV / f".deps-{hashlib.sha256(chr(10).join(reqs).encode()).hexdigest()[:16]}"
+    if stamp.exists():
+        return
+    if not VENV_PY.exists():
+        _run([sys.executable, "-m", "venv", str(VENV)])
+    _run([str(VENV_PY), "-m", "pip", "install", "-q", "--disable-pip-version-check", *reqs])
+    stamp.touch()
+
+
+def in_venv() -> bool:
+    return Path(sys.prefix).resolve() == VENV.resolve()
+
+
+def reexec_in_venv() -> None:
+    os.execv(str(VENV_PY), [str(VENV_PY), str(ROOT / "run.py"), *sys.argv[1:]])  # noqa: S606
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway import logs
+    from gateway.service import serve
+    from gateway.settings import Settings
+
+    settings = Settings.from_env()
+    logs.setup(settings.log_level)
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    py = sys.executable
+    steps = [
+        [py, "-m", "ruff", "check", "."],
+        [py, "-m", "mypy"],
+        [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args.pytest_args],
+    ]
+    for step in steps:
+        print("+ " + " ".join(step), flush=True)
+        rc = subprocess.run(step, cwd=ROOT, check=False).returncode  # noqa: S603
+        if rc != 0:
+            return rc
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="run.py", description="Member assistant and messaging gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run everything with embedded defaults")
+    p_test = sub.add_parser("test", help="install test dependencies and run lint, types and tests")
+    p_test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
+    args = parser.parse_args()
+
+    if not in_venv():
+        if args.command == "test":
+            ensure_system_packages(list(SYSTEM_PACKAGES.values()))
+            ensure_venv("test")
+        else:
+            ensure_venv(None)
+        reexec_in_venv()
+
+    sys.path.insert(0, str(ROOT))
+    if args.command == "serve":
+        return cmd_serve(args)
+    return cmd_test(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
