@@ -94,7 +94,7 @@ class Gateway:
         else:
             INBOUND_DUPLICATES.labels(msg.channel).inc()
             log.info("inbound duplicate ignored", extra=msg.log_fields())
-        return AcceptResult(msg_id=msg.id if result.new else result.entry_id, duplicate=not result.new)
+        return AcceptResult(msg_id=result.msg_id, duplicate=not result.new)
 
     async def status(self, update: StatusUpdate) -> None:
         STATUS_UPDATES.labels(update.channel, update.status).inc()
@@ -135,17 +135,17 @@ class Gateway:
                     return
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # noqa: BLE001 - a worker must come back, not die silently
+                except Exception:
                     log.exception("worker crashed, restarting", extra={"worker": name})
                     await asyncio.sleep(1.0)
 
         self._tasks.append(asyncio.create_task(guarded(), name=name))
 
-    async def stop_workers(self, timeout: float = 20.0) -> None:
+    async def stop_workers(self, grace_s: float = 20.0) -> None:
         """Stop reading new entries and finish the ones in hand (they are acked only once done)."""
         self._stop.set()
         if self._tasks:
-            done, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
             for task in pending:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -162,7 +162,7 @@ class Gateway:
         for channel in reversed(list(self.channels.values())):
             try:
                 await channel.stop()
-            except Exception:  # noqa: BLE001 - stop the others anyway
+            except Exception:
                 log.exception("channel stop failed", extra={"channel": channel.name})
 
     # Web application -----------------------------------------------------------------
@@ -186,7 +186,9 @@ class Gateway:
             except (RedisError, OSError):
                 checks["redis"] = "unavailable"
             ok = all(v == "ok" for v in checks.values())
-            return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+            return web.json_response(
+                {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+            )
 
         @routes.get("/metrics")
         async def metrics(request: web.Request) -> web.Response:

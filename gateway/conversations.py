@@ -77,7 +77,9 @@ class Conversations:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(mkey, "m", fields["m"])
             pipe.zadd(keys.conversation_log(conv), {msg.id: msg.created_ms}, nx=True)
-            pipe.hset(keys.conversation(conv), mapping={"last_ms": msg.created_ms, f"last_{msg.direction}_ms": msg.created_ms})
+            pipe.hset(
+                keys.conversation(conv), mapping={"last_ms": msg.created_ms, f"last_{msg.direction}_ms": msg.created_ms}
+            )
             new, *_ = await pipe.execute()
         if new:
             rest = {k: v for k, v in fields.items() if k != "m"}
@@ -108,7 +110,9 @@ class Conversations:
         data: dict[str, str] = await self.redis.hgetall(keys.conversation(conv_id))
         return data
 
-    async def set_status(self, conv_id: str, msg_id: str, status: str, *, error_code: str = "", error: str = "") -> bool:
+    async def set_status(
+        self, conv_id: str, msg_id: str, status: str, *, error_code: str = "", error: str = ""
+    ) -> bool:
         """Move an outbound message's delivery status forward (never back)."""
         res = await self._advance(
             keys=[keys.message(conv_id, msg_id)],

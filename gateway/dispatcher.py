@@ -69,7 +69,7 @@ return #ids
 
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with full jitter."""
-    return random.uniform(0, min(cap, base * (2 ** (attempt - 1))))  # noqa: S311 - jitter, not crypto
+    return random.uniform(0, min(cap, base * (2 ** (attempt - 1))))
 
 
 class Dispatcher:
@@ -122,7 +122,7 @@ class Dispatcher:
         except TimeoutError:
             await self._retry_or_fail(msg, attempt, ProviderUnavailable("délai dépassé chez le fournisseur"))
             return
-        except Exception as exc:  # noqa: BLE001 - a channel bug must not lose the message
+        except Exception as exc:
             log.exception("channel send crashed", extra=msg.log_fields())
             await self._retry_or_fail(msg, attempt, ProviderUnavailable(f"{type(exc).__name__}"))
             return
@@ -170,7 +170,9 @@ class Dispatcher:
 
     async def _fail(self, msg: Message, reason: str, text: str, *, code: str | None = None) -> None:
         assert msg.conversation_id
-        await self.conversations.set_status(msg.conversation_id, msg.id, "failed", error_code=code or reason, error=text)
+        await self.conversations.set_status(
+            msg.conversation_id, msg.id, "failed", error_code=code or reason, error=text
+        )
         SEND_FAILED.labels(msg.channel, reason).inc()
         log.warning("send failed for good", extra={**msg.log_fields(), "reason": reason})
 

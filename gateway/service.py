@@ -54,7 +54,11 @@ def banner(settings: Settings, gateway: Gateway, redis_desc: str) -> str:
         lines.append(f"  E-mail in (SMTP)       : {settings.smtp_listen_host}:{settings.smtp_listen_port} ({outbound})")
     lines.append(
         "  SMS (Twilio)           : "
-        + (f"{settings.public_url}/sms/twilio/inbound" if settings.sms_enabled else "disabled (set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM)")
+        + (
+            f"{settings.public_url}/sms/twilio/inbound"
+            if settings.sms_enabled
+            else "disabled (set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM)"
+        )
     )
     lines.append(
         "  Telegram               : "

@@ -28,14 +28,15 @@ from gateway.envelope import Message
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] = seen marker, KEYS[2] = stream. ARGV = ttl, maxlen, payload.
-# Returns {entry_id, 1 if new else 0}.
+# KEYS[1] = seen marker, KEYS[2] = stream. ARGV = ttl, maxlen, payload, message id.
+# Returns {"<entry id> <message id>" of the first delivery, 1 if new else 0}.
 _ACCEPT = """
 local prev = redis.call('GET', KEYS[1])
 if prev then return {prev, 0} end
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[3])
-redis.call('SET', KEYS[1], id, 'EX', ARGV[1])
-return {id, 1}
+local ref = id .. ' ' .. ARGV[4]
+redis.call('SET', KEYS[1], ref, 'EX', ARGV[1])
+return {ref, 1}
 """
 
 # KEYS[1] = stream, KEYS[2] = dead stream, KEYS[3] = attempts hash.
@@ -51,6 +52,7 @@ return 1
 @dataclass(frozen=True, slots=True)
 class Accepted:
     entry_id: str
+    msg_id: str  # the id of the message first accepted under this de-duplication id
     new: bool
 
 
@@ -71,10 +73,11 @@ class Streams:
         shard = self.shard(msg.urn)
         res = await self._accept(
             keys=[keys.seen(kind, shard, dedup_id), keys.stream(kind, shard)],
-            args=[self.dedup_ttl_s, self.maxlen, msg.to_json()],
+            args=[self.dedup_ttl_s, self.maxlen, msg.to_json(), msg.id],
         )
-        entry_id, new = res
-        return Accepted(entry_id=str(entry_id), new=bool(int(new)))
+        ref, new = res
+        entry_id, _, msg_id = str(ref).partition(" ")
+        return Accepted(entry_id=entry_id, msg_id=msg_id or msg.id, new=bool(int(new)))
 
     async def ensure_groups(self, kind: str, group: str) -> None:
         for shard in range(self.shards):
@@ -212,11 +215,9 @@ class Consumer:
                 self.handled += 1
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a handler failure must not stop the consumer
+            except Exception as exc:
                 tries = await self.redis.hincrby(keys.attempts(self.kind, self.shard), entry_id, 1)
-                log.exception(
-                    "handler failed", extra={**msg.log_fields(), "stream": self.key, "attempt": tries}
-                )
+                log.exception("handler failed", extra={**msg.log_fields(), "stream": self.key, "attempt": tries})
                 if tries >= self.max_attempts:
                     await self.streams.bury(
                         self.kind, self.shard, self.group, entry_id, payload, f"{type(exc).__name__}: {exc}"
