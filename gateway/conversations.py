@@ -24,7 +24,7 @@ _ADVANCE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local rank = cjson.decode(ARGV[2])
 local cur = redis.call('HGET', KEYS[1], 'status') or 'queued'
-if (rank[ARGV[1]] or 0) <= (rank[cur] or 0) and ARGV[1] ~= cur then return 0 end
+if (rank[ARGV[1]] or 0) <= (rank[cur] or 0) then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], ARGV[1] .. '_ms', ARGV[3])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error_code', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[5]) end

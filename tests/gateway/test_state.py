@@ -1,0 +1,121 @@
+"""Contacts, conversations, status callbacks, rate limits and the router, on a real Redis."""
+
+from __future__ import annotations
+
+import time
+
+from redis.asyncio import Redis
+
+from gateway import keys
+from gateway.contacts import Contacts, register_member
+from gateway.conversations import Conversations
+from gateway.envelope import Message, StatusUpdate, inbound
+from gateway.ratelimit import RateLimiter
+from gateway.responders import ACK_TEXT, AckResponder
+from gateway.router import Router
+from gateway.streams import Streams
+
+
+async def test_one_contact_per_address_linked_to_the_member(redis: Redis) -> None:
+    await register_member(redis, "M100234", phone="+33612345678", email="Jeanne.Martin@example.fr")
+    contacts = Contacts(redis)
+    by_phone = await contacts.resolve("tel:+33612345678", "sms")
+    assert by_phone == await contacts.resolve("tel:+33612345678", "sms")
+    assert (await contacts.get(by_phone))["member_id"] == "M100234"
+    by_mail = await contacts.resolve("mailto:jeanne.martin@example.fr", "email")
+    assert (await contacts.get(by_mail))["member_id"] == "M100234"
+    stranger = await contacts.resolve("telegram:99", "telegram")
+    assert "member_id" not in await contacts.get(stranger)
+    # Once attached, a second address leads to the same person.
+    await contacts.attach(by_phone, "telegram:42")
+    assert await contacts.resolve("telegram:42", "telegram") == by_phone
+    assert await contacts.addresses(by_phone) == {"tel:+33612345678", "telegram:42"}
+
+
+async def test_email_replies_join_their_thread(redis: Redis) -> None:
+    contacts, convs = Contacts(redis), Conversations(redis)
+    cid = await contacts.resolve("mailto:a@example.fr", "email")
+    first = inbound("email", "mailto:a@example.fr", "q", "m1@x", meta={"message_id": "m1@x"})
+    conv = await convs.for_message(cid, first)
+    await convs.append(first.with_(conversation_id=conv, contact_id=cid))
+    # A reply from another address of the same person, threaded on our first message.
+    other = await contacts.resolve("mailto:b@example.fr", "email")
+    reply = inbound("email", "mailto:b@example.fr", "r", "m2@x", meta={"thread_refs": ["m1@x"]})
+    assert await convs.for_message(other, reply) == conv
+
+
+async def test_history_keeps_order_and_appends_once(redis: Redis) -> None:
+    contacts, convs = Contacts(redis), Conversations(redis)
+    cid = await contacts.resolve("webchat:s", "webchat")
+    msgs = [inbound("webchat", "webchat:s", f"m{i}", f"c{i}") for i in range(3)]
+    conv = await convs.for_message(cid, msgs[0])
+    for m in msgs + msgs:
+        await convs.append(m.with_(conversation_id=conv))
+    assert [h["text"] for h in await convs.history(conv)] == ["m0", "m1", "m2"]
+
+
+async def test_status_callbacks_only_move_forward_and_may_arrive_first(redis: Redis) -> None:
+    convs = Conversations(redis)
+    out = Message(id="o1", channel="sms", urn="tel:+33600000000", direction="out", text="t", conversation_id="c1")
+    await convs.append(out, status="queued")
+    # The "delivered" callback races ahead of the send's own answer: it is parked...
+    assert not await convs.apply_status(StatusUpdate("sms", "SM9", "delivered"))
+    await convs.set_status("c1", "o1", "sent")
+    await convs.remember_provider_id("sms", "SM9", "c1", "o1")
+    # ...and applied once the provider id is known.
+    assert (await convs.record("c1", "o1"))["status"] == "delivered"
+    # A late "sent" (shuffled) and a duplicate "delivered" change nothing.
+    assert not await convs.apply_status(StatusUpdate("sms", "SM9", "sent"))
+    assert not await convs.apply_status(StatusUpdate("sms", "SM9", "delivered"))
+    assert (await convs.record("c1", "o1"))["status"] == "delivered"
+
+
+async def test_failed_status_keeps_the_provider_reason(redis: Redis) -> None:
+    convs = Conversations(redis)
+    out = Message(id="o2", channel="sms", urn="tel:+33600000000", direction="out", text="t", conversation_id="c2")
+    await convs.append(out, status="queued")
+    await convs.remember_provider_id("sms", "SM10", "c2", "o2")
+    await convs.apply_status(StatusUpdate("sms", "SM10", "undelivered", "30003", "Unreachable destination handset"))
+    rec = await convs.record("c2", "o2")
+    assert (rec["status"], rec["error_code"], rec["error"]) == (
+        "undelivered",
+        "30003",
+        "Unreachable destination handset",
+    )
+
+
+async def test_rate_limiter_spaces_sends_across_callers(redis: Redis) -> None:
+    limiter = RateLimiter(redis)
+    assert await limiter.acquire("t", per_second=10, burst=1) == 0.0
+    wait = await limiter.acquire("t", per_second=10, burst=1)
+    assert 0.05 < wait <= 0.1
+    # A burst allows that many at once, then spaces the rest.
+    grants = [await limiter.acquire("b", per_second=5, burst=3) for _ in range(5)]
+    assert grants[:3] == [0.0, 0.0, 0.0] and all(g > 0 for g in grants[3:])
+    start = time.monotonic()
+    assert await limiter.acquire("other", per_second=1, burst=1) == 0.0
+    assert time.monotonic() - start < 0.5
+
+
+async def test_router_handles_a_replayed_message_once(redis: Redis) -> None:
+    streams = Streams(redis, shards=1, maxlen=1000, dedup_ttl_s=60)
+    router = Router(redis, streams, AckResponder(), Contacts(redis), Conversations(redis))
+    msg = inbound("sms", "tel:+33655555555", "bonjour", "SMr")
+    await router.handle(msg)
+    await router.handle(msg)  # replay after a crash before the ack
+    out = await redis.xrange(keys.stream("out", 0))
+    assert len(out) == 1
+    reply = Message.from_json(out[0][1]["m"])
+    assert (reply.text, reply.in_reply_to, reply.urn) == (ACK_TEXT, msg.id, msg.urn)
+
+
+async def test_automated_mail_is_stored_but_never_answered(redis: Redis) -> None:
+    streams = Streams(redis, shards=1, maxlen=1000, dedup_ttl_s=60)
+    convs = Conversations(redis)
+    router = Router(redis, streams, AckResponder(), Contacts(redis), convs)
+    msg = inbound("email", "mailto:robot@example.fr", "absent", "ooo@x", automated=True)
+    await router.handle(msg)
+    assert await redis.xlen(keys.stream("out", 0)) == 0
+    cid = await Contacts(redis).resolve("mailto:robot@example.fr", "email")
+    conv = await convs.for_message(cid, msg)
+    assert [h["id"] for h in await convs.history(conv)] == [msg.id]
