@@ -72,7 +72,7 @@ async def serve(settings: Settings) -> None:
     private: PrivateRedis | None = None
     url = settings.redis_url
     if not url:
-        private = PrivateRedis(settings.var_dir / "redis")
+        private = PrivateRedis(settings.var_dir / "redis", appendfsync=settings.redis_appendfsync)
         url = private.start()
         redis_desc = f"private redis-server on {url} (AOF, data in {private.data_dir})"
         if private.adopted:

@@ -71,6 +71,7 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"
     # Redis: empty means "start a private redis-server under var/".
     redis_url: str = ""
+    redis_appendfsync: str = "everysec"  # for the private redis-server: always / everysec
     # Streams
     stream_shards: int = 1
     stream_maxlen: int = 1_000_000
@@ -150,6 +151,7 @@ class Settings:
             port=port,
             public_url=_str(env, "PUBLIC_URL", f"http://{host}:{port}").rstrip("/"),
             redis_url=_str(env, "REDIS_URL"),
+            redis_appendfsync=_str(env, "REDIS_APPENDFSYNC", "everysec"),
             stream_shards=_int(env, "STREAM_SHARDS", 1),
             stream_maxlen=_int(env, "STREAM_MAXLEN", 1_000_000),
             consumer_name=_str(env, "CONSUMER_NAME"),
@@ -181,6 +183,8 @@ class Settings:
             secret_key=_secret(env, var_dir),
             log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
         )
+        if settings.redis_appendfsync not in ("always", "everysec", "no"):
+            raise SettingsError("REDIS_APPENDFSYNC must be always, everysec or no")
         if settings.stream_shards < 1:
             raise SettingsError("STREAM_SHARDS must be at least 1")
         if bool(settings.twilio_account_sid) != bool(settings.twilio_auth_token):
