@@ -50,11 +50,13 @@ class Router:
             return
         conversation = await self.conversations.get(conv_id)
         texts = await self.responder.respond(msg, conversation)
+        # A channel may ask for replies on another channel (a callback request is confirmed by SMS).
+        reply_channel = str(msg.meta.get("reply_channel") or msg.channel)
         for n, text in enumerate(texts, start=1):
             await self.enqueue(
                 Message(
                     id=reply_id(msg.id, n),
-                    channel=msg.channel,
+                    channel=reply_channel,
                     urn=msg.urn,
                     direction="out",
                     text=text,
