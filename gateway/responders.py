@@ -10,8 +10,9 @@ from typing import Protocol
 
 from gateway.envelope import Message
 
-ACK_TEXT = "Message bien reçu, merci. Un conseiller de votre mutuelle vous répondra dans les meilleurs délais."
-CALLBACK_TEXT = "Votre demande de rappel est bien enregistrée. Un conseiller vous appellera au créneau choisi."
+# Texts fit the GSM-7 alphabet (no ç, ê, â...) so an SMS answer is one segment.
+ACK_TEXT = "Message bien arrivé, merci. Un conseiller de votre mutuelle vous répondra dans les meilleurs délais."
+CALLBACK_TEXT = "Votre demande de rappel est bien enregistrée. Un conseiller vous appellera sur le créneau choisi."
 OPTIN_TEXT = "Vous recevrez de nouveau nos SMS. Pour ne plus les recevoir, répondez STOP."
 
 
@@ -32,7 +33,9 @@ class AckResponder:
         if msg.automated or msg.kind in ("optout", "status"):
             return []
         if msg.kind == "optin":
-            return [OPTIN_TEXT]
+            keyword = msg.meta.get("keyword")
+            confirmed = isinstance(keyword, dict) and keyword.get("confirmed_by")
+            return [] if confirmed else [OPTIN_TEXT]
         if msg.kind == "callback_request":
             return [CALLBACK_TEXT]
         return [ACK_TEXT]

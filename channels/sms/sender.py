@@ -1,0 +1,190 @@
+"""Sending one SMS through Twilio's Messages API without blocking the event loop.
+
+The twilio library does the HTTP call through its aiohttp-based ``AsyncTwilioHttpClient``
+(``messages.create_async``). In tests ``TWILIO_API_BASE`` points the API domain at a
+loopback server. Failures become the gateway's ``SendError`` kinds (``to_send_error``);
+nothing is retried here, the dispatcher does it with backoff.
+
+Delivery is at-least-once: if the connection drops after Twilio created the message, the
+dispatcher's retry sends it again (the Messages API has no idempotency key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import email.utils
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from twilio.base.exceptions import TwilioException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from gateway.envelope import (
+    ContactOptedOut,
+    PermanentFailure,
+    ProviderUnavailable,
+    SendError,
+    Throttled,
+)
+
+log = logging.getLogger(__name__)
+
+UNSUBSCRIBED = 21610  # "Attempt to send to unsubscribed recipient"
+MAX_RETRY_AFTER_S = 3600.0
+
+
+@dataclass(slots=True)
+class _LastResponse:
+    status: int = 0
+    retry_after: float | None = None
+
+
+# Each send runs in its own task: the HTTP client notes the response headers it needs
+# (Retry-After) in the holder of the current send, not on the shared client.
+_CURRENT: contextvars.ContextVar[_LastResponse | None] = contextvars.ContextVar("twilio_last_response", default=None)
+
+
+class _HttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """The library's async client, keeping Retry-After, which TwilioRestException drops.
+
+    It also sends the credentials as an Authorization header itself: aiohttp 3.14
+    deprecates the ``auth=BasicAuth(...)`` argument the library would pass.
+    """
+
+    async def request(self, *args: Any, **kwargs: Any) -> Any:
+        auth = kwargs.pop("auth", None)
+        if auth is not None:
+            user, password = auth
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), "Authorization": f"Basic {token}"}
+        response = await super().request(*args, **kwargs)
+        holder = _CURRENT.get()
+        if holder is not None:
+            holder.status = int(response.status_code)
+            headers = response.headers or {}
+            holder.retry_after = parse_retry_after(headers.get("Retry-After"))
+        return response
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def to_send_error(exc: BaseException, retry_after: float | None = None) -> SendError:
+    """What the dispatcher may do about a failed Messages API call."""
+    # TwilioRestException (legacy JSON errors) and TwilioServiceException (RFC 9457) both
+    # carry the HTTP status and Twilio's error code.
+    if isinstance(exc, TwilioException) and hasattr(exc, "status"):
+        status = int(getattr(exc, "status", 0) or 0)
+        raw_code = getattr(exc, "code", None)
+        code = str(raw_code) if raw_code is not None else None
+        reason = f"Twilio {status}" + (f" (erreur {code})" if code and code != str(status) else "")
+        if code == str(UNSUBSCRIBED):
+            return ContactOptedOut("le destinataire a répondu STOP (erreur Twilio 21610)", code=code)
+        if status == 429:
+            return Throttled(f"{reason} : trop de requêtes", retry_after=retry_after, code=code)
+        if status >= 500 or status == 0:
+            return ProviderUnavailable(f"{reason} : service indisponible", code=code)
+        if status == 401:
+            # Our credentials were refused: an outage on our side, not a property of the
+            # message; retried so that fixing TWILIO_AUTH_TOKEN saves the queued messages.
+            return ProviderUnavailable(f"{reason} : identifiants Twilio refusés", code=code)
+        return PermanentFailure(f"{reason} : message refusé", code=code)
+    if isinstance(exc, TimeoutError):
+        return ProviderUnavailable("Twilio : délai dépassé")
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return ProviderUnavailable(f"Twilio injoignable ({type(exc).__name__})")
+    # A response the library could not read (not JSON, a proxy's HTML page...).
+    return ProviderUnavailable(f"réponse illisible de Twilio ({type(exc).__name__})")
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    sid: str
+    status: str  # Twilio's status at creation: queued, or accepted with a Messaging Service
+    num_segments: str | None
+
+
+class TwilioSender:
+    """One Twilio REST client (and one aiohttp session) for all sends of a process."""
+
+    def __init__(self, account_sid: str, auth_token: str, *, api_base: str = "", timeout_s: float = 10.0) -> None:
+        self._account_sid = account_sid
+        self._auth_token = auth_token
+        self._api_base = api_base.rstrip("/")
+        self._timeout_s = timeout_s
+        self._http: _HttpClient | None = None
+        self._client: Any = None
+
+    def _get_client(self) -> Any:
+        """Created on first use, inside the running loop (aiohttp sessions must be)."""
+        if self._client is None:
+            self._http = _HttpClient(logger=log)
+            client = Client(self._account_sid, self._auth_token, http_client=self._http)
+            if self._api_base:
+                client.api.base_url = self._api_base
+            self._client = client
+        return self._client
+
+    async def create(
+        self,
+        *,
+        to: str,
+        body: str,
+        from_: str | None,
+        messaging_service_sid: str | None,
+        status_callback: str | None,
+    ) -> Created:
+        """Create (send) one message. Raises a ``SendError``."""
+        client = self._get_client()
+        kwargs: dict[str, Any] = {"to": to, "body": body}
+        if messaging_service_sid:
+            kwargs["messaging_service_sid"] = messaging_service_sid
+        if from_:
+            kwargs["from_"] = from_
+        if status_callback:
+            kwargs["status_callback"] = status_callback
+        holder = _LastResponse()
+        token = _CURRENT.set(holder)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                message = await client.messages.create_async(**kwargs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise to_send_error(exc, holder.retry_after) from exc
+        finally:
+            _CURRENT.reset(token)
+        sid = getattr(message, "sid", None)
+        if not isinstance(sid, str) or not sid:
+            raise ProviderUnavailable("réponse de Twilio sans identifiant de message")
+        status = getattr(message, "status", None)
+        segments = getattr(message, "num_segments", None)
+        return Created(sid, str(status or "queued"), str(segments) if segments is not None else None)
+
+    async def close(self) -> None:
+        http, self._http, self._client = self._http, None, None
+        if http is not None:
+            await http.close()

@@ -1,0 +1,1 @@
+"""Loopback fakes of providers unreachable from tests (Twilio, Telegram...)."""
