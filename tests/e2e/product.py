@@ -41,6 +41,10 @@ class Product:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def env_var_dir(self) -> Path:
+        return Path(self.env["VAR_DIR"])
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 

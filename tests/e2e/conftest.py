@@ -1,0 +1,60 @@
+"""Fixtures for end-to-end tests: the real product started with ``run.py serve``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.product import Product
+from tests.fakes.twilio import FakeTwilio
+
+ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
+AUTH_TOKEN = "e2e0auth0token0000000000000000aa"
+OUR_NUMBER = "+33700000001"
+
+
+@pytest.fixture
+async def fake_twilio() -> AsyncIterator[FakeTwilio]:
+    async with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def product_env(tmp_path: Path, fake_twilio: FakeTwilio) -> dict[str, str]:
+    """No REDIS_URL: the product starts (and after a kill, adopts) its private redis-server."""
+    env = {
+        "VAR_DIR": str(tmp_path / "var"),
+        "CLAIM_IDLE_MS": "1000",
+        "SEND_BACKOFF_BASE_S": "0.2",
+        "SEND_BACKOFF_MAX_S": "1",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_FROM": OUR_NUMBER,
+        "TWILIO_API_BASE": fake_twilio.base_url,
+    }
+    os.environ.pop("REDIS_URL", None)
+    return env
+
+
+@pytest.fixture
+async def make_product(product_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Callable[..., Product]]:
+    made: list[Product] = []
+
+    def make(**extra: str) -> Product:
+        product = Product({**product_env, **extra}, tmp_path / f"product-{len(made)}.log")
+        made.append(product)
+        return product
+
+    yield make
+    for product in made:
+        with contextlib.suppress(Exception):
+            product.stop()
+    # A test that failed after a kill -9 may leave the private redis-server behind.
+    pidfile = Path(product_env["VAR_DIR"]) / "redis" / "redis.pid"
+    with contextlib.suppress(OSError, ValueError, ProcessLookupError):
+        os.kill(int(pidfile.read_text()), signal.SIGTERM)
