@@ -50,7 +50,7 @@ class Product:
 
     async def start(self, timeout: float = 30.0) -> None:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "run.py"), "serve"],
             env=self.env,
             cwd=ROOT,
