@@ -72,15 +72,32 @@ def reexec_in_venv() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import asyncio
-
     from gateway import logs
     from gateway.service import serve
     from gateway.settings import Settings
 
     settings = Settings.from_env()
     logs.setup(settings.log_level)
-    asyncio.run(serve(settings))
+    return serve(settings)
+
+
+def cmd_role(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway import logs
+    from gateway.service import run_roles
+    from gateway.settings import Settings
+
+    settings = Settings.from_env()
+    logs.setup(settings.log_level)
+    roles = {"web": {"web"}, "worker": {"worker"}, "all": {"web", "worker"}}[args.command]
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # uvloop is optional (not on every platform)
+        runner = asyncio.run
+    runner(run_roles(settings, frozenset(roles)))
     return 0
 
 
@@ -103,6 +120,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="run.py", description="Member assistant and messaging gateway")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run everything with embedded defaults")
+    sub.add_parser("web", help="run the web role only (webhooks, web chat, SMTP listener); needs REDIS_URL")
+    sub.add_parser("worker", help="run the worker role only (router, dispatcher); needs REDIS_URL")
+    sub.add_parser("all", help="run both roles in this one process; needs REDIS_URL")
     p_test = sub.add_parser("test", help="install test dependencies and run lint, types and tests")
     p_test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
     args = parser.parse_args()
@@ -118,7 +138,9 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     if args.command == "serve":
         return cmd_serve(args)
-    return cmd_test(args)
+    if args.command == "test":
+        return cmd_test(args)
+    return cmd_role(args)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,46 @@ SID = "AC" + "0" * 32
 TOKEN = "benchmark-auth-token"
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_table() -> dict[int, tuple[int, str, float]]:
+    """pid -> (parent pid, command name, CPU seconds used so far), from /proc."""
+    table: dict[int, tuple[int, str, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        rest = raw[raw.rindex(")") + 2 :].split()
+        table[int(entry)] = (int(rest[1]), cmdline, (int(rest[11]) + int(rest[12])) / CLK_TCK)
+    return table
+
+
+def cpu_by_role(root_pid: int) -> dict[str, float]:
+    """CPU seconds of a process tree, by role (web, worker, redis-server, ...)."""
+    table = _proc_table()
+    tree = {root_pid}
+    changed = True
+    while changed:
+        changed = False
+        for pid, (ppid, _, _) in table.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    out: dict[str, float] = {}
+    for pid in tree:
+        if pid not in table:
+            continue
+        _, cmd, cpu = table[pid]
+        role = "redis" if "redis-server" in cmd else cmd.split()[-1] if "run.py" in cmd else "other"
+        out[role] = out.get(role, 0.0) + cpu
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,6 +89,7 @@ class Result:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    failures: dict[object, int]
 
     @property
     def rate(self) -> float:
@@ -66,6 +107,7 @@ async def load(url: str, public_url: str, clients: int, seconds: float, warmup: 
     latencies: list[float] = []
     ok = errors = 0
     counter = 0
+    statuses: dict[object, int] = {}
     loop = asyncio.get_running_loop()
     start = loop.time()
     measure_from = start + warmup
@@ -96,8 +138,11 @@ async def load(url: str, public_url: str, clients: int, seconds: float, warmup: 
                 ) as resp:
                     await resp.read()
                     good = resp.status == 200
-            except aiohttp.ClientError:
+                    if not good:
+                        statuses[resp.status] = statuses.get(resp.status, 0) + 1
+            except aiohttp.ClientError as exc:
                 good = False
+                statuses[type(exc).__name__] = statuses.get(type(exc).__name__, 0) + 1
             t1 = loop.time()
             if t0 >= measure_from and t1 <= end:
                 if good:
@@ -109,7 +154,7 @@ async def load(url: str, public_url: str, clients: int, seconds: float, warmup: 
     conn = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=conn) as session:
         await asyncio.gather(*(client(i, session) for i in range(clients)))
-    return Result("", ok, errors, seconds, latencies)
+    return Result("", ok, errors, seconds, latencies, statuses)
 
 
 async def fake_twilio_api(port: int) -> web.AppRunner:
@@ -148,7 +193,10 @@ def bare_server(port: int) -> None:
 
     app = web.Application()
     app.router.add_post("/sms/twilio/inbound", ok)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    # The same event loop as the product's roles, so the ratio compares like with like.
+    import uvloop
+
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=uvloop.new_event_loop())
 
 
 async def wait_http(url: str, timeout: float = 60.0) -> None:
@@ -168,7 +216,7 @@ async def wait_http(url: str, timeout: float = 60.0) -> None:
 def show(res: Result, clients: int) -> str:
     return (
         f"{res.name:<22} clients={clients:<3} accepted/s={res.rate:8.1f}  p50={res.pct(50):6.2f} ms  "
-        f"p99={res.pct(99):6.2f} ms  errors={res.errors}"
+        f"p99={res.pct(99):6.2f} ms  errors={res.errors} {res.failures or ''}"
     )
 
 
@@ -179,9 +227,6 @@ async def main() -> int:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.bare_server:
-        bare_server(args.bare_server)
-        return 0
 
     product_port, bare_port, api_port, smtp_port = free_port(), free_port(), free_port(), free_port()
     api = await fake_twilio_api(api_port)
@@ -196,15 +241,15 @@ async def main() -> int:
         "TWILIO_FROM": "+33700000000",
         "TWILIO_API_BASE": f"http://127.0.0.1:{api_port}",
         "SMS_RATE_PER_S": "100000",
-        "LOG_LEVEL": "WARNING",
     }
     env.pop("REDIS_URL", None)
-    product = subprocess.Popen(  # noqa: S603
-        [sys.executable, str(ROOT / "run.py"), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    product = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(os.environ.get("BENCH_PRODUCT_LOG", os.devnull), "wb"),
     )
-    bare = subprocess.Popen(  # noqa: S603
-        [sys.executable, __file__, "--bare-server", str(bare_port)], stdout=subprocess.DEVNULL
-    )
+    bare = subprocess.Popen([sys.executable, __file__, "--bare-server", str(bare_port)], stdout=subprocess.DEVNULL)
     try:
         await wait_http(f"http://127.0.0.1:{product_port}/healthz")
         await wait_http(f"http://127.0.0.1:{bare_port}/sms/twilio/inbound")
@@ -215,7 +260,9 @@ async def main() -> int:
                 f"http://127.0.0.1:{bare_port}/sms/twilio/inbound", public, clients, args.seconds, args.warmup
             )
             bare_res.name = "bare aiohttp handler"
+            cpu0 = cpu_by_role(product.pid)
             prod_res = await load(public, public, clients, args.seconds, args.warmup)
+            cpu1 = cpu_by_role(product.pid)
             prod_res.name = "run.py serve (SMS)"
             print(show(bare_res, clients))
             print(show(prod_res, clients))
@@ -225,6 +272,10 @@ async def main() -> int:
             )
             if prod_res.latencies_ms:
                 print(f"{'':<22} mean={statistics.fmean(prod_res.latencies_ms):.2f} ms")
+            total = args.seconds + args.warmup
+            used = {k: cpu1.get(k, 0.0) - cpu0.get(k, 0.0) for k in cpu1}
+            shares = "  ".join(f"{k}={v / total:.0%}" for k, v in sorted(used.items()) if v > 0.01)
+            print(f"{'CPU of the product':<22} (share of one core during the run) {shares}")
     finally:
         product.send_signal(signal.SIGINT)
         bare.send_signal(signal.SIGINT)
@@ -238,4 +289,7 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(asyncio.run(main()))
+    if "--bare-server" in sys.argv:
+        bare_server(int(sys.argv[sys.argv.index("--bare-server") + 1]))
+    else:
+        raise SystemExit(asyncio.run(main()))

@@ -48,6 +48,9 @@ class ChannelContext:
     accept: Callable[[Message], Awaitable[AcceptResult]]
     # Record a provider's delivery status for an outbound message.
     status: Callable[[StatusUpdate], Awaitable[None]]
+    # What this process does: "web" (HTTP routes, SMTP listener, web-chat sockets) and/or
+    # "worker" (router and dispatcher: the channel's send). start() opens only what its roles need.
+    roles: frozenset[str] = frozenset({"web", "worker"})
 
 
 class Channel(Protocol):

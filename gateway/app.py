@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 
+ALL_ROLES = frozenset({"web", "worker"})
 ROUTER_GROUP = "router"
 DISPATCHER_GROUP = "dispatcher"
 
@@ -57,12 +58,13 @@ class Gateway:
         redis: Redis,
         *,
         responder: Responder | None = None,
-        workers: bool = True,
+        roles: frozenset[str] = ALL_ROLES,
         channel_names: list[str] | None = None,
     ) -> None:
         self.settings = settings
         self.redis = redis
-        self.workers = workers
+        self.roles = roles
+        self.workers = "worker" in roles
         self.streams = Streams(
             redis, shards=settings.stream_shards, maxlen=settings.stream_maxlen, dedup_ttl_s=settings.dedup_ttl_s
         )
@@ -71,7 +73,12 @@ class Gateway:
         self.responder: Responder = responder or AckResponder()
         self.router = Router(redis, self.streams, self.responder, self.contacts, self.conversations)
         self.ctx = ChannelContext(
-            settings=settings, redis=redis, templates=template_env(), accept=self.accept, status=self.status
+            settings=settings,
+            redis=redis,
+            templates=template_env(),
+            accept=self.accept,
+            status=self.status,
+            roles=roles,
         )
         self.channels: dict[str, Channel] = {}
         for name in channel_names if channel_names is not None else list(registry.FACTORIES):
@@ -90,7 +97,8 @@ class Gateway:
         result = await self.streams.accept("in", msg, dedup)
         if result.new:
             INBOUND_ACCEPTED.labels(msg.channel).inc()
-            log.info("inbound accepted", extra=msg.log_fields())
+            # Counted in /metrics; the per-message trace is the router's "inbound handled" line.
+            log.debug("inbound accepted", extra=msg.log_fields())
         else:
             INBOUND_DUPLICATES.labels(msg.channel).inc()
             log.info("inbound duplicate ignored", extra=msg.log_fields())

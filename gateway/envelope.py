@@ -86,7 +86,9 @@ class Message:
     )
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        data = {name: getattr(self, name) for name in self.FIELDS}
+        data["attachments"] = [asdict(a) for a in self.attachments]
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Message:

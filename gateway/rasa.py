@@ -39,7 +39,9 @@ def reply_texts(payload: Any) -> list[str]:
         if not isinstance(item, dict):
             continue
         text = item.get("text")
-        buttons = item.get("buttons") if isinstance(item.get("buttons"), list) else []
+        buttons = item.get("buttons")
+        if not isinstance(buttons, list):
+            buttons = []
         titles = [str(b.get("title")) for b in buttons if isinstance(b, dict) and b.get("title")]
         if titles:
             text = (str(text) + "\n" if text else "") + "\n".join(f"{i}. {t}" for i, t in enumerate(titles, 1))

@@ -1,20 +1,34 @@
-"""``run.py serve``: everything in one process, with embedded defaults.
+"""Running the product: ``run.py serve`` (everything) and the single roles.
 
-Starts a private Redis (unless ``REDIS_URL`` is set), the web application with every
-enabled channel (the SMTP listener included) and the workers; prints the URLs to open;
-on Ctrl-C or SIGTERM stops accepting, finishes the messages in hand and shuts down.
+``serve`` is a small supervisor. It starts a private Redis (unless ``REDIS_URL`` is set)
+and two child processes on it:
+
+* **web**: the HTTP application (webhooks, web chat, callback form, health, metrics) and the
+  SMTP listener. It only accepts: a message is durable in the inbound stream before the
+  provider gets its 2xx. Accepting is latency-critical (providers time out and retry).
+* **worker**: the router, the dispatcher and the retry poller, at a lower CPU priority, so a
+  burst of webhooks is accepted first and worked through right after.
+
+The children die with the supervisor (a ``kill -9`` of ``serve`` is a crash of the whole
+product, which the streams survive); a child that dies on its own is restarted. Ctrl-C or
+SIGTERM stops both cleanly (listeners closed, messages in hand finished), then Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import os
 import signal
+import subprocess
 import sys
+import time
+import urllib.request
 
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -22,24 +36,33 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.app import Gateway
 from gateway.redis_server import PrivateRedis
-from gateway.settings import Settings
+from gateway.settings import ROOT, Settings
 
 log = logging.getLogger(__name__)
 
+WORKER_NICENESS = 19
+_PR_SET_PDEATHSIG = 1
 
-def connect(url: str) -> Redis:
-    """A client that reconnects by itself after Redis restarts."""
-    return Redis.from_url(
+
+def connect(url: str, max_connections: int = 2000) -> Redis:
+    """A client that reconnects by itself after Redis restarts.
+
+    redis-py's default pool refuses a 101st concurrent command; a burst of webhooks
+    needs more, and Redis serves thousands of clients, so the bound is set high.
+    """
+    pool = ConnectionPool.from_url(
         url,
+        max_connections=max_connections,
         decode_responses=True,
         health_check_interval=15,
         socket_keepalive=True,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20),
         retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
     )
+    return Redis(connection_pool=pool)
 
 
-def banner(settings: Settings, gateway: Gateway, redis_desc: str) -> str:
+def banner(settings: Settings, redis_desc: str) -> str:
     base = settings.base_url
     lines = [
         "",
@@ -49,62 +72,162 @@ def banner(settings: Settings, gateway: Gateway, redis_desc: str) -> str:
         f"  Health / metrics       : {base}/healthz  {base}/metrics",
         f"  Redis                  : {redis_desc}",
     ]
-    if "email" in gateway.channels:
-        outbound = "relay configured" if settings.smtp_url else f"file outbox {settings.var_dir / 'outbox'}"
-        lines.append(f"  E-mail in (SMTP)       : {settings.smtp_listen_host}:{settings.smtp_listen_port} ({outbound})")
-    lines.append(
-        "  SMS (Twilio)           : "
-        + (
-            f"{settings.public_url}/sms/twilio/inbound"
-            if settings.sms_enabled
-            else "disabled (set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM)"
-        )
+    outbound = "relay configured" if settings.smtp_url else f"file outbox {settings.var_dir / 'outbox'}"
+    lines.append(f"  E-mail in (SMTP)       : {settings.smtp_listen_host}:{settings.smtp_listen_port} ({outbound})")
+    sms = f"{settings.public_url}/sms/twilio/inbound" if settings.sms_enabled else "disabled (set TWILIO_*)"
+    telegram = (
+        f"{settings.public_url}/telegram/webhook" if settings.telegram_enabled else "disabled (set TELEGRAM_TOKEN)"
     )
-    lines.append(
-        "  Telegram               : "
-        + (f"{settings.public_url}/telegram/webhook" if settings.telegram_enabled else "disabled (set TELEGRAM_TOKEN)")
-    )
+    lines.append(f"  SMS (Twilio)           : {sms}")
+    lines.append(f"  Telegram               : {telegram}")
     lines.append("Ctrl-C to stop.")
     return "\n".join(lines)
 
 
-async def serve(settings: Settings) -> None:
+# --- one role in this process -------------------------------------------------------
+
+
+async def run_roles(settings: Settings, roles: frozenset[str]) -> None:
+    """Run the given roles ("web", "worker") in this process until SIGINT/SIGTERM."""
+    if not settings.redis_url:
+        raise SystemExit("REDIS_URL is required to run a single role (run.py serve starts its own Redis)")
+    redis = connect(settings.redis_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await redis.ping()
+        gateway = Gateway(settings, redis, roles=roles)
+        app = gateway.build_app()
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+        await runner.setup()  # runs the lifecycle: channels (and workers) start
+        if "web" in roles:
+            site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                await runner.cleanup()
+                raise SystemExit(
+                    f"cannot listen on {settings.host}:{settings.port}: {exc.strerror} (set PORT)"
+                ) from exc
+        log.info("role started", extra={"roles": sorted(roles), "channels": sorted(gateway.channels)})
+        await stop.wait()
+        # Stops the listener first, lets requests in flight finish, then channels and workers.
+        await runner.cleanup()
+        log.info("role stopped", extra={"roles": sorted(roles)})
+    finally:
+        with contextlib.suppress(Exception):
+            await redis.aclose()
+
+
+# --- the supervisor -------------------------------------------------------------------
+
+
+def _die_with_parent(niceness: int) -> None:
+    """In the child, before exec: get SIGKILL when the supervisor dies; lower priority."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if niceness:
+        os.nice(niceness)
+
+
+class Child:
+    def __init__(self, role: str, env: dict[str, str], niceness: int) -> None:
+        self.role = role
+        self.env = env
+        self.niceness = niceness
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603 - fixed arguments
+            [sys.executable, str(ROOT / "run.py"), self.role],
+            env=self.env,
+            cwd=ROOT,
+            preexec_fn=lambda: _die_with_parent(self.niceness),
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def _wait_http(url: str, child: Child, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise SystemExit(f"the {child.role} process exited during start-up")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - our own loopback URL
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f}s")
+
+
+def serve(settings: Settings) -> int:
+    """Everything, with embedded defaults. Returns the exit code."""
     private: PrivateRedis | None = None
     url = settings.redis_url
     if not url:
         private = PrivateRedis(settings.var_dir / "redis", appendfsync=settings.redis_appendfsync)
         url = private.start()
-        redis_desc = f"private redis-server on {url} (AOF, data in {private.data_dir})"
+        redis_desc = f"private redis-server on {url} (AOF {settings.redis_appendfsync}, data in {private.data_dir})"
         if private.adopted:
             redis_desc += ", adopted from a previous run"
     else:
         redis_desc = "REDIS_URL"
-    redis = connect(url)
+    env = {**os.environ, "REDIS_URL": url, "VAR_DIR": str(settings.var_dir), "SECRET_KEY": settings.secret_key}
+    children = [Child("web", env, 0), Child("worker", env, WORKER_NICENESS)]
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     try:
-        await redis.ping()
-        gateway = Gateway(settings, redis)
-        app = gateway.build_app()
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise SystemExit(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror} (set PORT)") from exc
-        print(banner(settings, gateway, redis_desc), flush=True)
-        log.info("gateway started", extra={"port": settings.port, "channels": sorted(gateway.channels)})
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        for child in children:
+            child.start()
+        _wait_http(f"http://{_loopback(settings.host)}:{settings.port}/healthz", children[0], timeout=60)
+        print(banner(settings, redis_desc), flush=True)
+        while not stopping:
+            for child in children:
+                if not child.alive() and not stopping:
+                    child.restarts += 1
+                    log.error("child exited, restarting", extra={"role": child.role, "restarts": child.restarts})
+                    time.sleep(min(5.0, 0.5 * child.restarts))
+                    child.start()
+            time.sleep(0.1)
         print("Arrêt en cours… / stopping: finishing messages in hand", file=sys.stderr, flush=True)
-        # Stops the listeners first, lets requests in flight finish, then stops channels and workers.
-        await runner.cleanup()
-        log.info("gateway stopped")
+        return _stop_children(children)
     finally:
-        with contextlib.suppress(Exception):
-            await redis.aclose()
+        for child in children:
+            if child.alive() and child.proc is not None:
+                child.proc.kill()
         if private is not None:
             private.stop()
+
+
+def _stop_children(children: list[Child], grace_s: float = 30.0) -> int:
+    for child in children:
+        if child.alive() and child.proc is not None:
+            child.proc.send_signal(signal.SIGTERM)
+    code = 0
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        if child.proc is None:
+            continue
+        try:
+            rc = child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.proc.kill()
+            rc = child.proc.wait()
+        code = code or (0 if rc in (0, -signal.SIGTERM, -signal.SIGINT) else rc)
+    return code
+
+
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host

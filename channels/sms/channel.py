@@ -47,10 +47,15 @@ _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _SENDER = re.compile(r"\+[1-9][0-9]{6,14}|[0-9]{3,8}")
 
 
+# The answer to almost every webhook, rendered once.
+_EMPTY_TWIML = str(MessagingResponse().to_xml())
+
+
 def twiml(reply: str | None = None) -> web.Response:
+    if not reply:
+        return web.Response(text=_EMPTY_TWIML, content_type="text/xml", charset="utf-8")
     response = MessagingResponse()
-    if reply:
-        response.message(reply)
+    response.message(reply)
     return web.Response(text=str(response.to_xml()), content_type="text/xml", charset="utf-8")
 
 
