@@ -93,11 +93,10 @@ def cmd_role(args: argparse.Namespace) -> int:
     roles = {"web": {"web"}, "worker": {"worker"}, "all": {"web", "worker"}}[args.command]
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:  # uvloop is optional (not on every platform)
-        runner = asyncio.run
-    runner(run_roles(settings, frozenset(roles)))
+        asyncio.run(run_roles(settings, frozenset(roles)))
+    else:
+        uvloop.run(run_roles(settings, frozenset(roles)))
     return 0
 
 
