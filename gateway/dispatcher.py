@@ -170,6 +170,7 @@ class Dispatcher:
 
     async def _fail(self, msg: Message, reason: str, text: str, *, code: str | None = None) -> None:
         assert msg.conversation_id
+        await self.redis.hset(keys.message(msg.conversation_id, msg.id), "failure", reason)
         await self.conversations.set_status(
             msg.conversation_id, msg.id, "failed", error_code=code or reason, error=text
         )
