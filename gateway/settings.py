@@ -92,6 +92,7 @@ class Settings:
     smtp_url: str = ""  # outbound relay, e.g. smtp://user:pass@relay:587; empty = file outbox
     email_from: str = "Ma Mutuelle <contact@mutuelle.example>"
     email_domain: str = "mutuelle.example"
+    email_rate_per_s: float = 20.0
     # SMS (Twilio): enabled when account SID and auth token are set.
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
@@ -168,6 +169,7 @@ class Settings:
             smtp_url=_str(env, "SMTP_URL"),
             email_from=_str(env, "EMAIL_FROM", "Ma Mutuelle <contact@mutuelle.example>"),
             email_domain=_str(env, "EMAIL_DOMAIN", "mutuelle.example"),
+            email_rate_per_s=_float(env, "EMAIL_RATE_PER_S", 20.0),
             twilio_account_sid=_str(env, "TWILIO_ACCOUNT_SID"),
             twilio_auth_token=_str(env, "TWILIO_AUTH_TOKEN"),
             twilio_from=_str(env, "TWILIO_FROM"),

@@ -11,11 +11,27 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.product import Product
+from tests.fakes.smtp import SmtpSink
+from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
 
 ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
 AUTH_TOKEN = "e2e0auth0token0000000000000000aa"
 OUR_NUMBER = "+33700000001"
+TELEGRAM_TOKEN = "7000001:AAE2eTestTokenForLoopbackOnly0000000"
+TELEGRAM_SECRET = "e2e-telegram-secret"
+
+
+@pytest.fixture
+async def fake_telegram() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(TELEGRAM_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def smtp_sink() -> AsyncIterator[SmtpSink]:
+    async with SmtpSink() as sink:
+        yield sink
 
 
 @pytest.fixture
@@ -25,7 +41,9 @@ async def fake_twilio() -> AsyncIterator[FakeTwilio]:
 
 
 @pytest.fixture
-def product_env(tmp_path: Path, fake_twilio: FakeTwilio) -> dict[str, str]:
+def product_env(
+    tmp_path: Path, fake_twilio: FakeTwilio, fake_telegram: FakeTelegram, smtp_sink: SmtpSink
+) -> dict[str, str]:
     """No REDIS_URL: the product starts (and after a kill, adopts) its private redis-server."""
     env = {
         "VAR_DIR": str(tmp_path / "var"),
@@ -36,6 +54,10 @@ def product_env(tmp_path: Path, fake_twilio: FakeTwilio) -> dict[str, str]:
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "TWILIO_FROM": OUR_NUMBER,
         "TWILIO_API_BASE": fake_twilio.base_url,
+        "TELEGRAM_TOKEN": TELEGRAM_TOKEN,
+        "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET,
+        "TELEGRAM_API_BASE": fake_telegram.base_url,
+        "SMTP_URL": smtp_sink.url,
     }
     os.environ.pop("REDIS_URL", None)
     return env

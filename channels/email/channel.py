@@ -1,0 +1,168 @@
+"""The e-mail channel: an SMTP listener in, aiosmtplib (or a file outbox) out.
+
+Inbound: an aiosmtpd server runs in the gateway's own event loop, so a message is answered
+``250`` only once it is durable in the inbound stream; ``451`` (try again later) if that
+fails, ``552`` if it is larger than ``MAX_EMAIL_BYTES``. De-duplication is on the
+Message-ID (a hash of the raw message when there is none), so a relay's redelivery is
+accepted and ignored.
+
+Outbound: text and HTML from ``templates/email/``, a deterministic Message-ID
+(``<msg id@EMAIL_DOMAIN>``, the same on a resend), In-Reply-To and References from the
+thread, ``Auto-Submitted: auto-replied``. Without ``SMTP_URL`` the message is written to
+``var/outbox/<id>.eml`` (written then renamed, so a reader never sees half a file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from redis.exceptions import RedisError
+
+from channels.base import ChannelBase, ChannelContext, RateLimit
+from channels.email.parse import CHANNEL, parse_email
+from gateway import keys
+from gateway.envelope import Message, PermanentFailure, ProviderUnavailable, SendResult
+
+log = logging.getLogger(__name__)
+
+
+class _Handler:
+    def __init__(self, channel: EmailChannel) -> None:
+        self.channel = channel
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or envelope.content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", errors="replace")
+        if len(raw) > self.channel.ctx.settings.max_email_bytes:
+            return "552 5.3.4 Message trop volumineux / message too big"
+        try:
+            msg = parse_email(raw, envelope.mail_from)
+        except Exception:
+            log.warning("unreadable e-mail refused", extra={"channel": CHANNEL})
+            return "550 5.6.0 Message illisible / unreadable message"
+        try:
+            result = await self.channel.ctx.accept(msg)
+        except (RedisError, OSError):
+            log.error("e-mail not stored, sender will retry", extra=msg.log_fields())
+            return "451 4.3.0 Réessayez plus tard / try again later"
+        log.info(
+            "e-mail received", extra={**msg.log_fields(), "duplicate": result.duplicate, "automated": msg.automated}
+        )
+        return "250 2.0.0 OK"
+
+
+class EmailChannel(ChannelBase):
+    name: ClassVar[str] = CHANNEL
+
+    def __init__(self, ctx: ChannelContext) -> None:
+        super().__init__(ctx)
+        self._server: asyncio.AbstractServer | None = None
+        self.port: int = ctx.settings.smtp_listen_port
+
+    async def start(self) -> None:
+        if "web" not in self.ctx.roles:
+            return
+        s = self.ctx.settings
+        loop = asyncio.get_running_loop()
+        handler = _Handler(self)
+        self._server = await loop.create_server(
+            lambda: SMTP(
+                handler,
+                data_size_limit=s.max_email_bytes,
+                hostname=s.email_domain,
+                ident="mutuelle-gateway",
+                decode_data=False,
+            ),
+            host=s.smtp_listen_host,
+            port=s.smtp_listen_port,
+            reuse_address=True,
+        )
+        sock = self._server.sockets[0]
+        self.port = int(sock.getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def rate_limits(self, msg: Message) -> list[RateLimit]:
+        return [RateLimit("email", self.ctx.settings.email_rate_per_s, burst=10)]
+
+    def build(self, msg: Message) -> EmailMessage:
+        s = self.ctx.settings
+        thread: dict[str, Any] = msg.meta.get("thread") or {}
+        mail = EmailMessage()
+        mail["From"] = s.email_from
+        mail["To"] = msg.urn.removeprefix("mailto:")
+        mail["Subject"] = str(thread.get("subject") or "Votre mutuelle")
+        mail["Date"] = formatdate(localtime=False)
+        mail["Message-ID"] = f"<{msg.id}@{s.email_domain}>" if msg.id else make_msgid(domain=s.email_domain)
+        if thread.get("in_reply_to"):
+            mail["In-Reply-To"] = f"<{thread['in_reply_to']}>"
+        refs = [r for r in thread.get("references") or [] if isinstance(r, str)]
+        if refs:
+            mail["References"] = " ".join(f"<{r}>" for r in refs[-20:])
+        mail["Auto-Submitted"] = "auto-replied"
+        context = {"text": msg.text, "subject": mail["Subject"]}
+        mail.set_content(self.ctx.templates.get_template("email/reply.txt.j2").render(**context))
+        mail.add_alternative(self.ctx.templates.get_template("email/reply.html.j2").render(**context), subtype="html")
+        return mail
+
+    async def send(self, msg: Message) -> SendResult:
+        mail = self.build(msg)
+        message_id = str(mail["Message-ID"]).strip("<>")
+        s = self.ctx.settings
+        if s.smtp_url:
+            await self._relay(mail)
+            via = "smtp"
+        else:
+            outbox = s.var_dir / "outbox"
+            await asyncio.to_thread(_write_atomically, outbox / f"{msg.id}.eml", bytes(mail))
+            via = "outbox"
+        if msg.conversation_id:
+            await self.ctx.redis.set(keys.email_thread(message_id), msg.conversation_id, ex=180 * 24 * 3600)
+        return SendResult(external_id=message_id, status="sent", meta={"via": via})
+
+    async def _relay(self, mail: EmailMessage) -> None:
+        url = urlsplit(self.ctx.settings.smtp_url)
+        implicit_tls = url.scheme == "smtps"
+        try:
+            await aiosmtplib.send(
+                mail,
+                hostname=url.hostname or "127.0.0.1",
+                port=url.port or (465 if implicit_tls else 25),
+                username=unquote(url.username) if url.username else None,
+                password=unquote(url.password) if url.password else None,
+                use_tls=implicit_tls,
+                start_tls=None if not implicit_tls else False,
+                timeout=self.ctx.settings.send_timeout_s,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            raise PermanentFailure("destinataire refusé par le relais", code="550") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            if 500 <= exc.code < 600:
+                raise PermanentFailure(f"refus du relais : {exc.code}", code=str(exc.code)) from exc
+            raise ProviderUnavailable(f"relais indisponible : {exc.code}", code=str(exc.code)) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise ProviderUnavailable(f"relais injoignable : {type(exc).__name__}") from exc
+
+
+def _write_atomically(path: os.PathLike[str], data: bytes) -> None:
+    target = os.fspath(path)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = f"{target}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)

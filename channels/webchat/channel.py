@@ -1,0 +1,240 @@
+"""The web-chat channel.
+
+Routes: the demo page ``/``, the widget ``/webchat/widget.js`` (+ css), ``POST /webchat/session``
+(an anonymous signed token) and the WebSocket ``/webchat/ws?token=…``.
+
+Delivery is durable and resumable. Everything shown in a session (the member's own
+messages once accepted, and the replies) is appended to the session's Redis stream
+``keys.webchat_outbox``; a socket replays it after the last entry id the widget saw, then
+follows it. Each web process holds one pub/sub subscription that wakes the sockets of a
+session when ``send`` appends to it, so any process can answer any socket. A reconnect
+therefore neither loses nor repeats a message, and the member's unacknowledged messages
+are resent by the widget with the same client id (de-duplicated on accept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from channels.base import ChannelBase, ChannelContext
+from channels.webchat.tokens import issue_token, verify_token
+from gateway import keys
+from gateway.envelope import Message, SendResult, inbound
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+MAX_TEXT = 4000
+OUTBOX_MAXLEN = 2000
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def error_frame(code: str, message: str, client_id: str | None = None) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message, "client_id": client_id}
+
+
+class WebchatChannel(ChannelBase):
+    name: ClassVar[str] = "webchat"
+
+    def __init__(self, ctx: ChannelContext) -> None:
+        super().__init__(ctx)
+        s = ctx.settings
+        self.allowed_origins = {
+            _origin(s.public_url),
+            _origin(s.base_url),
+            *(o.lower() for o in s.webchat_allowed_origins),
+        }
+        if s.host in ("127.0.0.1", "localhost"):
+            self.allowed_origins |= {f"http://localhost:{s.port}", f"http://127.0.0.1:{s.port}"}
+        self._sockets: dict[str, set[asyncio.Event]] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    # Lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        if "web" in self.ctx.roles:
+            self._listener = asyncio.create_task(self._listen(), name="webchat-notify")
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        for events in self._sockets.values():
+            for event in events:
+                event.set()
+
+    async def _listen(self) -> None:
+        """One subscription per process: wake the sockets of a session that got a message."""
+        while True:
+            pubsub = self.ctx.redis.pubsub()
+            try:
+                await pubsub.subscribe(keys.WEBCHAT_NOTIFY)
+                async for item in pubsub.listen():
+                    if item.get("type") == "message":
+                        for event in self._sockets.get(str(item.get("data")), ()):
+                            event.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("webchat subscription lost, retrying", extra={"error": type(exc).__name__})
+                # Sockets re-read their outbox after a resubscribe: nothing missed in between.
+                for events in self._sockets.values():
+                    for event in events:
+                        event.set()
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    # Sending -------------------------------------------------------------------------------
+    async def send(self, msg: Message) -> SendResult:
+        session_id = msg.urn.removeprefix("webchat:")
+        entry = {"type": "message", "text": msg.text, "msg_id": msg.id, "ts": str(msg.created_ms)}
+        entry_id = await self.ctx.redis.xadd(keys.webchat_outbox(session_id), entry, maxlen=OUTBOX_MAXLEN)
+        await self.ctx.redis.publish(keys.WEBCHAT_NOTIFY, session_id)
+        return SendResult(external_id=str(entry_id), status="sent")
+
+    # Routes --------------------------------------------------------------------------------
+    def routes(self) -> web.RouteTableDef:
+        routes = web.RouteTableDef()
+
+        @routes.get("/")
+        async def demo(request: web.Request) -> web.Response:
+            return _static("demo.html", "text/html")
+
+        @routes.get("/webchat/widget.js")
+        async def widget_js(request: web.Request) -> web.Response:
+            return _static("widget.js", "application/javascript")
+
+        @routes.get("/webchat/widget.css")
+        async def widget_css(request: web.Request) -> web.Response:
+            return _static("widget.css", "text/css")
+
+        @routes.get("/webchat/demo.css")
+        async def demo_css(request: web.Request) -> web.Response:
+            return _static("demo.css", "text/css")
+
+        @routes.post("/webchat/session")
+        async def session(request: web.Request) -> web.Response:
+            if not self._origin_ok(request):
+                return web.json_response({"error": "origin_refused"}, status=403)
+            _, token = issue_token(self.ctx.settings.secret_key)
+            headers = {
+                "Cache-Control": "no-store",
+                "Access-Control-Allow-Origin": request.headers["Origin"],
+                "Vary": "Origin",
+            }
+            return web.json_response({"token": token}, headers=headers)
+
+        @routes.get("/webchat/ws")
+        async def socket(request: web.Request) -> web.StreamResponse:
+            return await self.handle_socket(request)
+
+        return routes
+
+    def _origin_ok(self, request: web.Request) -> bool:
+        origin = request.headers.get("Origin", "").lower().rstrip("/")
+        return bool(origin) and origin in self.allowed_origins
+
+    async def handle_socket(self, request: web.Request) -> web.StreamResponse:
+        if not self._origin_ok(request):
+            log.warning("webchat socket from a foreign origin refused", extra={"channel": self.name})
+            return web.json_response({"error": "origin_refused"}, status=403)
+        session_id = verify_token(self.ctx.settings.secret_key, request.query.get("token", ""))
+        if session_id is None:
+            return web.json_response({"error": "bad_token"}, status=403)
+        after = request.query.get("after") or "0"
+        if not _valid_stream_id(after):
+            after = "0"
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        wake = asyncio.Event()
+        self._sockets.setdefault(session_id, set()).add(wake)
+        pump = asyncio.create_task(self._pump(ws, session_id, after, wake))
+        try:
+            async for frame in ws:
+                if frame.type != WSMsgType.TEXT:
+                    continue
+                reply = await self._on_frame(session_id, frame.data)
+                if reply is not None:
+                    await ws.send_json(reply)
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+                await pump
+            events = self._sockets.get(session_id)
+            if events is not None:
+                events.discard(wake)
+                if not events:
+                    self._sockets.pop(session_id, None)
+        return ws
+
+    async def _pump(self, ws: web.WebSocketResponse, session_id: str, after: str, wake: asyncio.Event) -> None:
+        """Send the session's outbox entries after ``after``, then follow it."""
+        key = keys.webchat_outbox(session_id)
+        last = after
+        while not ws.closed:
+            wake.clear()
+            entries = await self.ctx.redis.xrange(key, min=f"({last}" if last != "0" else "-", count=200)
+            for entry_id, fields in entries:
+                await ws.send_json({**fields, "id": entry_id})
+                last = entry_id
+            if len(entries) == 200:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=15)
+
+    async def _on_frame(self, session_id: str, data: str) -> dict[str, Any] | None:
+        try:
+            frame = json.loads(data)
+        except ValueError:
+            return error_frame("bad_json", "Message illisible.")
+        if not isinstance(frame, dict) or frame.get("type") != "message":
+            return error_frame("bad_frame", "Type de message inconnu.")
+        client_id = frame.get("client_id")
+        text = frame.get("text")
+        if not isinstance(client_id, str) or not 8 <= len(client_id) <= 64:
+            return error_frame("bad_client_id", "Identifiant de message invalide.")
+        if not isinstance(text, str) or not text.strip():
+            return error_frame("empty", "Le message est vide.", client_id)
+        if len(text) > MAX_TEXT:
+            return error_frame("too_long", f"Le message dépasse {MAX_TEXT} caractères.", client_id)
+        urn = f"webchat:{session_id}"
+        msg = inbound(self.name, urn, text.strip(), client_id)
+        result = await self.ctx.accept(msg)
+        if not result.duplicate:
+            # Shown again after a reload: the member's side of the conversation.
+            await self.ctx.redis.xadd(
+                keys.webchat_outbox(session_id),
+                {"type": "echo", "text": msg.text, "client_id": client_id, "msg_id": result.msg_id},
+                maxlen=OUTBOX_MAXLEN,
+            )
+            await self.ctx.redis.publish(keys.WEBCHAT_NOTIFY, session_id)
+        return {"type": "ack", "client_id": client_id, "msg_id": result.msg_id}
+
+
+def _valid_stream_id(value: str) -> bool:
+    first, _, second = value.partition("-")
+    return first.isdigit() and (second == "" or second.isdigit()) and len(value) < 40
+
+
+def _static(name: str, content_type: str) -> web.Response:
+    body = (STATIC / name).read_bytes()
+    headers = {"Cache-Control": "no-cache", "Content-Security-Policy": CSP}
+    return web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)

@@ -1,0 +1,167 @@
+/* Web chat widget of the mutuelle gateway. Embed with one tag:
+ *   <script src="https://GATEWAY/webchat/widget.js" defer></script>
+ * No dependencies, no inline code, text rendered with textContent only. */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  var base = new URL(script && script.src ? script.src : "/webchat/widget.js", window.location.href);
+  var origin = base.origin;
+  var TOKEN_KEY = "mutuelle-webchat-token";
+  var PENDING_KEY = "mutuelle-webchat-pending";
+  var ws = null;
+  var lastId = "0";
+  var shown = {};      // client ids and message ids already on screen
+  var retry = 0;
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  function uuid() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    return "c" + Date.now().toString(36) + Math.random().toString(36).slice(2, 12);
+  }
+  function loadPending() {
+    try { return JSON.parse(localStorage.getItem(PENDING_KEY) || "[]"); } catch (e) { return []; }
+  }
+  function savePending(list) { localStorage.setItem(PENDING_KEY, JSON.stringify(list)); }
+
+  var css = el("link");
+  css.rel = "stylesheet";
+  css.href = origin + "/webchat/widget.css";
+  document.head.appendChild(css);
+
+  var root = el("div", "mwc-root");
+  var toggle = el("button", "mwc-toggle", "Discuter avec nous");
+  toggle.type = "button";
+  toggle.setAttribute("aria-expanded", "false");
+  var panel = el("section", "mwc-panel");
+  panel.hidden = true;
+  panel.setAttribute("aria-label", "Messagerie de votre mutuelle");
+  var header = el("header", "mwc-header", "Votre mutuelle");
+  var status = el("p", "mwc-status", "Connexion…");
+  status.setAttribute("role", "status");
+  var log = el("ol", "mwc-log");
+  log.setAttribute("aria-live", "polite");
+  var form = el("form", "mwc-form");
+  var input = el("textarea", "mwc-input");
+  input.rows = 2;
+  input.maxLength = 4000;
+  input.placeholder = "Écrivez votre message…";
+  input.setAttribute("aria-label", "Votre message");
+  var send = el("button", "mwc-send", "Envoyer");
+  send.type = "submit";
+  form.appendChild(input);
+  form.appendChild(send);
+  panel.appendChild(header);
+  panel.appendChild(status);
+  panel.appendChild(log);
+  panel.appendChild(form);
+  root.appendChild(panel);
+  root.appendChild(toggle);
+  document.body.appendChild(root);
+  log.appendChild(el("li", "mwc-msg mwc-bot", "Bonjour ! Comment pouvons-nous vous aider ?"));
+
+  toggle.addEventListener("click", function () {
+    panel.hidden = !panel.hidden;
+    toggle.setAttribute("aria-expanded", String(!panel.hidden));
+    if (!panel.hidden) input.focus();
+  });
+
+  function render(kind, text, key, state) {
+    if (key && shown[key]) {
+      if (state) shown[key].setAttribute("data-state", state);
+      return;
+    }
+    var item = el("li", "mwc-msg " + (kind === "member" ? "mwc-member" : "mwc-bot"), text);
+    if (state) item.setAttribute("data-state", state);
+    if (key) shown[key] = item;
+    log.appendChild(item);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function transmit(item) {
+    if (ws && ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify({ type: "message", client_id: item.client_id, text: item.text }));
+    }
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = input.value.trim();
+    if (!text) return;
+    var item = { client_id: uuid(), text: text };
+    var pending = loadPending();
+    pending.push(item);
+    savePending(pending);
+    render("member", text, item.client_id, "pending");
+    input.value = "";
+    transmit(item);
+  });
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+
+  function onFrame(frame) {
+    if (frame.id) lastId = frame.id;
+    if (frame.type === "ack") {
+      savePending(loadPending().filter(function (p) { return p.client_id !== frame.client_id; }));
+      render("member", "", frame.client_id, "sent");
+    } else if (frame.type === "echo") {
+      render("member", frame.text, frame.client_id, "sent");
+    } else if (frame.type === "message") {
+      render("bot", frame.text, "m:" + frame.msg_id);
+    } else if (frame.type === "error") {
+      status.textContent = frame.message || "Erreur.";
+      if (frame.client_id) {
+        savePending(loadPending().filter(function (p) { return p.client_id !== frame.client_id; }));
+        render("member", "", frame.client_id, "error");
+      }
+    }
+  }
+
+  function token() {
+    var saved = localStorage.getItem(TOKEN_KEY);
+    if (saved) return Promise.resolve(saved);
+    return fetch(origin + "/webchat/session", { method: "POST" })
+      .then(function (r) { if (!r.ok) throw new Error("session"); return r.json(); })
+      .then(function (data) { localStorage.setItem(TOKEN_KEY, data.token); return data.token; });
+  }
+
+  function connect() {
+    token().then(function (t) {
+      var url = origin.replace(/^http/, "ws") + "/webchat/ws?token=" + encodeURIComponent(t) +
+        "&after=" + encodeURIComponent(lastId);
+      ws = new WebSocket(url);
+      ws.onopen = function () {
+        retry = 0;
+        status.textContent = "Connecté";
+        root.setAttribute("data-connected", "true");
+        loadPending().forEach(function (item) {
+          render("member", item.text, item.client_id, "pending");
+          transmit(item);
+        });
+      };
+      ws.onmessage = function (event) {
+        try { onFrame(JSON.parse(event.data)); } catch (e) { /* ignore a malformed frame */ }
+      };
+      ws.onclose = function (event) {
+        root.setAttribute("data-connected", "false");
+        if (event.code === 1008 || event.code === 4403) localStorage.removeItem(TOKEN_KEY);
+        status.textContent = "Reconnexion…";
+        retry = Math.min(retry + 1, 6);
+        setTimeout(connect, 300 * Math.pow(2, retry));
+      };
+    }).catch(function () {
+      status.textContent = "Reconnexion…";
+      retry = Math.min(retry + 1, 6);
+      setTimeout(connect, 300 * Math.pow(2, retry));
+    });
+  }
+  connect();
+})();

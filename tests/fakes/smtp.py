@@ -1,0 +1,66 @@
+"""A loopback SMTP server (real aiosmtpd) that records what it receives, standing for the relay.
+
+async with SmtpSink() as sink:
+    env["SMTP_URL"] = sink.url                       # smtp://127.0.0.1:<port>
+    [mail] = await sink.wait_for(1, timeout=5)
+    sink.inject(451)                                  # the next message gets a temporary refusal
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.faults: list[int] = []
+        self._server: asyncio.AbstractServer | None = None
+        self._changed = asyncio.Condition()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def inject(self, code: int, n: int = 1) -> None:
+        self.faults.extend([code] * n)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.faults:
+            code = self.faults.pop(0)
+            return f"{code} {'4.0.0 try later' if code < 500 else '5.0.0 refused'}"
+        msg = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)
+        async with self._changed:
+            self.received.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
+            self._changed.notify_all()
+        return "250 OK"
+
+    async def __aenter__(self) -> SmtpSink:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: SMTP(self, decode_data=False), "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def wait_for(self, n: int, timeout: float = 5.0) -> list[Received]:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: len(self.received) >= n), timeout)
+        return list(self.received)
