@@ -122,9 +122,11 @@ def main() -> int:
     sub.add_parser("web", help="run the web role only (webhooks, web chat, SMTP listener); needs REDIS_URL")
     sub.add_parser("worker", help="run the worker role only (router, dispatcher); needs REDIS_URL")
     sub.add_parser("all", help="run both roles in this one process; needs REDIS_URL")
-    p_test = sub.add_parser("test", help="install test dependencies and run lint, types and tests")
-    p_test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
-    args = parser.parse_args()
+    sub.add_parser("test", help="install test dependencies and run lint, types and tests (extra args go to pytest)")
+    args, extra = parser.parse_known_args()
+    if extra and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.pytest_args = extra
 
     if not in_venv():
         if args.command == "test":
