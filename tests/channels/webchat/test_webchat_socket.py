@@ -1,0 +1,114 @@
+"""Web-chat tokens and WebSocket through the real gateway app (real Redis, in-process)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import WSServerHandshakeError
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from channels.webchat import issue_token, verify_token
+from gateway import keys
+from gateway.app import GATEWAY, Gateway
+from gateway.envelope import Message
+from gateway.responders import ACK_TEXT
+from gateway.settings import Settings
+
+ORIGIN = "http://127.0.0.1:8080"
+
+
+def test_tokens_are_signed_and_checked() -> None:
+    session_id, token = issue_token("k1")
+    assert verify_token("k1", token) == session_id
+    assert verify_token("k2", token) is None
+    assert verify_token("k1", token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    assert verify_token("k1", f"other.{token.split('.')[1]}") is None
+    for junk in ("", ".", "x" * 500, "abc"):
+        assert verify_token("k1", junk) is None
+
+
+@pytest.fixture
+async def client(redis: Redis, settings: Settings) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    gateway = Gateway(settings, redis, channel_names=["webchat"])
+    c: TestClient = TestClient(TestServer(gateway.build_app(), host="127.0.0.1"))  # type: ignore[type-arg]
+    await c.start_server()
+    yield c
+    await c.close()
+
+
+async def frames_until(ws: Any, pred: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while not pred(got):
+            got.append(await ws.receive_json())
+    return got
+
+
+async def test_foreign_origin_and_bad_token_are_refused(client: TestClient) -> None:  # type: ignore[type-arg]
+    _, token = issue_token("test-secret-key")
+    with pytest.raises(WSServerHandshakeError) as exc:
+        await client.ws_connect(f"/webchat/ws?token={token}", headers={"Origin": "https://evil.example"})
+    assert exc.value.status == 403
+    with pytest.raises(WSServerHandshakeError) as exc:
+        await client.ws_connect("/webchat/ws?token=forged.token", headers={"Origin": ORIGIN})
+    assert exc.value.status == 403
+    resp = await client.post("/webchat/session", headers={"Origin": "https://evil.example"})
+    assert resp.status == 403
+
+
+async def test_message_acked_once_answered_and_resumed_without_repeats(
+    client: TestClient,  # type: ignore[type-arg]
+    redis: Redis,
+) -> None:
+    resp = await client.post("/webchat/session", headers={"Origin": ORIGIN})
+    token = (await resp.json())["token"]
+    session_id = token.split(".")[0]
+    ws = await client.ws_connect(f"/webchat/ws?token={token}", headers={"Origin": ORIGIN})
+    frame = {"type": "message", "client_id": "client-000001", "text": "Bonjour <b>test</b>"}
+    await ws.send_json(frame)
+    await ws.send_json(frame)  # resent after a flaky network: same client id
+    got = await frames_until(ws, lambda fs: any(f.get("type") == "message" for f in fs))
+    acks = [f for f in got if f["type"] == "ack"]
+    assert len(acks) == 2 and acks[0]["msg_id"] == acks[1]["msg_id"]
+    echoes = [f for f in got if f["type"] == "echo"]
+    reply = next(f for f in got if f["type"] == "message")
+    assert [e["text"] for e in echoes] == ["Bonjour <b>test</b>"]
+    assert reply["text"] == ACK_TEXT
+    assert await redis.xlen(keys.stream("in", 0)) == 1
+    await ws.close()
+
+    # Reconnect after the last entry seen: only what came since.
+    assert client.server.app is not None
+    channel = client.server.app[GATEWAY].channels["webchat"]
+    await channel.send(
+        Message(id="later", channel="webchat", urn=f"webchat:{session_id}", direction="out", text="Suite")
+    )
+    ws2 = await client.ws_connect(f"/webchat/ws?token={token}&after={reply['id']}", headers={"Origin": ORIGIN})
+    [later] = await frames_until(ws2, lambda fs: len(fs) >= 1)
+    assert later["text"] == "Suite"
+    # From the start: the whole conversation, in order, each entry once.
+    ws3 = await client.ws_connect(f"/webchat/ws?token={token}", headers={"Origin": ORIGIN})
+    everything = await frames_until(ws3, lambda fs: len(fs) >= 3)
+    assert [f["type"] for f in everything] == ["echo", "message", "message"]
+    await ws2.close()
+    await ws3.close()
+
+
+async def test_bad_frames_get_french_errors_not_a_crash(client: TestClient) -> None:  # type: ignore[type-arg]
+    _, token = issue_token("test-secret-key")
+    ws = await client.ws_connect(f"/webchat/ws?token={token}", headers={"Origin": ORIGIN})
+    for bad in (
+        "{not json",
+        '["x"]',
+        '{"type":"message","client_id":"short","text":"x"}',
+        '{"type":"message","client_id":"client-000002","text":"   "}',
+        '{"type":"message","client_id":"client-000003","text":"' + "x" * 5000 + '"}',
+    ):
+        await ws.send_str(bad)
+        frame = await ws.receive_json()
+        assert frame["type"] == "error" and frame["message"]
+    await ws.close()
