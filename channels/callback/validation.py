@@ -62,15 +62,20 @@ class CallbackRequest:
 
 
 def normalise_phone(raw: str) -> str | None:
-    try:
-        number = phonenumbers.parse(raw, "FR")
-    except phonenumbers.NumberParseException:
+    """E.164 for a French number; overseas numbers written nationally (0692…) are found too."""
+    if len(raw) > 40:
         return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    if phonenumbers.region_code_for_number(number) not in FRENCH_REGIONS:
-        return None
-    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    # Overseas departments share the national plan: "0692 12 34 56" is a Réunion mobile.
+    for region in ("FR", "RE", "GP", "MQ", "GF", "YT", "PM", "BL", "MF"):
+        try:
+            number = phonenumbers.parse(raw, region)
+        except phonenumbers.NumberParseException:
+            return None
+        if phonenumbers.is_valid_number(number) and phonenumbers.region_code_for_number(number) in FRENCH_REGIONS:
+            return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+        if raw.lstrip().startswith(("+", "00")):
+            return None  # written internationally: the region hint does not apply
+    return None
 
 
 def _text(data: dict[str, Any], name: str) -> str:

@@ -88,8 +88,8 @@ def parse_update(data: dict[str, Any]) -> list[Message]:
     if update is None:
         raise BadRequest("empty update")
     tg = update.message or update.edited_message
-    if tg is None or tg.chat is None:
-        return []
+    if tg is None or getattr(tg, "chat", None) is None:
+        raise BadRequest("message without chat")
     text = tg.text or tg.caption or ""
     kind = "edited" if update.edited_message is not None else "text"
     meta: dict[str, Any] = {
