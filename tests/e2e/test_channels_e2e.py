@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import json
 from collections.abc import Callable
 from email.message import EmailMessage
 
@@ -37,8 +35,7 @@ async def test_telegram_update_in_send_message_out_once(
             assert resp.status == 400
     [sent] = await fake_telegram.wait_for(1, timeout=15)
     assert (sent.chat_id, sent.text) == ("3527065", ACK_TEXT)
-    await asyncio.sleep(0)  # nothing else queued: see the SMS test for the quiescence check
-    assert product.stop() == 0
+    assert product.stop() == 0  # drains everything in hand before exiting
     assert len(fake_telegram.sent) == 1
 
 
@@ -133,5 +130,4 @@ async def test_pages_have_a_strict_content_security_policy(make_product: Callabl
             assert "gateway_inbound_accepted_total" in await resp.text()
         async with session.post(product.url + "/sms/twilio/inbound", data=b"x" * (300 * 1024)) as resp:
             assert resp.status in (403, 413)
-    assert json.loads(json.dumps({"ok": True}))
     assert product.stop() == 0
