@@ -90,6 +90,7 @@ class Result:
     seconds: float
     latencies_ms: list[float]
     failures: dict[object, int]
+    accepted_total: int = 0
 
     @property
     def rate(self) -> float:
@@ -106,6 +107,7 @@ async def load(url: str, public_url: str, clients: int, seconds: float, warmup: 
     validator = RequestValidator(TOKEN)
     latencies: list[float] = []
     ok = errors = 0
+    accepted_total = 0
     counter = 0
     statuses: dict[object, int] = {}
     loop = asyncio.get_running_loop()
@@ -114,7 +116,7 @@ async def load(url: str, public_url: str, clients: int, seconds: float, warmup: 
     end = measure_from + seconds
 
     async def client(n: int, session: aiohttp.ClientSession) -> None:
-        nonlocal ok, errors, counter
+        nonlocal ok, errors, counter, accepted_total
         while loop.time() < end:
             counter += 1
             params = {
@@ -144,6 +146,7 @@ async def load(url: str, public_url: str, clients: int, seconds: float, warmup: 
                 good = False
                 statuses[type(exc).__name__] = statuses.get(type(exc).__name__, 0) + 1
             t1 = loop.time()
+            accepted_total += good
             if t0 >= measure_from and t1 <= end:
                 if good:
                     ok += 1
@@ -154,16 +157,18 @@ async def load(url: str, public_url: str, clients: int, seconds: float, warmup: 
     conn = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=conn) as session:
         await asyncio.gather(*(client(i, session) for i in range(clients)))
-    return Result("", ok, errors, seconds, latencies, statuses)
+    return Result("", ok, errors, seconds, latencies, statuses, accepted_total)
+
+
+SENT = {"count": 0}
 
 
 async def fake_twilio_api(port: int) -> web.AppRunner:
     """Loopback Twilio Messages API: accepts every message the product sends."""
-    count = 0
 
     async def create(request: web.Request) -> web.Response:
-        nonlocal count
-        count += 1
+        SENT["count"] += 1
+        count = SENT["count"]
         form = await request.post()
         return web.json_response(
             {
@@ -261,8 +266,15 @@ async def main() -> int:
             )
             bare_res.name = "bare aiohttp handler"
             cpu0 = cpu_by_role(product.pid)
+            sent_before = SENT["count"]
+            load_started = time.monotonic()
             prod_res = await load(public, public, clients, args.seconds, args.warmup)
+            load_ended = time.monotonic()
             cpu1 = cpu_by_role(product.pid)
+            # Every accepted message gets its reply: wait until the loopback Twilio API saw them all.
+            while SENT["count"] - sent_before < prod_res.accepted_total and time.monotonic() - load_ended < 120:
+                await asyncio.sleep(0.05)
+            drained = time.monotonic()
             prod_res.name = "run.py serve (SMS)"
             print(show(bare_res, clients))
             print(show(prod_res, clients))
@@ -272,6 +284,12 @@ async def main() -> int:
             )
             if prod_res.latencies_ms:
                 print(f"{'':<22} mean={statistics.fmean(prod_res.latencies_ms):.2f} ms")
+            replied = SENT["count"] - sent_before
+            print(
+                f"{'replies':<22} {replied}/{prod_res.accepted_total} accepted messages answered; last reply "
+                f"{drained - load_ended:.1f} s after the load stopped; end to end "
+                f"{replied / (drained - load_started):.0f} messages/s answered"
+            )
             total = args.seconds + args.warmup
             used = {k: cpu1.get(k, 0.0) - cpu0.get(k, 0.0) for k in cpu1}
             shares = "  ".join(f"{k}={v / total:.0%}" for k, v in sorted(used.items()) if v > 0.01)

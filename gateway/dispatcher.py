@@ -95,21 +95,26 @@ class Dispatcher:
         if not conv:
             log.error("outbound message without conversation", extra=msg.log_fields())
             return
-        rec = await self.conversations.record(conv, msg.id)
-        if rec.get("status") in FINAL_STATES or rec.get("status") == "sent":
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.message(conv, msg.id), "status")
+            pipe.sismember(keys.opt_out(msg.channel), msg.urn)
+            status, opted_out = await pipe.execute()
+        if status in FINAL_STATES or status == "sent":
             return  # already done: a replay after a crash
         channel = self.channels.get(msg.channel)
         if channel is None:
             await self._fail(msg, "channel_disabled", f"le canal {msg.channel} n'est pas configuré")
             return
-        if await self.redis.sismember(keys.opt_out(msg.channel), msg.urn):
+        if opted_out:
             await self._fail(msg, "opted_out", "le destinataire a demandé à ne plus recevoir de messages")
             return
         if not await self._wait_for_slot(channel, msg):
             return
         mkey = keys.message(conv, msg.id)
-        attempt = int(await self.redis.hincrby(mkey, "attempts", 1))
-        await self.redis.hset(mkey, "sending_ms", now_ms())
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(mkey, "attempts", 1)
+            pipe.hset(mkey, "sending_ms", now_ms())
+            attempt = int((await pipe.execute())[0])
         started = time.perf_counter()
         try:
             result = await asyncio.wait_for(channel.send(msg), timeout=self.settings.send_timeout_s)
@@ -133,7 +138,7 @@ class Dispatcher:
         if result.external_id:
             await self.conversations.remember_provider_id(msg.channel, result.external_id, conv, msg.id)
         SENT.labels(msg.channel).inc()
-        log.info("sent", extra={**msg.log_fields(), "attempt": attempt})
+        log.debug("sent", extra={**msg.log_fields(), "attempt": attempt})
 
     async def _wait_for_slot(self, channel: Channel, msg: Message) -> bool:
         """Take a slot in every bucket; False if the message was rescheduled instead."""

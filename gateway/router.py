@@ -46,9 +46,12 @@ class Router:
         msg = msg.with_(contact_id=contact_id, conversation_id=conv_id)
         await self.conversations.append(msg)
         done_key = keys.handled(conv_id, msg.id)
-        if await self.redis.exists(done_key):
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(done_key)
+            pipe.hgetall(keys.conversation(conv_id))
+            done, conversation = await pipe.execute()
+        if done:
             return
-        conversation = await self.conversations.get(conv_id)
         texts = await self.responder.respond(msg, conversation)
         # A channel may ask for replies on another channel (a callback request is confirmed by SMS).
         reply_channel = str(msg.meta.get("reply_channel") or msg.channel)
