@@ -81,6 +81,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from gateway.demo_data import generate
+
+    counts = generate(args.members, Path(args.out), seed=args.seed)
+    print("Fichiers écrits dans", args.out, ":", ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.member_import import import_directory
+    from gateway.service import connect, private_redis_url
+    from gateway.settings import Settings
+
+    settings = Settings.from_env()
+
+    async def run(url: str) -> int:
+        redis = connect(url)
+        try:
+            report = await import_directory(redis, Path(args.directory))
+        finally:
+            await redis.aclose()
+        if report.errors:
+            print(f"Import refusé : {len(report.errors)} erreur(s), rien n'a été écrit.", file=sys.stderr)
+            for line in report.errors[:200]:
+                print("  " + line, file=sys.stderr)
+            return 1
+        if report.resumed:
+            print("L'import précédent avait été interrompu : il est maintenant complet.")
+        print("Import terminé :", ", ".join(f"{n} {k}" for k, n in report.counts.items()))
+        return 0
+
+    with private_redis_url(settings) as url:
+        return asyncio.run(run(url))
+
+
 def cmd_role(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -122,6 +159,12 @@ def main() -> int:
     sub.add_parser("web", help="run the web role only (webhooks, web chat, SMTP listener); needs REDIS_URL")
     sub.add_parser("worker", help="run the worker role only (router, dispatcher); needs REDIS_URL")
     sub.add_parser("all", help="run both roles in this one process; needs REDIS_URL")
+    p_demo = sub.add_parser("demo-data", help="write a synthetic French member data set as CSV files")
+    p_demo.add_argument("--members", type=int, default=1000)
+    p_demo.add_argument("--out", default=str(ROOT / "var" / "demo"))
+    p_demo.add_argument("--seed", type=int, default=2026)
+    p_imp = sub.add_parser("import", help="load member records from a folder of CSV files (all or nothing)")
+    p_imp.add_argument("directory")
     sub.add_parser("test", help="install test dependencies and run lint, types and tests (extra args go to pytest)")
     args, extra = parser.parse_known_args()
     if extra and args.command != "test":
@@ -141,6 +184,10 @@ def main() -> int:
         return cmd_serve(args)
     if args.command == "test":
         return cmd_test(args)
+    if args.command == "demo-data":
+        return cmd_demo_data(args)
+    if args.command == "import":
+        return cmd_import(args)
     return cmd_role(args)
 
 

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 
 from aiohttp import web
 from redis.asyncio import ConnectionPool, Redis
@@ -81,6 +82,42 @@ def banner(settings: Settings, redis_desc: str) -> str:
     lines.append(f"  Telegram               : {telegram}")
     lines.append("Ctrl-C to stop.")
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def private_redis_url(settings: Settings) -> Iterator[str]:
+    """REDIS_URL, or the private redis-server under var/ (adopted if running, else started and stopped)."""
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    private = PrivateRedis(settings.var_dir / "redis", appendfsync=settings.redis_appendfsync)
+    url = private.start()
+    try:
+        yield url
+    finally:
+        if not private.adopted:
+            private.stop()
+
+
+def ensure_demo_members(url: str, settings: Settings, members: int = 500) -> int:
+    """On a fresh machine (no member at all), load a synthetic data set so the product is usable."""
+    from gateway.demo_data import generate
+    from gateway.member_import import import_directory
+    from gateway.members import ALL_MEMBERS
+
+    async def run() -> int:
+        redis = connect(url)
+        try:
+            if await redis.scard(ALL_MEMBERS):
+                return 0
+            out = settings.var_dir / "demo"
+            generate(members, out, progress=False)
+            report = await import_directory(redis, out, progress=False)
+            return sum(report.counts.values())
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())
 
 
 # --- one role in this process -------------------------------------------------------
@@ -180,6 +217,8 @@ def serve(settings: Settings) -> int:
             redis_desc += ", adopted from a previous run"
     else:
         redis_desc = "REDIS_URL"
+    if private is not None and ensure_demo_members(url, settings):
+        redis_desc += "; synthetic demo members loaded (run.py import DIR for real ones)"
     env = {**os.environ, "REDIS_URL": url, "VAR_DIR": str(settings.var_dir), "SECRET_KEY": settings.secret_key}
     children = [Child("web", env, 0), Child("worker", env, WORKER_NICENESS)]
     stopping = False

@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import phonenumbers
+from gateway.phones import normalise_phone
 
 PARIS = ZoneInfo("Europe/Paris")
 MAX_DAYS_AHEAD = 30
 MAX_COMMENT = 500
 MAX_NAME = 100
-# Regions whose numbers a French mutuelle's agents call: mainland and overseas departments.
-FRENCH_REGIONS = frozenset({"FR", "GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF"})
 
 # Offered time ranges; Saturday only the morning one.
 SLOTS: dict[str, tuple[dt.time, dt.time]] = {
@@ -59,23 +57,6 @@ class CallbackRequest:
 
     def summary(self) -> str:
         return f"{REASONS[self.reason]}" + (f" : {self.comment}" if self.comment else "")
-
-
-def normalise_phone(raw: str) -> str | None:
-    """E.164 for a French number; overseas numbers written nationally (0692…) are found too."""
-    if len(raw) > 40:
-        return None
-    # Overseas departments share the national plan: "0692 12 34 56" is a Réunion mobile.
-    for region in ("FR", "RE", "GP", "MQ", "GF", "YT", "PM", "BL", "MF"):
-        try:
-            number = phonenumbers.parse(raw, region)
-        except phonenumbers.NumberParseException:
-            return None
-        if phonenumbers.is_valid_number(number) and phonenumbers.region_code_for_number(number) in FRENCH_REGIONS:
-            return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
-        if raw.lstrip().startswith(("+", "00")):
-            return None  # written internationally: the region hint does not apply
-    return None
 
 
 def _text(data: dict[str, Any], name: str) -> str:
