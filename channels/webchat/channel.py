@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -106,29 +107,21 @@ class WebchatChannel(ChannelBase):
     async def send(self, msg: Message) -> SendResult:
         session_id = msg.urn.removeprefix("webchat:")
         entry = {"type": "message", "text": msg.text, "msg_id": msg.id, "ts": str(msg.created_ms)}
+        entry_id = await self._append(session_id, entry)
+        return SendResult(external_id=entry_id, status="sent")
+
+    async def _append(self, session_id: str, entry: dict[str, str]) -> str:
+        """Add an entry to the session's outbox and wake its sockets, wherever they are."""
         entry_id = await self.ctx.redis.xadd(keys.webchat_outbox(session_id), entry, maxlen=OUTBOX_MAXLEN)
         await self.ctx.redis.publish(keys.WEBCHAT_NOTIFY, session_id)
-        return SendResult(external_id=str(entry_id), status="sent")
+        return str(entry_id)
 
     # Routes --------------------------------------------------------------------------------
     def routes(self) -> web.RouteTableDef:
         routes = web.RouteTableDef()
 
-        @routes.get("/")
-        async def demo(request: web.Request) -> web.Response:
-            return _static("demo.html", "text/html")
-
-        @routes.get("/webchat/widget.js")
-        async def widget_js(request: web.Request) -> web.Response:
-            return _static("widget.js", "application/javascript")
-
-        @routes.get("/webchat/widget.css")
-        async def widget_css(request: web.Request) -> web.Response:
-            return _static("widget.css", "text/css")
-
-        @routes.get("/webchat/demo.css")
-        async def demo_css(request: web.Request) -> web.Response:
-            return _static("demo.css", "text/css")
+        for path, (name, content_type) in STATIC_ROUTES.items():
+            routes.get(path)(_static_handler(name, content_type))
 
         @routes.post("/webchat/session")
         async def session(request: web.Request) -> web.Response:
@@ -220,12 +213,9 @@ class WebchatChannel(ChannelBase):
         result = await self.ctx.accept(msg)
         if not result.duplicate:
             # Shown again after a reload: the member's side of the conversation.
-            await self.ctx.redis.xadd(
-                keys.webchat_outbox(session_id),
-                {"type": "echo", "text": msg.text, "client_id": client_id, "msg_id": result.msg_id},
-                maxlen=OUTBOX_MAXLEN,
+            await self._append(
+                session_id, {"type": "echo", "text": msg.text, "client_id": client_id, "msg_id": result.msg_id}
             )
-            await self.ctx.redis.publish(keys.WEBCHAT_NOTIFY, session_id)
         return {"type": "ack", "client_id": client_id, "msg_id": result.msg_id}
 
 
@@ -234,7 +224,19 @@ def _valid_stream_id(value: str) -> bool:
     return first.isdigit() and (second == "" or second.isdigit()) and len(value) < 40
 
 
-def _static(name: str, content_type: str) -> web.Response:
+STATIC_ROUTES = {
+    "/": ("demo.html", "text/html"),
+    "/webchat/widget.js": ("widget.js", "application/javascript"),
+    "/webchat/widget.css": ("widget.css", "text/css"),
+    "/webchat/demo.css": ("demo.css", "text/css"),
+}
+
+
+def _static_handler(name: str, content_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     body = (STATIC / name).read_bytes()
     headers = {"Cache-Control": "no-cache", "Content-Security-Policy": CSP}
-    return web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)
+
+    return handler
