@@ -103,16 +103,7 @@ async def test_kill_9_between_accepting_and_replying_sends_each_reply_once(
     product.kill9()
     # Back up: the provider answers again, the product restarts on the same (surviving) Redis.
     fake_twilio.reset()
-    again = make_product()
-    await again.start()
-    await fake_twilio.wait_for(len(members), timeout=30)
-    redis = await redis_of(again)
-    await quiet(redis)
-    sent_to = sorted(m.to for m in fake_twilio.messages)
-    assert sent_to == sorted(members)  # each member answered exactly once
-    assert all(m.body == ACK_TEXT for m in fake_twilio.messages)
-    await redis.aclose()
-    assert again.stop() == 0
+    await restart_and_expect_each_answered_once(make_product, fake_twilio, members)
 
 
 async def test_kill_9_right_after_accepting_loses_nothing(
@@ -125,14 +116,7 @@ async def test_kill_9_right_after_accepting_loses_nothing(
         results = await asyncio.gather(*(post_sms(session, product, m, "Allo ?") for m in members))
     assert all(status == 200 for status, _ in results)
     product.kill9()  # whatever the router and dispatcher had in hand
-    again = make_product()
-    await again.start()
-    await fake_twilio.wait_for(len(members), timeout=30)
-    redis = await redis_of(again)
-    await quiet(redis)
-    assert sorted(m.to for m in fake_twilio.messages) == sorted(members)
-    await redis.aclose()
-    assert again.stop() == 0
+    await restart_and_expect_each_answered_once(make_product, fake_twilio, members)
 
 
 async def test_ctrl_c_finishes_what_it_accepted(make_product: Callable[..., Product], fake_twilio: FakeTwilio) -> None:
@@ -145,13 +129,22 @@ async def test_ctrl_c_finishes_what_it_accepted(make_product: Callable[..., Prod
     await fake_twilio.wait_for_requests(1, timeout=10)
     assert product.stop() == 0  # clean exit, private Redis shut down with it
     # Whatever was not finished is still there for the next start: nothing accepted is lost.
+    await restart_and_expect_each_answered_once(make_product, fake_twilio, members)
+
+
+async def restart_and_expect_each_answered_once(
+    make_product: Callable[..., Product], fake_twilio: FakeTwilio, members: list[str]
+) -> None:
+    """Start the product again on the same Redis; every member gets exactly one answer."""
     again = make_product()
     await again.start()
     await fake_twilio.wait_for(len(members), timeout=30)
     redis = await redis_of(again)
     await quiet(redis)
     assert sorted(m.to for m in fake_twilio.messages) == sorted(members)
+    assert all(m.body == ACK_TEXT for m in fake_twilio.messages)
     await redis.aclose()
+    assert again.stop() == 0
 
 
 async def _conversation_of(redis: Redis, urn: str) -> str:
