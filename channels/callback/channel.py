@@ -51,7 +51,12 @@ class CallbackChannel(ChannelBase):
 
         @routes.post("/callback")
         async def submit(request: web.Request) -> web.Response:
-            data = dict(await request.post())
+            try:
+                data = dict(await request.post())
+            except ValueError:  # e.g. multipart without a boundary, undecodable form
+                return self._page(
+                    "callback/form.html.j2", values={}, errors={"form": "Formulaire illisible."}, status=400
+                )
             fields = {k: v for k, v in data.items() if isinstance(v, str)}
             key = fields.get("request_key", "")
             if not key or len(key) > MAX_KEY:
