@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""The bot's own tooling, standard library only (Rasa 3.6 lives in its own virtualenv).
+
+    python3 bot/manage.py venv          create bot/.venv from bot/requirements.txt (once per change)
+    python3 bot/manage.py train         train unless a model for the current files is cached
+    python3 bot/manage.py model-path    print the cached model for the current files (exit 1 if none)
+    python3 bot/manage.py run --port P  serve the model over HTTP (REST channel + API)
+    python3 bot/manage.py test-nlu      cross-validate the NLU data and print intent F1
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BOT = Path(__file__).resolve().parent
+VENV = BOT / ".venv"
+RASA = VENV / "bin" / "rasa"
+MODELS = BOT / "models"
+REQUIREMENTS = BOT / "requirements.txt"
+
+
+def content_hash() -> str:
+    """A hash of everything the model depends on."""
+    digest = hashlib.sha256()
+    files = [BOT / "config.yml", BOT / "domain.yml", *sorted((BOT / "data").rglob("*.yml"))]
+    for path in files:
+        digest.update(path.relative_to(BOT).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def venv() -> int:
+    stamp = VENV / f".requirements-{hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]}"
+    if stamp.exists() and RASA.exists():
+        print(f"bot virtualenv up to date ({VENV})")
+        return 0
+    if not (VENV / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)  # noqa: S603
+    started = time.monotonic()
+    subprocess.run(  # noqa: S603
+        [str(VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "--no-deps",
+         "--ignore-requires-python", "-r", str(REQUIREMENTS)],
+        check=True,
+    )  # fmt: skip
+    stamp.touch()
+    print(f"bot virtualenv built in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def model_path() -> Path:
+    return MODELS / f"{content_hash()}.tar.gz"
+
+
+def train() -> int:
+    target = model_path()
+    if target.exists():
+        print(f"model up to date: {target}")
+        return 0
+    MODELS.mkdir(exist_ok=True)
+    started = time.monotonic()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run(  # noqa: S603
+        [str(RASA), "train", "--fixed-model-name", target.name.removesuffix(".tar.gz"), "--out", str(MODELS)],
+        cwd=BOT,
+        check=True,
+        env=env,
+    )
+    print(f"trained in {time.monotonic() - started:.0f} s: {target}")
+    return 0
+
+
+def run(port: int) -> int:
+    target = model_path()
+    if not target.exists():
+        print("no model for the current files: run `python3 bot/manage.py train`", file=sys.stderr)
+        return 1
+    os.chdir(BOT)
+    os.execv(  # noqa: S606
+        str(RASA),
+        [str(RASA), "run", "--enable-api", "-m", str(target), "--port", str(port), "-i", "127.0.0.1",
+         "--credentials", "credentials.yml"],
+    )  # fmt: skip
+
+
+def test_nlu(folds: int) -> int:
+    out = BOT / ".rasa" / "nlu-report"
+    subprocess.run(  # noqa: S603
+        [str(RASA), "test", "nlu", "--nlu", "data/nlu.yml", "--config", "config.yml", "--cross-validation",
+         "--folds", str(folds), "--out", str(out)],
+        cwd=BOT,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    report = json.loads((out / "intent_report.json").read_text())
+    print(f"intent F1 ({folds}-fold cross-validation): macro {report['macro avg']['f1-score']:.3f}, "
+          f"weighted {report['weighted avg']['f1-score']:.3f}")  # fmt: skip
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("venv")
+    sub.add_parser("train")
+    sub.add_parser("model-path")
+    p_run = sub.add_parser("run")
+    p_run.add_argument("--port", type=int, default=5005)
+    p_test = sub.add_parser("test-nlu")
+    p_test.add_argument("--folds", type=int, default=3)
+    args = ap.parse_args()
+    if args.cmd == "venv":
+        return venv()
+    if args.cmd == "train":
+        return train()
+    if args.cmd == "model-path":
+        path = model_path()
+        if not path.exists():
+            return 1
+        print(path)
+        return 0
+    if args.cmd == "run":
+        return run(args.port)
+    return test_nlu(args.folds)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
