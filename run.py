@@ -140,6 +140,9 @@ def cmd_role(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     py = sys.executable
     steps = [
+        # The bot's own virtualenv (Rasa 3.6, pinned) and its model, both cached.
+        ["python3", str(ROOT / "bot" / "manage.py"), "venv"],
+        ["python3", str(ROOT / "bot" / "manage.py"), "train"],
         [py, "-m", "ruff", "check", "."],
         [py, "-m", "mypy"],
         [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args.pytest_args],

@@ -246,6 +246,7 @@ async def main() -> int:
         "TWILIO_FROM": "+33700000000",
         "TWILIO_API_BASE": f"http://127.0.0.1:{api_port}",
         "SMS_RATE_PER_S": "100000",
+        "RESPONDER": "ack",  # ingest and the reply pipeline; the bot has its own benchmark
     }
     env.pop("REDIS_URL", None)
     product = subprocess.Popen(

@@ -27,6 +27,7 @@ from gateway.conversations import Conversations
 from gateway.dispatcher import Dispatcher
 from gateway.envelope import BadRequest, Message, StatusUpdate, Unauthorized
 from gateway.metrics import INBOUND_ACCEPTED, INBOUND_DUPLICATES, INBOUND_REJECTED, STATUS_UPDATES
+from gateway.rasa import RasaResponder
 from gateway.responders import AckResponder, Responder
 from gateway.router import Router
 from gateway.settings import ROOT, Settings
@@ -70,7 +71,7 @@ class Gateway:
         )
         self.contacts = Contacts(redis)
         self.conversations = Conversations(redis)
-        self.responder: Responder = responder or AckResponder()
+        self.responder: Responder = responder or default_responder(settings, redis)
         self.router = Router(redis, self.streams, self.responder, self.contacts, self.conversations)
         self.ctx = ChannelContext(
             settings=settings,
@@ -217,6 +218,9 @@ class Gateway:
         yield
         await self.stop_channels()
         await self.stop_workers()
+        close = getattr(self.responder, "close", None)
+        if close is not None:
+            await close()
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -262,6 +266,12 @@ async def headers_middleware(request: web.Request, handler: Handler) -> web.Stre
 def _channel_of(request: web.Request) -> str:
     first = request.path.strip("/").split("/", 1)[0]
     return first if first in registry.FACTORIES else "http"
+
+
+def default_responder(settings: Settings, redis: Redis) -> Responder:
+    if settings.responder == "rasa" and settings.rasa_url:
+        return RasaResponder(settings.rasa_url, redis)
+    return AckResponder()
 
 
 def describe(gateway: Gateway) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.app import Gateway
-from gateway.redis_server import PrivateRedis
+from gateway.redis_server import PrivateRedis, free_port
 from gateway.settings import ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -220,6 +220,11 @@ def serve(settings: Settings) -> int:
     if private is not None and ensure_demo_members(url, settings):
         redis_desc += "; synthetic demo members loaded (run.py import DIR for real ones)"
     env = {**os.environ, "REDIS_URL": url, "VAR_DIR": str(settings.var_dir), "SECRET_KEY": settings.secret_key}
+    rasa: subprocess.Popen[bytes] | None = None
+    if settings.responder == "rasa" and not settings.rasa_url:
+        rasa, rasa_url = start_rasa(settings)
+        env["RASA_URL"] = rasa_url
+        redis_desc += f"\n  Bot (Rasa)             : {rasa_url}"
     children = [Child("web", env, 0), Child("worker", env, WORKER_NICENESS)]
     stopping = False
 
@@ -248,8 +253,43 @@ def serve(settings: Settings) -> int:
         for child in children:
             if child.alive() and child.proc is not None:
                 child.proc.kill()
+        if rasa is not None and rasa.poll() is None:
+            rasa.terminate()
+            try:
+                rasa.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                rasa.kill()
         if private is not None:
             private.stop()
+
+
+def start_rasa(settings: Settings, timeout: float = 300.0) -> tuple[subprocess.Popen[bytes], str]:
+    """Build the bot's virtualenv and model if needed (cached), then start the Rasa server."""
+    manage = ["python3", str(ROOT / "bot" / "manage.py")]  # the system Python: the bot has its own venv
+    for step in ("venv", "train"):
+        subprocess.run([*manage, step], check=True, stdout=subprocess.DEVNULL)  # noqa: S603
+    port = free_port()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    log_file = (settings.var_dir / "rasa.log").open("ab")
+    proc = subprocess.Popen(  # noqa: S603 - fixed arguments
+        [*manage, "run", "--port", str(port)],
+        stdout=log_file,
+        stderr=log_file,
+        preexec_fn=lambda: _die_with_parent(0),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the Rasa server exited during start-up; see {settings.var_dir / 'rasa.log'}")
+        try:
+            with urllib.request.urlopen(f"{url}/status", timeout=1) as resp:  # noqa: S310 - our loopback URL
+                if resp.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.25)
+    proc.kill()
+    raise SystemExit(f"the Rasa server did not answer within {timeout:.0f}s")
 
 
 def _stop_children(children: list[Child], grace_s: float = 30.0) -> int:

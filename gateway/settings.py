@@ -72,6 +72,9 @@ class Settings:
     # Redis: empty means "start a private redis-server under var/".
     redis_url: str = ""
     redis_appendfsync: str = "everysec"  # for the private redis-server: always / everysec
+    # Responder: "rasa" (the bot; started by serve unless RASA_URL is set) or "ack" (acknowledgements only).
+    responder: str = "rasa"
+    rasa_url: str = ""
     # Streams
     stream_shards: int = 1
     stream_maxlen: int = 1_000_000
@@ -153,6 +156,8 @@ class Settings:
             public_url=_str(env, "PUBLIC_URL", f"http://{host}:{port}").rstrip("/"),
             redis_url=_str(env, "REDIS_URL"),
             redis_appendfsync=_str(env, "REDIS_APPENDFSYNC", "everysec"),
+            responder=_str(env, "RESPONDER", "rasa").lower(),
+            rasa_url=_str(env, "RASA_URL").rstrip("/"),
             stream_shards=_int(env, "STREAM_SHARDS", 1),
             stream_maxlen=_int(env, "STREAM_MAXLEN", 1_000_000),
             consumer_name=_str(env, "CONSUMER_NAME"),
@@ -187,6 +192,8 @@ class Settings:
         )
         if settings.redis_appendfsync not in ("always", "everysec", "no"):
             raise SettingsError("REDIS_APPENDFSYNC must be always, everysec or no")
+        if settings.responder not in ("rasa", "ack"):
+            raise SettingsError("RESPONDER must be rasa or ack")
         if settings.stream_shards < 1:
             raise SettingsError("STREAM_SHARDS must be at least 1")
         if bool(settings.twilio_account_sid) != bool(settings.twilio_auth_token):

@@ -47,6 +47,7 @@ def product_env(
     """No REDIS_URL: the product starts (and after a kill, adopts) its private redis-server."""
     env = {
         "VAR_DIR": str(tmp_path / "var"),
+        "RESPONDER": "ack",  # the gateway's own tests; the bot's are in test_bot_e2e.py
         "CLAIM_IDLE_MS": "1000",
         "SEND_BACKOFF_BASE_S": "0.2",
         "SEND_BACKOFF_MAX_S": "1",
