@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 BOT = Path(__file__).resolve().parent
 VENV = BOT / ".venv"
@@ -76,17 +77,39 @@ def train() -> int:
     return 0
 
 
+def endpoints_file(redis_url: str) -> Path:
+    """Tracker and lock stores in the product's Redis, so no conversation state lives only in Rasa."""
+    parts = urlsplit(redis_url)
+    db = (parts.path or "/0").lstrip("/") or "0"
+    out = BOT / ".rasa" / "endpoints.yml"
+    out.parent.mkdir(exist_ok=True)
+    lines = []
+    for store, prefix in (("tracker_store", "rasa"), ("lock_store", "rasa")):
+        lines += [
+            f"{store}:",
+            "  type: redis",
+            f"  url: {parts.hostname or '127.0.0.1'}",
+            f"  port: {parts.port or 6379}",
+            f"  db: {db}",
+            f"  key_prefix: \"{prefix}\"",
+        ]
+        if parts.password:
+            lines.append(f"  password: {json.dumps(parts.password)}")
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
 def run(port: int) -> int:
     target = model_path()
     if not target.exists():
         print("no model for the current files: run `python3 bot/manage.py train`", file=sys.stderr)
         return 1
     os.chdir(BOT)
-    os.execv(  # noqa: S606
-        str(RASA),
-        [str(RASA), "run", "--enable-api", "-m", str(target), "--port", str(port), "-i", "127.0.0.1",
-         "--credentials", "credentials.yml"],
-    )  # fmt: skip
+    args = [str(RASA), "run", "--enable-api", "-m", str(target), "--port", str(port), "-i", "127.0.0.1",
+            "--credentials", "credentials.yml"]  # fmt: skip
+    if os.environ.get("REDIS_URL"):
+        args += ["--endpoints", str(endpoints_file(os.environ["REDIS_URL"]))]
+    os.execv(str(RASA), args)  # noqa: S606
 
 
 def test_nlu(folds: int) -> int:

@@ -222,7 +222,7 @@ def serve(settings: Settings) -> int:
     env = {**os.environ, "REDIS_URL": url, "VAR_DIR": str(settings.var_dir), "SECRET_KEY": settings.secret_key}
     rasa: subprocess.Popen[bytes] | None = None
     if settings.responder == "rasa" and not settings.rasa_url:
-        rasa, rasa_url = start_rasa(settings)
+        rasa, rasa_url = start_rasa(settings, url)
         env["RASA_URL"] = rasa_url
         redis_desc += f"\n  Bot (Rasa)             : {rasa_url}"
     children = [Child("web", env, 0), Child("worker", env, WORKER_NICENESS)]
@@ -263,7 +263,7 @@ def serve(settings: Settings) -> int:
             private.stop()
 
 
-def start_rasa(settings: Settings, timeout: float = 300.0) -> tuple[subprocess.Popen[bytes], str]:
+def start_rasa(settings: Settings, redis_url: str, timeout: float = 300.0) -> tuple[subprocess.Popen[bytes], str]:
     """Build the bot's virtualenv and model if needed (cached), then start the Rasa server."""
     manage = ["python3", str(ROOT / "bot" / "manage.py")]  # the system Python: the bot has its own venv
     for step in ("venv", "train"):
@@ -273,6 +273,7 @@ def start_rasa(settings: Settings, timeout: float = 300.0) -> tuple[subprocess.P
     log_file = (settings.var_dir / "rasa.log").open("ab")
     proc = subprocess.Popen(  # noqa: S603 - fixed arguments
         [*manage, "run", "--port", str(port)],
+        env={**os.environ, "REDIS_URL": redis_url},  # Rasa keeps its trackers and locks there
         stdout=log_file,
         stderr=log_file,
         preexec_fn=lambda: _die_with_parent(0),
