@@ -138,6 +138,7 @@ class Consumer:
         self._sem = asyncio.Semaphore(concurrency)
         self._urn_locks = KeyedLocks()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_hand: set[str] = set()  # entry ids being handled here: never claimed back by ourselves
         self.handled = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -186,6 +187,8 @@ class Consumer:
             )
             cursor, claimed = res[0], res[1]
             for entry_id, fields in claimed:
+                if entry_id in self._in_hand:
+                    continue  # slow, not dead: still being handled by this consumer
                 if fields:  # deleted entries come back empty
                     await self._spawn(entry_id, fields)
                 else:
@@ -194,6 +197,9 @@ class Consumer:
                 return
 
     async def _spawn(self, entry_id: str, fields: dict[str, str]) -> None:
+        if entry_id in self._in_hand:
+            return
+        self._in_hand.add(entry_id)
         await self._sem.acquire()
         task = asyncio.create_task(self._handle(entry_id, fields))
         self._tasks.add(task)
@@ -223,6 +229,7 @@ class Consumer:
                         self.kind, self.shard, self.group, entry_id, payload, f"{type(exc).__name__}: {exc}"
                     )
         finally:
+            self._in_hand.discard(entry_id)
             self._sem.release()
 
 

@@ -74,8 +74,8 @@ class WebchatChannel(ChannelBase):
     async def stop(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._listener, timeout=5)
         for events in self._sockets.values():
             for event in events:
                 event.set()
@@ -101,7 +101,7 @@ class WebchatChannel(ChannelBase):
                 await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await asyncio.wait_for(pubsub.aclose(), timeout=2)
 
     # Sending -------------------------------------------------------------------------------
     async def send(self, msg: Message) -> SendResult:
