@@ -141,7 +141,8 @@ class TwilioSender:
     def _get_client(self) -> Any:
         """Created on first use, inside the running loop (aiohttp sessions must be)."""
         if self._client is None:
-            self._http = _HttpClient(logger=log)
+            # twilio dumps every request at INFO: keep that under the "twilio" logger (WARNING and up).
+            self._http = _HttpClient(logger=logging.getLogger("twilio.http_client"))
             client = Client(self._account_sid, self._auth_token, http_client=self._http)
             if self._api_base:
                 client.api.base_url = self._api_base
