@@ -130,9 +130,4 @@ def webchat_outbox(session_id: str) -> str:
     return f"{PREFIX}:webchat:{{{session_id}}}:out"
 
 
-def webchat_shown(session_id: str) -> str:
-    """Hash: client id / outbound message id -> outbox entry id (each shown once); same slot as the outbox."""
-    return f"{PREFIX}:webchat:{{{session_id}}}:ids"
-
-
 WEBCHAT_NOTIFY = f"{PREFIX}:webchat:notify"  # pub/sub channel: session ids with new messages
