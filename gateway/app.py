@@ -12,7 +12,6 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import jinja2
 from aiohttp import web
@@ -272,7 +271,3 @@ def default_responder(settings: Settings, redis: Redis) -> Responder:
     if settings.responder == "rasa" and settings.rasa_url:
         return RasaResponder(settings.rasa_url, redis)
     return AckResponder()
-
-
-def describe(gateway: Gateway) -> dict[str, Any]:
-    return {"channels": sorted(gateway.channels), "responder": gateway.responder.name}

@@ -14,7 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from gateway import keys
-from gateway.envelope import FINAL_STATES, Message, StatusUpdate, new_id, now_ms
+from gateway.envelope import Message, StatusUpdate, new_id, now_ms
 
 # Progress order of delivery states: a callback may only move a message forward.
 _RANK = {"queued": 0, "sending": 1, "sent": 2, "undelivered": 3, "failed": 3, "delivered": 4, "read": 5}
@@ -152,7 +152,3 @@ class Conversations:
 
 def _parked(channel: str, external_id: str) -> str:
     return f"{keys.provider_ref(channel, external_id)}:parked"
-
-
-def is_final(status: str) -> bool:
-    return status in FINAL_STATES
