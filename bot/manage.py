@@ -1,19 +1,24 @@
 #!/usr/bin/env python3
 """The bot's own tooling, standard library only (Rasa 3.6 lives in its own virtualenv).
 
-    python3 bot/manage.py venv          create bot/.venv from bot/requirements.txt (once per change)
-    python3 bot/manage.py train         train unless a model for the current files is cached
-    python3 bot/manage.py model-path    print the cached model for the current files (exit 1 if none)
-    python3 bot/manage.py run --port P  serve the model over HTTP (REST channel + API)
-    python3 bot/manage.py test-nlu      cross-validate the NLU data and print intent F1
+python3 bot/manage.py venv          create bot/.venv from bot/requirements.txt (once per change)
+python3 bot/manage.py train         train unless a model for the current files is cached
+python3 bot/manage.py model-path    print the cached model for the current files (exit 1 if none)
+python3 bot/manage.py run --port P  serve the model over HTTP (REST channel + API), with its
+                                    action server (bot/actions) on a loopback port of its own
+python3 bot/manage.py actions --port P   the action server alone
+python3 bot/manage.py test-nlu      cross-validate the NLU data and print intent F1
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import hashlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -77,13 +82,14 @@ def train() -> int:
     return 0
 
 
-def endpoints_file(redis_url: str) -> Path:
-    """Tracker and lock stores in the product's Redis, so no conversation state lives only in Rasa."""
+def endpoints_file(redis_url: str, actions_url: str, name: str = "endpoints.yml") -> Path:
+    """The action server, and tracker and lock stores in the product's Redis, so no conversation
+    state lives only in Rasa."""
     parts = urlsplit(redis_url)
     db = (parts.path or "/0").lstrip("/") or "0"
-    out = BOT / ".rasa" / "endpoints.yml"
+    out = BOT / ".rasa" / name
     out.parent.mkdir(exist_ok=True)
-    lines = []
+    lines = ["action_endpoint:", f'  url: "{actions_url}/webhook"']
     for store, prefix in (("tracker_store", "rasa"), ("lock_store", "rasa")):
         lines += [
             f"{store}:",
@@ -91,12 +97,40 @@ def endpoints_file(redis_url: str) -> Path:
             f"  url: {parts.hostname or '127.0.0.1'}",
             f"  port: {parts.port or 6379}",
             f"  db: {db}",
-            f"  key_prefix: \"{prefix}\"",
+            f'  key_prefix: "{prefix}"',
         ]
         if parts.password:
             lines.append(f"  password: {json.dumps(parts.password)}")
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def actions_env() -> dict[str, str]:
+    """The actions import the gateway's key and record layout (stdlib + redis only) from the repository."""
+    return {**os.environ, "PYTHONPATH": str(BOT.parent), "SANIC_HOST": "127.0.0.1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def actions_args(port: int) -> list[str]:
+    return [str(VENV / "bin" / "python"), "-m", "rasa_sdk", "--actions", "actions", "--port", str(port)]
+
+
+def _die_with_parent() -> None:
+    """The action server ends with the Rasa server that started it (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def actions(port: int) -> int:
+    os.chdir(BOT)
+    os.execve(actions_args(port)[0], actions_args(port), actions_env())  # noqa: S606
 
 
 def run(port: int) -> int:
@@ -105,10 +139,13 @@ def run(port: int) -> int:
         print("no model for the current files: run `python3 bot/manage.py train`", file=sys.stderr)
         return 1
     os.chdir(BOT)
+    actions_port = free_port()
+    # Started first and tied to this process, which becomes the Rasa server below (exec keeps the pid).
+    subprocess.Popen(actions_args(actions_port), env=actions_env(), preexec_fn=_die_with_parent)  # noqa: S603
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    endpoints = endpoints_file(redis_url, f"http://127.0.0.1:{actions_port}", f"endpoints-{port}.yml")
     args = [str(RASA), "run", "--enable-api", "-m", str(target), "--port", str(port), "-i", "127.0.0.1",
-            "--credentials", "credentials.yml"]  # fmt: skip
-    if os.environ.get("REDIS_URL"):
-        args += ["--endpoints", str(endpoints_file(os.environ["REDIS_URL"]))]
+            "--credentials", "credentials.yml", "--endpoints", str(endpoints)]  # fmt: skip
     os.execv(str(RASA), args)  # noqa: S606
 
 
@@ -135,6 +172,8 @@ def main() -> int:
     sub.add_parser("model-path")
     p_run = sub.add_parser("run")
     p_run.add_argument("--port", type=int, default=5005)
+    p_actions = sub.add_parser("actions")
+    p_actions.add_argument("--port", type=int, default=5055)
     p_test = sub.add_parser("test-nlu")
     p_test.add_argument("--folds", type=int, default=3)
     args = ap.parse_args()
@@ -150,6 +189,8 @@ def main() -> int:
         return 0
     if args.cmd == "run":
         return run(args.port)
+    if args.cmd == "actions":
+        return actions(args.port)
     return test_nlu(args.folds)
 
 

@@ -85,6 +85,8 @@ class Gateway:
             channel = registry.load(name)(self.ctx)
             if channel is not None:
                 self.channels[name] = channel
+        if isinstance(self.responder, RasaResponder):
+            self.responder.code_channels = tuple(c for c in ("sms", "email") if c in self.channels)
         self.dispatcher = Dispatcher(settings, redis, self.streams, self.conversations, self.channels)
         self.consumers: list[Consumer] = []
         self._stop = asyncio.Event()

@@ -131,3 +131,26 @@ def webchat_outbox(session_id: str) -> str:
 
 
 WEBCHAT_NOTIFY = f"{PREFIX}:webchat:notify"  # pub/sub channel: session ids with new messages
+
+
+# The bot's per-conversation security state (verification is kept in the conversation hash).
+def conversation_otp(conv_id: str) -> str:
+    """The one-time code sent for this conversation (hash: member, digest, expiry), with a TTL."""
+    return f"{PREFIX}:conv:{{{conv_id}}}:otp"
+
+
+def complaint_filed(conv_id: str, turn_id: str) -> str:
+    """Reference of the complaint filed on a given turn, so a retried action files it once."""
+    return f"{PREFIX}:conv:{{{conv_id}}}:complaint:{turn_id}"
+
+
+HANDOFF_QUEUE = f"{PREFIX}:handoff:queue"  # sorted set: conversation id, score = handoff time (ms)
+
+
+def member_audit(member_id: str) -> str:
+    """Stream of every disclosure of this member's data (who, what, when, channel)."""
+    return f"mbr:{{{member_id}}}:audit"
+
+
+AUDIT_ALL = "mbr:audit"  # the same entries for all members, for the compliance officer
+COMPLAINT_SEQ = "mbr:seq:complaint"

@@ -4,12 +4,19 @@ Each inbound message is posted to Rasa's REST channel with the conversation id a
 and the channel, contact and linked member as metadata. Rasa's answers are stored under
 the inbound message before they are queued, so a replay after a crash re-queues the same
 answers instead of asking Rasa twice. A conversation handed off to agents gets no bot answer.
+
+The bot's actions never send anything themselves: when a member must prove who they are with a
+one-time code, the answer carries ``{"otp": {"member": ...}}`` and the gateway draws the code,
+keeps only its digest (``bot/actions/state.py`` checks it) and sends it to the member's
+registered phone (SMS) or e-mail, whichever channel is enabled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import secrets
 from typing import Any
 
 import aiohttp
@@ -17,6 +24,8 @@ from redis.asyncio import Redis
 
 from gateway import keys
 from gateway.envelope import Message
+from gateway.members import MemberStore
+from gateway.responders import Reply, fixed_answer
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +33,26 @@ UNAVAILABLE_TEXT = (
     "Notre assistant est momentanément indisponible. Votre message est bien enregistré : "
     "un conseiller vous répondra dans les meilleurs délais."
 )
+
+
+OTP_TTL_S = 600
+OTP_TEXT = "Votre code de vérification : {code}. Valable 10 minutes. Ne le communiquez à personne."
+
+
+def otp_digest(conv_id: str, code: str) -> str:
+    """Same digest as bot/actions/state.py: the code bound to its conversation."""
+    return hashlib.sha256(f"{conv_id}:{code}".encode()).hexdigest()
+
+
+def otp_requests(payload: Any) -> list[str]:
+    """Members the bot asks a one-time code for (custom payload ``{"otp": {"member": ...}}``)."""
+    out: list[str] = []
+    for item in payload if isinstance(payload, list) else ():
+        custom = item.get("custom") if isinstance(item, dict) else None
+        otp = custom.get("otp") if isinstance(custom, dict) else None
+        if isinstance(otp, dict) and isinstance(otp.get("member"), str):
+            out.append(otp["member"])
+    return out
 
 
 def reply_texts(payload: Any) -> list[str]:
@@ -52,6 +81,7 @@ class RasaResponder:
     def __init__(self, url: str, redis: Redis, *, timeout_s: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self.redis = redis
+        self.code_channels: tuple[str, ...] = ("sms", "email")  # set by the gateway: enabled ones
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
@@ -65,16 +95,17 @@ class RasaResponder:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         return self._session
 
-    async def respond(self, msg: Message, conversation: dict[str, str]) -> list[str]:
-        if msg.automated or msg.kind in ("optout", "status"):
-            return []
+    async def respond(self, msg: Message, conversation: dict[str, str]) -> list[Reply]:
+        fixed = fixed_answer(msg)
+        if fixed is not None:
+            return [Reply(t) for t in fixed]
         if conversation.get("status") == "handoff":
             return []
         assert msg.conversation_id
         cache = keys.message(msg.conversation_id, msg.id)
         cached = await self.redis.hget(cache, "bot_replies")
         if cached is not None:
-            return list(json.loads(cached))
+            return [Reply.from_any(r) for r in json.loads(cached)]
         contact = await self.redis.hgetall(keys.contact(msg.contact_id)) if msg.contact_id else {}
         body = {
             "sender": msg.conversation_id,
@@ -95,6 +126,34 @@ class RasaResponder:
             log.error("bot unavailable", extra={**msg.log_fields(), "error": type(exc).__name__})
             payload = None
         # Without the bot the member still gets an answer saying the message is kept for an agent.
-        texts = reply_texts(payload) if payload is not None else [UNAVAILABLE_TEXT]
-        await self.redis.hset(cache, "bot_replies", json.dumps(texts, ensure_ascii=False))
-        return texts
+        replies = [Reply(t) for t in reply_texts(payload)] if payload is not None else [Reply(UNAVAILABLE_TEXT)]
+        for member in otp_requests(payload):
+            code = await self.one_time_code(msg.conversation_id, member)
+            if code is not None:
+                replies.insert(0, code)
+        await self.redis.hset(cache, "bot_replies", json.dumps([r.to_dict() for r in replies], ensure_ascii=False))
+        return replies
+
+    async def one_time_code(self, conv_id: str, member_id: str) -> Reply | None:
+        """Draw a code for the conversation and address it to the member's registered phone or e-mail."""
+        member = await MemberStore(self.redis).get(member_id)
+        if member is None:
+            return None
+        for channel in self.code_channels:
+            if channel == "sms" and member.phone:
+                urn = f"tel:{member.phone}"
+            elif channel == "email" and member.email:
+                urn = f"mailto:{member.email}"
+            else:
+                continue
+            code = f"{secrets.randbelow(10**6):06d}"
+            key = keys.conversation_otp(conv_id)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.hset(key, mapping={"member": member_id, "digest": otp_digest(conv_id, code)})
+                pipe.expire(key, OTP_TTL_S)
+                await pipe.execute()
+            meta = {"thread": {"subject": "Votre code de vérification"}, "otp": True}
+            return Reply(OTP_TEXT.format(code=code), channel=channel, urn=urn, meta=meta)
+        log.warning("no channel to send a one-time code", extra={"conversation": conv_id})
+        return None

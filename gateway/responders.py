@@ -1,12 +1,14 @@
 """Responders answer inbound messages. The router asks the conversation's responder.
 
-Until the bot lands, the ``AckResponder`` (explicitly named, not a stand-in for the bot)
-keeps the loop testable: it acknowledges every message the member sends.
+The bot (``gateway/rasa.py``) answers in the product. The ``AckResponder`` (``RESPONDER=ack``,
+explicitly named, not a stand-in for the bot) acknowledges every message: it keeps the gateway's
+own tests and its ingest benchmark independent of Rasa.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from gateway.envelope import Message
 
@@ -16,11 +18,31 @@ CALLBACK_TEXT = "Votre demande de rappel est bien enregistrée. Un conseiller vo
 OPTIN_TEXT = "Vous recevrez de nouveau nos SMS. Pour ne plus les recevoir, répondez STOP."
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One answer. By default it goes back to the sender on the conversation's channel; a
+    one-time code goes instead to the member's registered phone or e-mail."""
+
+    text: str
+    channel: str | None = None
+    urn: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "channel": self.channel, "urn": self.urn, "meta": self.meta}
+
+    @classmethod
+    def from_any(cls, raw: Any) -> Reply:
+        if isinstance(raw, dict):
+            return cls(str(raw.get("text") or ""), raw.get("channel"), raw.get("urn"), dict(raw.get("meta") or {}))
+        return cls(str(raw))
+
+
 class Responder(Protocol):
     name: str
 
-    async def respond(self, msg: Message, conversation: dict[str, str]) -> list[str]:
-        """Texts to send back on the member's channel, in order (may be empty)."""
+    async def respond(self, msg: Message, conversation: dict[str, str]) -> list[Reply]:
+        """Answers to send, in order (may be empty)."""
         ...
 
 
@@ -29,13 +51,19 @@ class AckResponder:
 
     name = "ack"
 
-    async def respond(self, msg: Message, conversation: dict[str, str]) -> list[str]:
-        if msg.automated or msg.kind in ("optout", "status"):
-            return []
-        if msg.kind == "optin":
-            keyword = msg.meta.get("keyword")
-            confirmed = isinstance(keyword, dict) and keyword.get("confirmed_by")
-            return [] if confirmed else [OPTIN_TEXT]
-        if msg.kind == "callback_request":
-            return [CALLBACK_TEXT]
-        return [ACK_TEXT]
+    async def respond(self, msg: Message, conversation: dict[str, str]) -> list[Reply]:
+        return [Reply(t) for t in fixed_answer(msg) or [ACK_TEXT]]
+
+
+def fixed_answer(msg: Message) -> list[str] | None:
+    """The answers that never depend on the bot: none to automated mail, opt-outs and delivery
+    reports; a confirmation to an opt-in or a callback request. None for everything else."""
+    if msg.automated or msg.kind in ("optout", "status"):
+        return []
+    if msg.kind == "optin":
+        keyword = msg.meta.get("keyword")
+        confirmed = isinstance(keyword, dict) and keyword.get("confirmed_by")
+        return [] if confirmed else [OPTIN_TEXT]
+    if msg.kind == "callback_request":
+        return [CALLBACK_TEXT]
+    return None

@@ -52,18 +52,19 @@ class Router:
             done, conversation = await pipe.execute()
         if done:
             return
-        texts = await self.responder.respond(msg, conversation)
+        replies = await self.responder.respond(msg, conversation)
         # A channel may ask for replies on another channel (a callback request is confirmed by SMS).
         reply_channel = str(msg.meta.get("reply_channel") or msg.channel)
-        for n, text in enumerate(texts, start=1):
+        thread = {"thread": msg.meta["reply"]} if isinstance(msg.meta.get("reply"), dict) else {}
+        for n, reply in enumerate(replies, start=1):
             await self.enqueue(
                 Message(
                     id=reply_id(msg.id, n),
-                    channel=reply_channel,
-                    urn=msg.urn,
+                    channel=reply.channel or reply_channel,
+                    urn=reply.urn or msg.urn,
                     direction="out",
-                    text=text,
-                    meta={"thread": msg.meta["reply"]} if isinstance(msg.meta.get("reply"), dict) else {},
+                    text=reply.text,
+                    meta=reply.meta if reply.urn else thread,
                     contact_id=contact_id,
                     conversation_id=conv_id,
                     in_reply_to=msg.id,
@@ -71,7 +72,9 @@ class Router:
             )
         await self.redis.set(done_key, self.responder.name, ex=30 * 24 * 3600)
         INBOUND_HANDLED.labels(msg.channel).inc()
-        log.info("inbound handled", extra={**msg.log_fields(), "replies": len(texts), "responder": self.responder.name})
+        log.info(
+            "inbound handled", extra={**msg.log_fields(), "replies": len(replies), "responder": self.responder.name}
+        )
 
     async def enqueue(self, out: Message) -> bool:
         """Store an outbound message in its conversation and queue it for the dispatcher, once."""

@@ -1,0 +1,1 @@
+"""Custom actions of the bot (Rasa SDK action server); state and answers import without Rasa."""

@@ -1,0 +1,478 @@
+"""The bot's custom actions (Rasa SDK action server, in the bot's virtualenv).
+
+Everything that decides what a member may see is read from Redis on each turn (verification,
+lock, handoff, records), never from Rasa slots alone: slots only carry the dialogue (which
+question is pending, which claims were listed). The gateway's conversation id is Rasa's
+sender id; the conversation hash gives the channel and the contact's linked member.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import unicodedata
+from dataclasses import asdict
+from typing import Any
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+from redis.asyncio import Redis
+
+from gateway import keys
+from gateway.members import Card, Claim, Complaint, Membership, MemberStore, Quote
+
+from . import answers, state
+
+_redis: Redis | None = None
+
+STATUS_INTENTS = {
+    "reimbursement_status": "remboursement",
+    "complaint_status": "suivi de réclamation",
+    "membership_status": "adhésion",
+    "card_status": "carte de tiers payant",
+    "quote_status": "devis",
+    "contribution_question": "cotisation",
+    "file_complaint": "nouvelle réclamation",
+}
+INTENT_LABELS = {
+    **STATUS_INTENTS,
+    "ask_human": "demande un conseiller",
+    "callback_request": "demande de rappel",
+    "give_identity": "identification",
+    "faq_processing_delays": "délais",
+    "faq_mediator": "médiateur",
+    "faq_send_care_sheet": "feuille de soins",
+    "nlu_fallback": "message non compris",
+}
+
+HANDOFF_TEXT = "Je vous mets en relation avec un conseiller. Il vous répondra ici, dans cette conversation."
+LOCKED_TEXT = (
+    "Je n'ai pas pu vérifier votre identité. Par sécurité, je ne peux rien vous dire sur votre dossier : "
+    "un conseiller prend la suite et vous répondra ici."
+)
+CANCEL_WORDS = ("annuler", "annule", "laisse tomber", "stop", "rien", "non merci")
+
+
+def redis() -> Redis:
+    global _redis
+    if _redis is None:
+        _redis = Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), decode_responses=True)
+    return _redis
+
+
+def today() -> dt.date:
+    return dt.date.today()
+
+
+def fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", (text or "").lower())
+    return "".join(c for c in text if not unicodedata.combining(c)).strip()
+
+
+def latest_intent(tracker: Tracker) -> str:
+    return str((tracker.latest_message.get("intent") or {}).get("name") or "")
+
+
+def turn_id(tracker: Tracker) -> str:
+    """The gateway's inbound message id (stable across a replay), else Rasa's."""
+    meta = tracker.latest_message.get("metadata") or {}
+    return str(meta.get("msg_id") or tracker.latest_message.get("message_id") or "")
+
+
+async def conversation(tracker: Tracker) -> dict[str, str]:
+    data: dict[str, str] = await redis().hgetall(keys.conversation(tracker.sender_id))
+    return data
+
+
+async def linked_member(conv: dict[str, str]) -> str | None:
+    """The member whose registered phone or e-mail the sender's address is."""
+    if not conv.get("contact_id"):
+        return None
+    member = await redis().hget(keys.contact(conv["contact_id"]), "member_id")
+    return str(member) if member else None
+
+
+def short(conv: dict[str, str]) -> bool:
+    return conv.get("channel") == "sms"
+
+
+def summary(tracker: Tracker, extra: str = "") -> str:
+    """What the bot collected, for the agent: the member's requests in order (no message bodies)."""
+    asked: list[str] = []
+    for event in tracker.events:
+        if event.get("event") != "user":
+            continue
+        name = str(((event.get("parse_data") or {}).get("intent") or {}).get("name") or "")
+        label = INTENT_LABELS.get(name)
+        if label and label not in asked:
+            asked.append(label)
+    text = "Demandes : " + (", ".join(asked) if asked else "aucune reconnue")
+    return text + (f". {extra}" if extra else ".")
+
+
+async def hand_off(
+    dispatcher: CollectingDispatcher, tracker: Tracker, reason: str, *, text: str = HANDOFF_TEXT, extra: str = ""
+) -> None:
+    conv = await conversation(tracker)
+    if conv.get("status") == "handoff":
+        return
+    v = await state.verification(redis(), tracker.sender_id)
+    intent = str(tracker.get_slot("pending_query") or latest_intent(tracker))
+    await state.handoff(
+        redis(), tracker.sender_id, reason=reason, intent=intent, member=v.member, summary=summary(tracker, extra)
+    )
+    if text:
+        dispatcher.utter_message(text=text)
+
+
+RESET_IDENTITY = [SlotSet("identity_answer", None), SlotSet("identity_outcome", None)]
+
+
+class StartQuery(Action):
+    """Remembers the question, then the identity form runs (it ends at once if already verified)."""
+
+    def name(self) -> str:
+        return "action_start_query"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        intent = latest_intent(tracker)
+        pending = intent if intent in STATUS_INTENTS else tracker.get_slot("pending_query")
+        return [SlotSet("pending_query", pending), SlotSet("query_text", tracker.latest_message.get("text")),
+                *RESET_IDENTITY]  # fmt: skip
+
+
+class ValidateIdentityForm(FormValidationAction):
+    def name(self) -> str:
+        return "validate_identity_form"
+
+    async def required_slots(
+        self, domain_slots: list[str], dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[str]:
+        if tracker.get_slot("identity_outcome"):
+            return []
+        v = await state.verification(redis(), tracker.sender_id)
+        conv = await conversation(tracker)
+        if v.member or v.locked or conv.get("status") == "handoff":
+            return []
+        return domain_slots
+
+    async def validate_identity_answer(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        if value is None:  # reset by an action, not typed by the member
+            return {"identity_answer": None}
+        text = str(value or "")
+        conv_id = tracker.sender_id
+        if latest_intent(tracker) == "ask_human":
+            await hand_off(dispatcher, tracker, "ask_human")
+            return {"identity_answer": text, "identity_outcome": "handoff"}
+        if fold(text) in CANCEL_WORDS:
+            dispatcher.utter_message(text="D'accord, je laisse cette demande. Que puis-je faire d'autre pour vous ?")
+            return {"identity_answer": text, "identity_outcome": "cancelled"}
+        v = await state.verification(redis(), conv_id)
+        if v.stage == "member_number":
+            number = state.parse_member_number(text)
+            if number:
+                exists = await MemberStore(redis()).get(number) is not None
+                await state.begin(redis(), conv_id, "otp", number)
+                if exists:  # the gateway sends the code to the registered phone or e-mail
+                    dispatcher.utter_message(json_message={"otp": {"member": number}})
+                # The same words whether or not the number exists: nothing to learn by trying numbers.
+                dispatcher.utter_message(
+                    text="Si ce numéro correspond à un dossier, un code à 6 chiffres vient d'être envoyé au "
+                    "téléphone ou à l'adresse e-mail qui y sont enregistrés (valable 10 minutes)."
+                )
+                return {"identity_answer": None}
+        elif v.stage == "otp":
+            code = state.parse_code(text)
+            if code and await state.otp_matches(redis(), conv_id, v.candidate, code):
+                await state.succeed(redis(), conv_id, v.candidate)
+                return {"identity_answer": text, "identity_outcome": "verified"}
+        elif v.stage == "birth_date":
+            born = state.parse_birth_date(text, today())
+            member = await MemberStore(redis()).get(v.candidate) if v.candidate else None
+            if born is not None and member is not None and born.isoformat() == member.birth_date:
+                await state.succeed(redis(), conv_id, v.candidate)
+                return {"identity_answer": text, "identity_outcome": "verified"}
+        failures = await state.fail(redis(), conv_id)
+        if failures >= state.MAX_FAILURES:
+            await hand_off(dispatcher, tracker, "verification_failed", text=LOCKED_TEXT)
+            return {"identity_answer": text, "identity_outcome": "locked"}
+        left = state.MAX_FAILURES - failures
+        dispatcher.utter_message(
+            text=f"Cette réponse ne permet pas de vous identifier. Il vous reste {left} essai{'s' if left > 1 else ''}."
+        )
+        return {"identity_answer": None}
+
+
+class AskIdentity(Action):
+    """Asks for the next factor: birth date if the address is a member's, else member number then code."""
+
+    def name(self) -> str:
+        return "action_ask_identity_answer"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        conv_id = tracker.sender_id
+        v = await state.verification(redis(), conv_id)
+        stage = v.stage
+        if not stage:
+            member = await linked_member(await conversation(tracker))
+            stage = "birth_date" if member else "member_number"
+            await state.begin(redis(), conv_id, stage, member or "")
+            dispatcher.utter_message(text="Pour vous répondre, je dois d'abord vérifier votre identité.")
+        if stage == "birth_date":
+            dispatcher.utter_message(text="Quelle est votre date de naissance ? (JJ/MM/AAAA)")
+        elif stage == "otp":
+            dispatcher.utter_message(text="Indiquez le code à 6 chiffres reçu.")
+        else:
+            dispatcher.utter_message(
+                text="Quel est votre numéro d'adhérent ? Il figure sur votre carte de tiers payant (M suivi de 7 chiffres)."
+            )
+        return []
+
+
+class IdentityDone(Action):
+    """After the identity form: answer the pending question if verified, else say why not."""
+
+    def name(self) -> str:
+        return "action_identity_done"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        events: list[EventType] = [*RESET_IDENTITY, SlotSet("pending_query", None)]
+        conv = await conversation(tracker)
+        if conv.get("status") == "handoff" or tracker.get_slot("identity_outcome") == "cancelled":
+            return events
+        v = await state.verification(redis(), tracker.sender_id)
+        if v.locked or not v.member:
+            await hand_off(dispatcher, tracker, "verification_failed", text=LOCKED_TEXT)
+            return events
+        pending = str(tracker.get_slot("pending_query") or "")
+        return events + await answer(pending, v.member, conv, tracker, dispatcher)
+
+
+async def answer(
+    intent: str, member_id: str, conv: dict[str, str], tracker: Tracker, dispatcher: CollectingDispatcher
+) -> list[EventType]:
+    """The verified member's answer to ``intent``; every disclosure is audited."""
+    store = MemberStore(redis())
+    brief = short(conv)
+    channel = conv.get("channel", "")
+
+    async def disclose(what: str, text: str, records: list[str]) -> None:
+        await state.audit(redis(), member_id, tracker.sender_id, channel, what, records)
+        dispatcher.utter_message(text=text)
+
+    if intent == "reimbursement_status":
+        claims = answers.recent_claims(await store.records(member_id, Claim.RECORD))
+        if not claims:
+            dispatcher.utter_message(text="Nous n'avons aucune demande de remboursement à votre nom.")
+            return []
+        chosen = answers.pick_claim(str(tracker.get_slot("query_text") or ""), claims) if len(claims) > 1 else None
+        if len(claims) == 1 or chosen is not None:
+            claim = chosen or claims[0]
+            await disclose("claim", answers.claim_answer(claim, today(), short=brief), [str(claim["id"])])
+            return []
+        return [SlotSet("claim_options", [str(c["id"]) for c in claims]), SlotSet("claim_choice", None),
+                FollowupAction("claim_form")]  # fmt: skip
+    if intent == "complaint_status":
+        records = await store.records(member_id, Complaint.RECORD)
+        await disclose("complaints", answers.complaints_answer(records, short=brief), [str(r["id"]) for r in records])
+    elif intent == "membership_status":
+        records = await store.records(member_id, Membership.RECORD)
+        await disclose("membership", answers.membership_answer(records, short=brief), [str(r["id"]) for r in records])
+    elif intent == "card_status":
+        records = await store.records(member_id, Card.RECORD)
+        await disclose("card", answers.card_answer(records, short=brief), [str(r["id"]) for r in records])
+    elif intent == "quote_status":
+        records = await store.records(member_id, Quote.RECORD)
+        await disclose("quotes", answers.quotes_answer(records, short=brief), [str(r["id"]) for r in records])
+    elif intent == "contribution_question":
+        member = await store.get(member_id)
+        if member is not None:
+            await disclose("contribution", answers.contribution_answer(asdict(member), short=brief), [member_id])
+    elif intent == "file_complaint":
+        return [SlotSet("complaint_subject", None), SlotSet("complaint_urgent", None), FollowupAction("complaint_form")]
+    else:
+        dispatcher.utter_message(text="Merci, votre identité est vérifiée. Que puis-je faire pour vous ?")
+    return []
+
+
+class ValidateClaimForm(FormValidationAction):
+    def name(self) -> str:
+        return "validate_claim_form"
+
+    async def validate_claim_choice(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        if value is None:  # reset by an action, not typed by the member
+            return {"claim_choice": None}
+        if latest_intent(tracker) == "ask_human":
+            await hand_off(dispatcher, tracker, "ask_human")
+            return {"claim_choice": "-"}
+        v = await state.verification(redis(), tracker.sender_id)
+        options = [str(o) for o in tracker.get_slot("claim_options") or []]
+        claims = await _claims_in_order(v.member, options) if v.member else []
+        chosen = answers.pick_claim(str(value or ""), claims)
+        if chosen is not None:
+            return {"claim_choice": str(chosen["id"])}
+        if fold(str(value)) in CANCEL_WORDS or tracker.get_slot("choice_retried"):
+            dispatcher.utter_message(text="Je n'ai pas trouvé ce remboursement. Que puis-je faire d'autre pour vous ?")
+            return {"claim_choice": "-", "choice_retried": None}
+        dispatcher.utter_message(text=f"Répondez par le numéro du remboursement, de 1 à {len(claims)}.")
+        return {"claim_choice": None, "choice_retried": True}
+
+
+async def _claims_in_order(member_id: str, ids: list[str]) -> list[dict[str, Any]]:
+    by_id = {str(c["id"]): c for c in await MemberStore(redis()).records(member_id, Claim.RECORD)}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+class AskClaimChoice(Action):
+    def name(self) -> str:
+        return "action_ask_claim_choice"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        v = await state.verification(redis(), tracker.sender_id)
+        if not v.member:
+            dispatcher.utter_message(text="Votre vérification d'identité a expiré : reposez votre question.")
+            return [SlotSet("claim_choice", "-")]
+        conv = await conversation(tracker)
+        options = [str(o) for o in tracker.get_slot("claim_options") or []]
+        claims = await _claims_in_order(v.member, options)
+        await state.audit(redis(), v.member, tracker.sender_id, conv.get("channel", ""), "claims_list", options)
+        dispatcher.utter_message(text=answers.claims_choice(claims, short=short(conv)))
+        return []
+
+
+class AnswerClaim(Action):
+    def name(self) -> str:
+        return "action_answer_claim"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        events: list[EventType] = [SlotSet("claim_choice", None), SlotSet("claim_options", None),
+                                   SlotSet("choice_retried", None)]  # fmt: skip
+        choice = str(tracker.get_slot("claim_choice") or "-")
+        v = await state.verification(redis(), tracker.sender_id)
+        if choice == "-" or not v.member:
+            return events
+        conv = await conversation(tracker)
+        found = await _claims_in_order(v.member, [choice])
+        if not found:
+            return events
+        claim = found[0]
+        await state.audit(redis(), v.member, tracker.sender_id, conv.get("channel", ""), "claim", [choice])
+        dispatcher.utter_message(text=answers.claim_answer(claim, today(), short=short(conv)))
+        return events
+
+
+URGENT_YES = re.compile(r"\b(oui|ouais|yes|urgent|urgente|tres urgent|absolument|ok)\b")
+URGENT_NO = re.compile(r"\b(non|no|pas urgent|pas urgente|ca peut attendre|nan)\b")
+
+
+class ValidateComplaintForm(FormValidationAction):
+    def name(self) -> str:
+        return "validate_complaint_form"
+
+    async def validate_complaint_subject(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        if value is None:  # reset by an action, not typed by the member
+            return {"complaint_subject": None}
+        text = str(value or "").strip()
+        if len(text) < 3:
+            dispatcher.utter_message(text="Décrivez l'objet de votre réclamation en une phrase, s'il vous plaît.")
+            return {"complaint_subject": None}
+        return {"complaint_subject": text[:500]}
+
+    async def validate_complaint_urgent(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        if value is None:  # reset by an action, not typed by the member
+            return {"complaint_urgent": None}
+        folded = fold(str(value or ""))
+        intent = latest_intent(tracker)
+        if URGENT_NO.search(folded) or intent == "deny":
+            return {"complaint_urgent": "non"}
+        if URGENT_YES.search(folded) or intent == "affirm":
+            return {"complaint_urgent": "oui"}
+        dispatcher.utter_message(text="Répondez simplement oui ou non.")
+        return {"complaint_urgent": None}
+
+
+class FileComplaint(Action):
+    """Records the complaint with its due date (10 days, 3 if urgent), gives its reference, hands off."""
+
+    def name(self) -> str:
+        return "action_file_complaint"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        events: list[EventType] = [SlotSet("complaint_subject", None), SlotSet("complaint_urgent", None)]
+        v = await state.verification(redis(), tracker.sender_id)
+        if not v.member:
+            await hand_off(dispatcher, tracker, "verification_failed", text=LOCKED_TEXT)
+            return events
+        conv = await conversation(tracker)
+        urgent = tracker.get_slot("complaint_urgent") == "oui"
+        complaint = await state.file_complaint(
+            redis(), tracker.sender_id, turn_id(tracker), v.member, str(tracker.get_slot("complaint_subject") or ""),
+            urgent, today(),
+        )  # fmt: skip
+        await state.audit(
+            redis(), v.member, tracker.sender_id, conv.get("channel", ""), "complaint_filed", [complaint.id]
+        )
+        dispatcher.utter_message(
+            text=answers.complaint_filed(
+                complaint.id, dt.date.fromisoformat(complaint.due_date), urgent, short=short(conv)
+            )
+        )
+        extra = f"Réclamation {complaint.id}{' urgente' if urgent else ''}, échéance {complaint.due_date}"
+        await hand_off(dispatcher, tracker, "complaint", text="", extra=extra)
+        return events
+
+
+class Handoff(Action):
+    def name(self) -> str:
+        return "action_handoff"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        await hand_off(dispatcher, tracker, "ask_human")
+        return []
+
+
+class Misunderstood(Action):
+    """The first misunderstanding asks to rephrase; the second in a row hands off."""
+
+    def name(self) -> str:
+        return "action_misunderstood"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        intents = [
+            str(((e.get("parse_data") or {}).get("intent") or {}).get("name") or "")
+            for e in tracker.events
+            if e.get("event") == "user"
+        ]
+        if len(intents) >= 2 and intents[-2] == "nlu_fallback" and intents[-1] == "nlu_fallback":
+            await hand_off(
+                dispatcher, tracker, "misunderstood",
+                text="Je ne comprends pas votre demande : je la transmets à un conseiller, qui vous répondra ici.",
+            )  # fmt: skip
+            return []
+        dispatcher.utter_message(response="utter_default")
+        return []
+
+
+class CallbackInfo(Action):
+    def name(self) -> str:
+        return "action_callback_info"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        base = os.environ.get("PUBLIC_URL", "").rstrip("/")
+        where = f" : {base}/callback" if base else " sur notre site, rubrique « Être rappelé »"
+        dispatcher.utter_message(
+            text=f"Un conseiller peut vous rappeler sur le créneau de votre choix. Choisissez-le ici{where}. "
+            "Vous pouvez aussi écrire « conseiller » pour échanger ici avec l'un d'eux."
+        )
+        return []

@@ -1,0 +1,213 @@
+"""The bot's security state, kept in Redis beside the gateway's conversation (never only in Rasa).
+
+Verification (DESIGN.md, "Identity and health data"): the sender's address must belong to a
+member and a second factor be answered (birth date, or a one-time code the gateway sent to the
+registered phone or e-mail). Three failures lock verification for the conversation; a
+verification holds for ``VERIFY_TTL_S``. Every disclosure of a member's data is audited.
+A handoff marks the conversation for agents; the gateway then stops asking the bot.
+
+Works with redis-py 4 (the bot's virtualenv) and 5+ (the gateway's), ``decode_responses=True``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gateway import keys
+from gateway.members import Complaint, MemberStore, complaint_due
+
+VERIFY_TTL_S = 15 * 60
+MAX_FAILURES = 3
+OTP_TTL_S = 10 * 60
+AUDIT_MAXLEN = 1_000_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def otp_digest(conv_id: str, code: str) -> str:
+    """Codes are stored as digests bound to their conversation, never in clear."""
+    return hashlib.sha256(f"{conv_id}:{code}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    member: str | None  # the verified member, while the verification holds
+    failures: int
+    locked: bool
+    stage: str  # "", "birth_date" or "otp": what the member was last asked
+    candidate: str  # the member the answers are checked against
+
+
+async def verification(redis: Any, conv_id: str) -> Verification:
+    raw = await redis.hmget(
+        keys.conversation(conv_id),
+        ["verified_member", "verified_until_ms", "verify_failures", "verify_locked", "verify_stage", "verify_member"],
+    )
+    member, until, failures, locked, stage, candidate = (v or "" for v in raw)
+    valid = bool(member) and until.isdigit() and int(until) > now_ms()
+    return Verification(
+        member=member if valid else None,
+        failures=int(failures) if failures.isdigit() else 0,
+        locked=locked == "1",
+        stage=stage,
+        candidate=candidate,
+    )
+
+
+async def begin(redis: Any, conv_id: str, stage: str, candidate: str) -> None:
+    await redis.hset(keys.conversation(conv_id), mapping={"verify_stage": stage, "verify_member": candidate})
+
+
+async def fail(redis: Any, conv_id: str) -> int:
+    """Count a failed answer; the third locks verification for the conversation."""
+    key = keys.conversation(conv_id)
+    failures = int(await redis.hincrby(key, "verify_failures", 1))
+    if failures >= MAX_FAILURES:
+        await redis.hset(key, mapping={"verify_locked": "1", "verify_stage": ""})
+    return failures
+
+
+async def succeed(redis: Any, conv_id: str, member: str) -> None:
+    await redis.hset(
+        keys.conversation(conv_id),
+        mapping={
+            "verified_member": member,
+            "verified_until_ms": str(now_ms() + VERIFY_TTL_S * 1000),
+            "verified_at_ms": str(now_ms()),
+            "verify_failures": "0",
+            "verify_stage": "",
+            "verify_member": "",
+            "member_id": member,
+        },
+    )
+
+
+async def otp_matches(redis: Any, conv_id: str, member: str, code: str) -> bool:
+    """True once for the right code: a matching code is consumed."""
+    key = keys.conversation_otp(conv_id)
+    stored = await redis.hgetall(key)
+    if not stored or stored.get("member") != member or not member:
+        return False
+    if not hmac.compare_digest(str(stored.get("digest", "")), otp_digest(conv_id, code)):
+        return False
+    return bool(await redis.delete(key))
+
+
+_BIRTH = re.compile(r"\b(\d{1,2})\s*[/.\- ]\s*(\d{1,2})\s*[/.\- ]\s*(\d{2}|\d{4})\b")
+_BIRTH_ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_MONTH_WORDS = {
+    "janvier": 1, "janv": 1, "fevrier": 2, "fevr": 2, "fev": 2, "mars": 3, "avril": 4, "avr": 4, "mai": 5,
+    "juin": 6, "juillet": 7, "juil": 7, "aout": 8, "septembre": 9, "sept": 9, "octobre": 10, "oct": 10,
+    "novembre": 11, "nov": 11, "decembre": 12, "dec": 12,
+}  # fmt: skip
+_BIRTH_WORDS = re.compile(r"\b(1er|\d{1,2})\s+([a-z]+)\.?\s+(\d{4})\b")
+
+
+def parse_birth_date(text: str, today: dt.date | None = None) -> dt.date | None:
+    """A birth date as members type it: 12/03/1958, 12-3-58, 12 03 1958, 1958-03-12, 12 mars 1958."""
+    import unicodedata
+
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+    today = today or dt.date.today()
+    if m := _BIRTH_ISO.search(folded):
+        year, month, day = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    elif m := _BIRTH_WORDS.search(folded):
+        if m.group(2) not in _MONTH_WORDS:
+            return None
+        day = 1 if m.group(1) == "1er" else int(m.group(1))
+        month, year = _MONTH_WORDS[m.group(2)], int(m.group(3))
+    elif m := _BIRTH.search(folded):
+        day, month, year = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        if year < 100:  # two digits: the most recent past year with those digits
+            year += 2000 if 2000 + year <= today.year else 1900
+    else:
+        return None
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
+
+
+MEMBER_NUMBER = re.compile(r"\b[mM]\s?(\d{7})\b")
+OTP_CODE = re.compile(r"(?<!\d)(\d{3})\s?(\d{3})(?!\d)")
+
+
+def parse_member_number(text: str) -> str | None:
+    m = MEMBER_NUMBER.search(text)
+    return f"M{m.group(1)}" if m else None
+
+
+def parse_code(text: str) -> str | None:
+    m = OTP_CODE.search(text)
+    return m.group(1) + m.group(2) if m else None
+
+
+async def audit(redis: Any, member: str, conv_id: str, channel: str, what: str, records: list[str]) -> None:
+    """Who (member, conversation), what (kind and record ids), when, channel: every disclosure."""
+    entry = {
+        "member": member,
+        "conversation": conv_id,
+        "channel": channel,
+        "what": what,
+        "records": json.dumps(records),
+        "at_ms": str(now_ms()),
+    }
+    await redis.xadd(keys.member_audit(member), entry)
+    await redis.xadd(keys.AUDIT_ALL, entry, maxlen=AUDIT_MAXLEN, approximate=True)
+
+
+async def handoff(redis: Any, conv_id: str, *, reason: str, intent: str, member: str | None, summary: str) -> None:
+    """Mark the conversation for agents, with what they need to pick it up; idempotent."""
+    key = keys.conversation(conv_id)
+    at = now_ms()
+    await redis.hset(
+        key,
+        mapping={
+            "status": "handoff",
+            "handoff_reason": reason,
+            "handoff_intent": intent,
+            "handoff_member": member or "",
+            "handoff_summary": summary[:1000],
+            "handoff_ms": str(at),
+        },
+    )
+    await redis.zadd(keys.HANDOFF_QUEUE, {conv_id: at}, nx=True)
+
+
+async def file_complaint(
+    redis: Any, conv_id: str, turn_id: str, member: str, subject: str, urgent: bool, today: dt.date
+) -> Complaint:
+    """Record the complaint once per turn (a retried action gets the same reference)."""
+    marker = keys.complaint_filed(conv_id, turn_id)
+    existing = await redis.get(marker)
+    store = MemberStore(redis)
+    if existing:
+        for record in await store.records(member, Complaint.RECORD):
+            if record.get("id") == existing:
+                return Complaint(**record)
+    seq = int(await redis.incr(keys.COMPLAINT_SEQ))
+    complaint = Complaint(
+        id=f"REC-{today.year}-B{seq:06d}",
+        member=member,
+        received_date=today.isoformat(),
+        urgent=urgent,
+        due_date=complaint_due(today, urgent).isoformat(),
+        status="open",
+        subject=subject[:500],
+        answered_date="",
+    )
+    if not await redis.set(marker, complaint.id, nx=True, ex=30 * 24 * 3600):
+        return await file_complaint(redis, conv_id, turn_id, member, subject, urgent, today)
+    async with redis.pipeline(transaction=False) as pipe:
+        store.write_record(pipe, complaint)
+        await pipe.execute()
+    return complaint
