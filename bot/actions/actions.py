@@ -172,6 +172,11 @@ class ValidateIdentityForm(FormValidationAction):
         if fold(text) in CANCEL_WORDS:
             dispatcher.utter_message(text="D'accord, je laisse cette demande. Que puis-je faire d'autre pour vous ?")
             return {"identity_answer": text, "identity_outcome": "cancelled"}
+        intent = latest_intent(tracker)
+        typed_a_factor = state.parse_member_number(text) or state.parse_code(text) or state.parse_birth_date(text)
+        if intent in STATUS_INTENTS and not typed_a_factor:
+            # Another question while being asked who they are: not a failed answer; asked again.
+            return {"identity_answer": None, "pending_query": intent, "query_text": text}
         v = await state.verification(redis(), conv_id)
         if v.stage == "member_number":
             number = state.parse_member_number(text)
