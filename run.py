@@ -137,6 +137,9 @@ def cmd_role(args: argparse.Namespace) -> int:
     return 0
 
 
+NLU_MIN_F1 = 0.70  # 3-fold macro intent F1 the NLU data must keep (measured figures in bot/README.md)
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     py = sys.executable
     steps = [
@@ -147,6 +150,8 @@ def cmd_test(args: argparse.Namespace) -> int:
         [py, "-m", "mypy"],
         [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args.pytest_args],
     ]
+    if not args.pytest_args:  # the full run also cross-validates the bot's NLU data and prints intent F1
+        steps.append(["python3", str(ROOT / "bot" / "manage.py"), "test-nlu", "--min-f1", str(NLU_MIN_F1)])
     for step in steps:
         print("+ " + " ".join(step), flush=True)
         rc = subprocess.run(step, cwd=ROOT, check=False).returncode  # noqa: S603

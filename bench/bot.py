@@ -6,9 +6,12 @@ Redis), then, one message at a time:
   1. straight to Rasa's REST channel (``POST /webhooks/rest/webhook``);
   2. through the gateway: a signed Twilio SMS webhook in, until the reply reaches the loopback
      Twilio API (accept, stream, router, Rasa, outbound stream, dispatcher, send).
-Prints p50/p99 of both and what the gateway adds, plus the product's start time. 127.0.0.1 only.
+Then the same two paths with ``--concurrency`` members writing at once, for throughput
+(answers per second). Prints p50/p99 of both and what the gateway adds, the product's start
+time (Redis, Rasa and its action server, web, worker) and, unless ``--skip-train``, the time to
+train the bot from scratch. 127.0.0.1 only.
 
-    .venv/bin/python bench/bot.py --messages 200
+    .venv/bin/python bench/bot.py --messages 200 --concurrency 8
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -36,6 +40,22 @@ from tests.fakes.twilio import inbound_params, signed_inbound  # noqa: E402
 TEXTS = ["bjr", "quel est le délai de remboursement", "ou en est mon rembourssement", "merci bcp"]
 
 
+def train_from_scratch() -> float:
+    """Training time of the bot's current files, into a scratch folder (the cached model is untouched)."""
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as out:
+        t0 = time.perf_counter()
+        subprocess.run(
+            [str(ROOT / "bot" / ".venv" / "bin" / "rasa"), "train", "--out", out],
+            cwd=ROOT / "bot",
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # A scratch component cache too: Rasa would otherwise reuse the components it trained before.
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "RASA_CACHE_DIRECTORY": str(Path(out) / "cache")},
+        )
+        return time.perf_counter() - t0
+
+
 def pct(data: list[float], p: float) -> float:
     data = sorted(data)
     return data[min(len(data) - 1, int(p / 100 * len(data)))]
@@ -44,7 +64,10 @@ def pct(data: list[float], p: float) -> float:
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=200)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--skip-train", action="store_true")
     args = ap.parse_args()
+    train_s = None if args.skip_train else train_from_scratch()
 
     replies: dict[str, asyncio.Future[float]] = {}
 
@@ -98,40 +121,64 @@ async def main() -> int:
     public = f"http://127.0.0.1:{port}/sms/twilio/inbound"
     direct: list[float] = []
     via: list[float] = []
+    seq = iter(range(10**9))
+
+    async def ask_rasa(session: aiohttp.ClientSession, text: str) -> float:
+        t0 = time.perf_counter()
+        body = {"sender": f"direct-{next(seq)}", "message": text}
+        async with session.post(f"{rasa_url}/webhooks/rest/webhook", json=body) as resp:
+            await resp.read()
+        return (time.perf_counter() - t0) * 1000
+
+    async def ask_gateway(session: aiohttp.ClientSession, text: str) -> float:
+        member = f"+3319900{next(seq) % 10000:04d}"  # a new member each time, like the direct path
+        waiter = replies[member] = asyncio.get_running_loop().create_future()
+        headers, body = signed_inbound(public, "", TOKEN, inbound_params(member, text, to="+33700000000"))
+        t0 = time.perf_counter()
+        async with session.post(public, data=body, headers=headers) as resp:
+            await resp.read()
+            if resp.status != 200:
+                raise SystemExit(f"the gateway answered {resp.status}")
+        t1 = await asyncio.wait_for(waiter, timeout=60)
+        replies.pop(member, None)
+        return (t1 - t0) * 1000
+
+    async def throughput(session: aiohttp.ClientSession, ask: Any) -> float:
+        per_worker = max(1, args.messages // args.concurrency)
+
+        async def worker(w: int) -> None:
+            for i in range(per_worker):
+                await ask(session, TEXTS[(w + i) % len(TEXTS)])
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(args.concurrency)))
+        return per_worker * args.concurrency / (time.perf_counter() - t0)
+
     try:
         async with aiohttp.ClientSession() as session:
-            for i in range(args.messages):
+            for i in range(args.messages):  # one at a time, alternating paths
                 text = TEXTS[i % len(TEXTS)]
-                t0 = time.perf_counter()
-                async with session.post(
-                    f"{rasa_url}/webhooks/rest/webhook", json={"sender": f"direct-{i % 50}", "message": text}
-                ) as resp:
-                    await resp.read()
-                direct.append((time.perf_counter() - t0) * 1000)
-
-                member = f"+3319900{i % 10000:04d}"
-                loop = asyncio.get_running_loop()
-                waiter = replies[member] = loop.create_future()
-                headers, body = signed_inbound(public, "", TOKEN, inbound_params(member, text, to="+33700000000"))
-                t0 = time.perf_counter()
-                async with session.post(public, data=body, headers=headers) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        raise SystemExit(f"the gateway answered {resp.status}")
-                t1 = await asyncio.wait_for(waiter, timeout=30)
-                replies.pop(member, None)
-                via.append((t1 - t0) * 1000)
+                direct.append(await ask_rasa(session, text))
+                via.append(await ask_gateway(session, text))
+            direct_rate = await throughput(session, ask_rasa)
+            via_rate = await throughput(session, ask_gateway)
     finally:
         product.send_signal(signal.SIGINT)
         product.wait(timeout=60)
         print(f"(product logs in {env['VAR_DIR']})")
         await runner.cleanup()
     print(f"bot benchmark: {args.messages} messages one at a time, 127.0.0.1 only")
-    print(f"  run.py serve ready (Redis, Rasa, web, worker) in {start_s:.1f} s (bot venv and model cached)")
+    if train_s is not None:
+        print(f"  training the bot from scratch: {train_s:.0f} s")
+    print(f"  run.py serve ready (Redis, Rasa + actions, web, worker) in {start_s:.1f} s (venv and model cached)")
     print(f"  straight to Rasa REST      p50={pct(direct, 50):6.1f} ms  p99={pct(direct, 99):6.1f} ms")
     print(f"  through the gateway (SMS)  p50={pct(via, 50):6.1f} ms  p99={pct(via, 99):6.1f} ms")
     added = pct(via, 50) - pct(direct, 50)
     print(f"  gateway adds {added:.1f} ms at p50 ({added / pct(direct, 50):.0%} of Rasa's own time; target <= 10 %)")
+    print(
+        f"  throughput, {args.concurrency} members at once: straight to Rasa {direct_rate:.0f} answers/s, "
+        f"through the gateway {via_rate:.0f} answers/s ({via_rate / direct_rate:.0%})"
+    )
     return 0
 
 

@@ -273,7 +273,8 @@ def start_rasa(settings: Settings, redis_url: str, timeout: float = 300.0) -> tu
     log_file = (settings.var_dir / "rasa.log").open("ab")
     proc = subprocess.Popen(  # noqa: S603 - fixed arguments
         [*manage, "run", "--port", str(port)],
-        env={**os.environ, "REDIS_URL": redis_url},  # Rasa keeps its trackers and locks there
+        # Rasa keeps its trackers and locks there, and its actions read the members' records there.
+        env={**os.environ, "REDIS_URL": redis_url, "PUBLIC_URL": settings.public_url},
         stdout=log_file,
         stderr=log_file,
         preexec_fn=lambda: _die_with_parent(0),
