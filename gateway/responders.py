@@ -52,7 +52,8 @@ class AckResponder:
     name = "ack"
 
     async def respond(self, msg: Message, conversation: dict[str, str]) -> list[Reply]:
-        return [Reply(t) for t in fixed_answer(msg) or [ACK_TEXT]]
+        fixed = fixed_answer(msg)
+        return [Reply(t) for t in (fixed if fixed is not None else [ACK_TEXT])]
 
 
 def fixed_answer(msg: Message) -> list[str] | None:
