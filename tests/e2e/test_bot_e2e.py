@@ -369,3 +369,56 @@ async def test_misunderstood_twice_in_a_row_hands_off(
         assert "conseiller" in second
     conv = await conversation_of(redis, f"tel:{STRANGER}", "sms")
     assert conv["status"] == "handoff" and conv["handoff_reason"] == "misunderstood"
+
+
+# Held out from bot/data/nlu.yml: how members really write (typos, no accents, SMS shorthand).
+HELD_OUT = [
+    ("slt la mutuel", "greet"),
+    ("bonjourr", "greet"),
+    ("mercii bcp a vous", "thanks"),
+    ("bonne journee a+", "goodbye"),
+    ("jai tjs pas eu mon remboursemnt pour le dentiste", "reimbursement_status"),
+    ("koi de neuf pr mon rembourcement kine", "reimbursement_status"),
+    ("vs m'avez rembourser ma consult ?", "reimbursement_status"),
+    ("ma reclamation elle en est ou", "complaint_status"),
+    ("tjr pas de reponse a ma reclamation", "complaint_status"),
+    ("je veux deposer une reclamation contre vous", "file_complaint"),
+    ("mon adhesion c bon ?", "membership_status"),
+    ("jai pas recu ma carte tier payant", "card_status"),
+    ("carte mutuelle tjs pas arrivee", "card_status"),
+    ("mon devis lunette il en est ou", "quote_status"),
+    ("combien je paye de cotis par mois", "contribution_question"),
+    ("rapelez moi svp", "callback_request"),
+    ("je veu parler a un conseillé", "ask_human"),
+    ("cest quoi le delai de remboursement", "faq_processing_delays"),
+    ("comment joindre le mediateur", "faq_mediator"),
+    ("ou envoyer ma feuille de soin papier", "faq_send_care_sheet"),
+]
+
+
+async def test_members_everyday_french_is_understood(rasa_url: str) -> None:
+    """Typos, missing accents and SMS abbreviations the model never saw: at least 85 % right."""
+    wrong = []
+    async with aiohttp.ClientSession() as session:
+        for text, intent in HELD_OUT:
+            async with session.post(f"{rasa_url}/model/parse", json={"text": text}) as resp:
+                got = (await resp.json())["intent"]["name"]
+            if got != intent:
+                wrong.append((text, intent, got))
+    assert len(wrong) <= len(HELD_OUT) * 0.15, wrong
+
+
+@pytest.mark.parametrize(
+    ("text", "entity", "value"),
+    [
+        ("mon numero adherent M0123456", "member_number", "M0123456"),
+        ("je suis ne le 03/11/1972", "birth_date", "03/11/1972"),
+        ("rappelez moi au 06 12 34 56 78", "phone_number", "06 12 34 56 78"),
+        ("on m'a preleve 45,90 € de trop", "amount", "45,90 €"),
+    ],
+)
+async def test_entities_are_extracted(rasa_url: str, text: str, entity: str, value: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{rasa_url}/model/parse", json={"text": text}) as resp:
+            entities = (await resp.json())["entities"]
+    assert {(e["entity"], e["value"]) for e in entities} >= {(entity, value)}
