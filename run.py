@@ -118,6 +118,45 @@ def cmd_import(args: argparse.Namespace) -> int:
         return asyncio.run(run(url))
 
 
+def cmd_create_user(args: argparse.Namespace) -> int:
+    import asyncio
+    import getpass
+
+    from gateway.agents.users import UserError, Users
+    from gateway.service import connect, private_redis_url
+    from gateway.settings import Settings
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Mot de passe (12 caractères au moins) : ")
+        if getpass.getpass("Mot de passe, encore : ") != password:
+            print("Les deux mots de passe diffèrent.", file=sys.stderr)
+            return 1
+
+    async def run(url: str) -> int:
+        redis = connect(url)
+        try:
+            user = await Users(redis).create(
+                args.login,
+                password,
+                first_name=args.first_name,
+                role=args.role,
+                skills=[s for s in args.skills.split(",") if s],
+                capacity=args.capacity,
+            )
+        except UserError as exc:
+            print(f"Utilisateur refusé : {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await redis.aclose()
+        print(f"Utilisateur {user.login} ({user.role}, compétences : {', '.join(user.skills) or 'aucune'}) enregistré.")
+        return 0
+
+    with private_redis_url(Settings.from_env()) as url:
+        return asyncio.run(run(url))
+
+
 def cmd_role(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -173,6 +212,13 @@ def main() -> int:
     p_demo.add_argument("--seed", type=int, default=2026)
     p_imp = sub.add_parser("import", help="load member records from a folder of CSV files (all or nothing)")
     p_imp.add_argument("directory")
+    p_user = sub.add_parser("create-user", help="create or update a console user (agent, supervisor, communications)")
+    p_user.add_argument("login")
+    p_user.add_argument("--first-name", required=True, help="given to members: their identified interlocutor")
+    p_user.add_argument("--role", choices=("agent", "supervisor", "communications"), default="agent")
+    p_user.add_argument("--skills", default="benefits", help="comma-separated: benefits,quotes,complaints,sales")
+    p_user.add_argument("--capacity", type=int, default=3, help="conversations held at once")
+    p_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     sub.add_parser("test", help="install test dependencies and run lint, types and tests (extra args go to pytest)")
     args, extra = parser.parse_known_args()
     if extra and args.command != "test":
@@ -196,6 +242,8 @@ def main() -> int:
         return cmd_demo_data(args)
     if args.command == "import":
         return cmd_import(args)
+    if args.command == "create-user":
+        return cmd_create_user(args)
     return cmd_role(args)
 
 

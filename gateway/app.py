@@ -21,6 +21,8 @@ from redis.exceptions import RedisError
 
 from channels import registry
 from channels.base import AcceptResult, Channel, ChannelContext
+from gateway.agents.console import Console
+from gateway.agents.desk import Desk
 from gateway.contacts import Contacts
 from gateway.conversations import Conversations
 from gateway.dispatcher import Dispatcher
@@ -88,6 +90,8 @@ class Gateway:
         if isinstance(self.responder, RasaResponder):
             self.responder.code_channels = tuple(c for c in ("sms", "email") if c in self.channels)
         self.dispatcher = Dispatcher(settings, redis, self.streams, self.conversations, self.channels)
+        self.desk = Desk(redis, self.router, rasa_url=settings.rasa_url or "", sms_enabled="sms" in self.channels)
+        self.console = Console(settings, redis, self.desk, self.ctx.templates)
         self.consumers: list[Consumer] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -209,14 +213,18 @@ class Gateway:
         app.add_routes(routes)
         for channel in self.channels.values():
             app.add_routes(channel.routes())
+        app.add_routes(self.console.routes())
         app.cleanup_ctx.append(self._lifecycle)
         return app
 
     async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         await self.start_channels()
+        if "web" in self.roles:
+            await self.console.start()
         if self.workers:
             await self.start_workers()
         yield
+        await self.console.stop()
         await self.stop_channels()
         await self.stop_workers()
         close = getattr(self.responder, "close", None)

@@ -8,13 +8,17 @@ listed in time order. Appending is idempotent (keyed on the message id).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 
 from gateway import keys
 from gateway.envelope import Message, StatusUpdate, new_id, now_ms
+
+PARIS = ZoneInfo("Europe/Paris")
 
 # Progress order of delivery states: a callback may only move a message forward.
 _RANK = {"queued": 0, "sending": 1, "sent": 2, "undelivered": 3, "failed": 3, "delivered": 4, "read": 5}
@@ -63,6 +67,8 @@ class Conversations:
                 },
             )
             await self.redis.zadd(keys.contact_conversations(contact_id), {conv_id: now_ms()})
+            # Counted per day for the supervisor's bot-containment figure.
+            await self.redis.hincrby(keys.day_stats(paris_day()), "conversations", 1)
         return conv_id
 
     async def append(self, msg: Message, *, status: str | None = None) -> bool:
@@ -148,6 +154,10 @@ class Conversations:
         return await self.set_status(
             conv_id, msg_id, update.status, error_code=update.error_code or "", error=update.error_message or ""
         )
+
+
+def paris_day() -> str:
+    return dt.datetime.now(PARIS).date().isoformat()
 
 
 def _parked(channel: str, external_id: str) -> str:

@@ -154,3 +154,43 @@ def member_audit(member_id: str) -> str:
 
 AUDIT_ALL = "mbr:audit"  # the same entries for all members, for the compliance officer
 COMPLAINT_SEQ = "mbr:seq:complaint"
+
+
+# Agents' desk: users, sessions, queue, assignments, satisfaction and daily figures.
+def user(login: str) -> str:
+    return f"{PREFIX}:user:{{{login}}}"
+
+
+USERS = f"{PREFIX}:users"  # set of logins
+
+
+def session(token_digest: str) -> str:
+    """A console session, keyed by the digest of its cookie (the cookie itself is never stored)."""
+    return f"{PREFIX}:sess:{{{token_digest}}}"
+
+
+def agent_conversations(login: str) -> str:
+    """Conversations an agent holds (set)."""
+    return f"{PREFIX}:user:{{{login}}}:convs"
+
+
+AGENTS_ONLINE = f"{PREFIX}:agents:online"  # sorted set: login, score = last seen (ms)
+CONSOLE_NOTIFY = f"{PREFIX}:console:notify"  # pub/sub: conversation ids that changed
+PICKUPS = f"{PREFIX}:agents:pickups"  # list of recent pick-up waits (ms), for the expected wait
+
+
+def conversation_notes(conv_id: str) -> str:
+    return f"{PREFIX}:conv:{{{conv_id}}}:notes"
+
+
+def survey_pending(contact_id: str) -> str:
+    """The closed conversation whose satisfaction survey the contact is answering."""
+    return f"{PREFIX}:contact:{{{contact_id}}}:survey"
+
+
+def day_stats(day: str) -> str:
+    """Counters of one day (Europe/Paris date, YYYY-MM-DD)."""
+    return f"{PREFIX}:stats:{{{day}}}"
+
+
+COMPLAINTS_DUE = "mbr:complaints:due"  # sorted set: "<member> <reference>", score = due date (epoch s)

@@ -142,6 +142,13 @@ class MemberStore:
             record.id,
             json.dumps(asdict(record), ensure_ascii=False),
         )
+        if isinstance(record, Complaint):  # open complaints by due date, for the agents' console
+            entry = f"{record.member} {record.id}"
+            if record.status == "open" and record.due_date:
+                due = dt.datetime.combine(dt.date.fromisoformat(record.due_date), dt.time(), dt.UTC)
+                pipe.zadd(keys.COMPLAINTS_DUE, {entry: int(due.timestamp())})
+            else:
+                pipe.zrem(keys.COMPLAINTS_DUE, entry)
 
     async def get(self, number: str) -> Member | None:
         data = await self.redis.hgetall(keys.member(number))

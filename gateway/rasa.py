@@ -23,6 +23,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from gateway import keys
+from gateway.agents.waiting import expected_wait_text
 from gateway.envelope import Message
 from gateway.members import MemberStore
 from gateway.responders import Reply, fixed_answer
@@ -99,8 +100,8 @@ class RasaResponder:
         fixed = fixed_answer(msg)
         if fixed is not None:
             return [Reply(t) for t in fixed]
-        if conversation.get("status") == "handoff":
-            return []
+        if conversation.get("status") in ("handoff", "assigned", "closed"):
+            return []  # with the agents (or closed): the bot stays silent
         assert msg.conversation_id
         cache = keys.message(msg.conversation_id, msg.id)
         cached = await self.redis.hget(cache, "bot_replies")
@@ -127,6 +128,8 @@ class RasaResponder:
             payload = None
         # Without the bot the member still gets an answer saying the message is kept for an agent.
         replies = [Reply(t) for t in reply_texts(payload)] if payload is not None else [Reply(UNAVAILABLE_TEXT)]
+        if payload is not None and await self.redis.hget(keys.conversation(msg.conversation_id), "status") == "handoff":
+            replies.append(Reply(await expected_wait_text(self.redis, msg.conversation_id)))  # just handed off
         for member in otp_requests(payload):
             code = await self.one_time_code(msg.conversation_id, member)
             if code is not None:

@@ -13,11 +13,12 @@ import logging
 from redis.asyncio import Redis
 
 from gateway import keys
+from gateway.agents import survey
 from gateway.contacts import Contacts
 from gateway.conversations import Conversations
 from gateway.envelope import Message
 from gateway.metrics import INBOUND_HANDLED, REPLIES_QUEUED
-from gateway.responders import Responder
+from gateway.responders import Reply, Responder
 from gateway.streams import Streams
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,10 @@ class Router:
 
     async def handle(self, msg: Message) -> None:
         contact_id = await self.contacts.resolve(msg.urn, msg.channel)
-        conv_id = await self.conversations.for_message(contact_id, msg)
+        surveyed = None
+        if msg.kind == "text" and not msg.automated:
+            surveyed = await survey.conversation_for(self.redis, contact_id, msg.id, msg.text)
+        conv_id = surveyed or await self.conversations.for_message(contact_id, msg)
         msg = msg.with_(contact_id=contact_id, conversation_id=conv_id)
         await self.conversations.append(msg)
         done_key = keys.handled(conv_id, msg.id)
@@ -52,7 +56,12 @@ class Router:
             done, conversation = await pipe.execute()
         if done:
             return
-        replies = await self.responder.respond(msg, conversation)
+        if conversation.get("status") in ("handoff", "assigned"):
+            await self.redis.publish(keys.CONSOLE_NOTIFY, conv_id)  # the agent's console shows it live
+        if surveyed:
+            replies = [Reply(t) for t in await survey.answer(self.redis, conv_id, contact_id, msg.text)]
+        else:
+            replies = await self.responder.respond(msg, conversation)
         # A channel may ask for replies on another channel (a callback request is confirmed by SMS).
         reply_channel = str(msg.meta.get("reply_channel") or msg.channel)
         thread = {"thread": msg.meta["reply"]} if isinstance(msg.meta.get("reply"), dict) else {}

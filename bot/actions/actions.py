@@ -114,7 +114,13 @@ def summary(tracker: Tracker, extra: str = "") -> str:
 
 
 async def hand_off(
-    dispatcher: CollectingDispatcher, tracker: Tracker, reason: str, *, text: str = HANDOFF_TEXT, extra: str = ""
+    dispatcher: CollectingDispatcher,
+    tracker: Tracker,
+    reason: str,
+    *,
+    text: str = HANDOFF_TEXT,
+    extra: str = "",
+    urgent: bool = False,
 ) -> None:
     conv = await conversation(tracker)
     if conv.get("status") == "handoff":
@@ -122,8 +128,9 @@ async def hand_off(
     v = await state.verification(redis(), tracker.sender_id)
     intent = str(tracker.get_slot("pending_query") or latest_intent(tracker))
     await state.handoff(
-        redis(), tracker.sender_id, reason=reason, intent=intent, member=v.member, summary=summary(tracker, extra)
-    )
+        redis(), tracker.sender_id, reason=reason, intent=intent, member=v.member, summary=summary(tracker, extra),
+        urgent=urgent,
+    )  # fmt: skip
     if text:
         dispatcher.utter_message(text=text)
 
@@ -434,7 +441,7 @@ class FileComplaint(Action):
             )
         )
         extra = f"Réclamation {complaint.id}{' urgente' if urgent else ''}, échéance {complaint.due_date}"
-        await hand_off(dispatcher, tracker, "complaint", text="", extra=extra)
+        await hand_off(dispatcher, tracker, "complaint", text="", extra=extra, urgent=urgent)
         return events
 
 
@@ -447,8 +454,11 @@ class Handoff(Action):
         return []
 
 
+NOT_UNDERSTOOD = ("nlu_fallback", "out_of_scope")
+
+
 class Misunderstood(Action):
-    """The first misunderstanding asks to rephrase; the second in a row hands off."""
+    """Not understood (or out of scope): the first time the bot says so; twice in a row hands off."""
 
     def name(self) -> str:
         return "action_misunderstood"
@@ -459,13 +469,13 @@ class Misunderstood(Action):
             for e in tracker.events
             if e.get("event") == "user"
         ]
-        if len(intents) >= 2 and intents[-2] == "nlu_fallback" and intents[-1] == "nlu_fallback":
+        if len(intents) >= 2 and intents[-2] in NOT_UNDERSTOOD and intents[-1] in NOT_UNDERSTOOD:
             await hand_off(
                 dispatcher, tracker, "misunderstood",
                 text="Je ne comprends pas votre demande : je la transmets à un conseiller, qui vous répondra ici.",
             )  # fmt: skip
             return []
-        dispatcher.utter_message(response="utter_default")
+        dispatcher.utter_message(response="utter_out_of_scope" if intents[-1:] == ["out_of_scope"] else "utter_default")
         return []
 
 

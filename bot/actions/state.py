@@ -19,6 +19,7 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from gateway import keys
 from gateway.members import Complaint, MemberStore, complaint_due
@@ -27,6 +28,7 @@ VERIFY_TTL_S = 15 * 60
 MAX_FAILURES = 3
 OTP_TTL_S = 10 * 60
 AUDIT_MAXLEN = 1_000_000
+PARIS = ZoneInfo("Europe/Paris")
 
 
 def now_ms() -> int:
@@ -165,7 +167,9 @@ async def audit(redis: Any, member: str, conv_id: str, channel: str, what: str, 
     await redis.xadd(keys.AUDIT_ALL, entry, maxlen=AUDIT_MAXLEN, approximate=True)
 
 
-async def handoff(redis: Any, conv_id: str, *, reason: str, intent: str, member: str | None, summary: str) -> None:
+async def handoff(
+    redis: Any, conv_id: str, *, reason: str, intent: str, member: str | None, summary: str, urgent: bool = False
+) -> None:
     """Mark the conversation for agents, with what they need to pick it up; idempotent."""
     key = keys.conversation(conv_id)
     at = now_ms()
@@ -177,10 +181,14 @@ async def handoff(redis: Any, conv_id: str, *, reason: str, intent: str, member:
             "handoff_intent": intent,
             "handoff_member": member or "",
             "handoff_summary": summary[:1000],
+            "handoff_urgent": "1" if urgent else "0",
             "handoff_ms": str(at),
         },
     )
-    await redis.zadd(keys.HANDOFF_QUEUE, {conv_id: at}, nx=True)
+    if await redis.zadd(keys.HANDOFF_QUEUE, {conv_id: at}, nx=True):
+        day = dt.datetime.fromtimestamp(at / 1000, PARIS).date().isoformat()
+        await redis.hincrby(keys.day_stats(day), "handoffs", 1)
+    await redis.publish(keys.CONSOLE_NOTIFY, conv_id)  # agents' consoles refresh their queue
 
 
 async def file_complaint(

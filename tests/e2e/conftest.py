@@ -5,12 +5,17 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+import subprocess
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
-from tests.e2e.product import Product
+from tests.e2e.bot_data import seed
+from tests.e2e.product import ROOT, Product, free_port
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
@@ -20,6 +25,7 @@ AUTH_TOKEN = "e2e0auth0token0000000000000000aa"
 OUR_NUMBER = "+33700000001"
 TELEGRAM_TOKEN = "7000001:AAE2eTestTokenForLoopbackOnly0000000"
 TELEGRAM_SECRET = "e2e-telegram-secret"
+MANAGE = ROOT / "bot" / "manage.py"
 
 
 @pytest.fixture
@@ -81,3 +87,44 @@ async def make_product(product_env: dict[str, str], tmp_path: Path) -> AsyncIter
     pidfile = Path(product_env["VAR_DIR"]) / "redis" / "redis.pid"
     with contextlib.suppress(OSError, ValueError, ProcessLookupError):
         os.kill(int(pidfile.read_text()), signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def rasa_url(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[str]:
+    if not (ROOT / "bot" / ".venv" / "bin" / "rasa").exists():
+        pytest.fail("the bot's virtualenv is missing: python3 bot/manage.py venv (run.py test builds it)")
+    subprocess.run(["python3", str(MANAGE), "train"], check=True, stdout=subprocess.DEVNULL)
+    port = free_port()
+    log = (tmp_path_factory.mktemp("rasa") / "rasa.log").open("wb")
+    proc = subprocess.Popen(
+        ["python3", str(MANAGE), "run", "--port", str(port)],
+        stdout=log,
+        stderr=log,
+        env={**os.environ, "REDIS_URL": redis_url},  # trackers, locks and member records in Redis
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "rasa exited during start-up"
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{url}/status", timeout=1) as resp:
+                if resp.status == 200:
+                    break
+        time.sleep(0.5)
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+async def bot_product(
+    make_product: Callable[..., Product], rasa_url: str, redis: Redis, redis_url: str
+) -> AsyncIterator[Product]:
+    await seed(redis)
+    product = make_product(RESPONDER="rasa", RASA_URL=rasa_url, REDIS_URL=redis_url)
+    await product.start()
+    yield product
+    assert product.stop() == 0

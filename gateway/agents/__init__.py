@@ -1,0 +1,1 @@
+"""The agents: users and sessions, the desk (queue, assignment, conversations), the console."""

@@ -1,0 +1,420 @@
+"""The agents' console, served by the gateway: login, the live console page, its JSON API and
+its WebSocket, and the supervisor's page.
+
+Security: a session cookie (HttpOnly, SameSite=Strict, Secure behind https), a CSRF token per
+session required on every POST (header ``X-CSRF-Token``), the Origin checked on POSTs and on the
+WebSocket, login attempts rate-limited. An agent reaches only their queue and conversations.
+Live updates: one Redis pub/sub listener per process fans ``keys.CONSOLE_NOTIFY`` out to the
+open sockets, which tell the page what changed; the page then asks the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+from aiohttp import WSMsgType, web
+from redis.asyncio import Redis
+
+from gateway import keys
+from gateway.agents.desk import CALLBACK_LEAD_S, PARIS, PICKUP_TARGET_S, Desk, DeskError
+from gateway.agents.users import SKILL_LABELS, SKILLS, User, Users, csrf_ok
+from gateway.settings import ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+COOKIE = "mgw_session"
+STATIC = Path(__file__).resolve().parent / "static"
+CANNED = ROOT / "templates" / "canned"
+USER_KEY: web.RequestKey[User] = web.RequestKey("console_user")
+CSRF_KEY: web.RequestKey[str] = web.RequestKey("console_csrf")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def canned_answers() -> list[dict[str, str]]:
+    """Canned answers are plain text files in templates/canned/ (the first line is the title)."""
+    out = []
+    for path in sorted(CANNED.glob("*.txt")):
+        title, _, body = path.read_text(encoding="utf-8").partition("\n")
+        out.append({"id": path.stem, "title": title.strip(), "text": body.strip()})
+    return out
+
+
+class Console:
+    def __init__(self, settings: Settings, redis: Redis, desk: Desk, templates: jinja2.Environment) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.desk = desk
+        self.users = Users(redis)
+        self.templates = templates
+        self.secure = settings.public_url.startswith("https://")
+        origins = {_origin(settings.public_url), _origin(settings.base_url)}
+        if settings.host in ("127.0.0.1", "localhost", "0.0.0.0"):
+            origins |= {f"http://localhost:{settings.port}", f"http://127.0.0.1:{settings.port}"}
+        self.origins = origins
+        self._sockets: set[asyncio.Queue[str]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # Lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="console-notify"),
+            asyncio.create_task(self._callbacks_coming_due(), name="console-callbacks"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _callbacks_coming_due(self, every_s: float = 2.0) -> None:
+        """A callback enters the queue when its slot comes: tell this process's open consoles."""
+        known: set[str] = set()
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                due = set(await self.redis.zrangebyscore(keys.CALLBACKS_DUE, "-inf", time.time() + CALLBACK_LEAD_S))
+                for cb_id in due - known:
+                    for queue in list(self._sockets):
+                        queue.put_nowait(str(cb_id))
+                known = due
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("callback watch failed")
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(keys.CONSOLE_NOTIFY)
+                async for item in pubsub.listen():
+                    if item.get("type") == "message":
+                        for queue in list(self._sockets):
+                            queue.put_nowait(str(item.get("data")))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("console notifications interrupted, resubscribing")
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pubsub.aclose(), timeout=2)
+
+    # Helpers --------------------------------------------------------------------------------
+    def _page(self, name: str, status: int = 200, **values: Any) -> web.Response:
+        html = self.templates.get_template(name).render(**values)
+        # "same-origin" (not the site-wide "no-referrer") so the browser sends our Origin on form posts.
+        headers = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
+        return web.Response(text=html, content_type="text/html", status=status, headers=headers)
+
+    def _origin_ok(self, request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        if origin is None:  # same-origin form posts from old browsers; the CSRF token still applies
+            return request.method == "GET" or bool(request.headers.get("X-CSRF-Token"))
+        return origin.lower().rstrip("/") in self.origins
+
+    async def _user(self, request: web.Request) -> tuple[User, str] | None:
+        return await self.users.session(request.cookies.get(COOKIE, ""))
+
+    def _set_cookie(self, resp: web.StreamResponse, token: str) -> None:
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=self.secure, path="/")
+
+    # Routes ---------------------------------------------------------------------------------
+    def routes(self) -> web.RouteTableDef:
+        routes = web.RouteTableDef()
+        desk = self.desk
+
+        def api(roles: tuple[str, ...] = ("agent", "supervisor")) -> Callable[[Handler], Handler]:
+            """Session required; POSTs need the CSRF token and an allowed Origin."""
+
+            def wrap(handler: Handler) -> Handler:
+                async def inner(request: web.Request) -> web.StreamResponse:
+                    found = await self._user(request)
+                    if found is None:
+                        return web.json_response({"error": "login_required", "detail": "Connectez-vous."}, status=401)
+                    user, csrf = found
+                    if user.role not in roles:
+                        return web.json_response({"error": "forbidden", "detail": "Accès réservé."}, status=403)
+                    if request.method == "POST" and (
+                        not self._origin_ok(request) or not csrf_ok(csrf, request.headers.get("X-CSRF-Token"))
+                    ):
+                        return web.json_response(
+                            {"error": "csrf", "detail": "Jeton de sécurité manquant ou invalide : rechargez la page."},
+                            status=403,
+                        )
+                    request[USER_KEY] = user
+                    request[CSRF_KEY] = csrf
+                    await desk.seen(user)
+                    try:
+                        return await handler(request)
+                    except DeskError as exc:
+                        return web.json_response({"error": "refused", "detail": str(exc)}, status=exc.status)
+
+                return inner
+
+            return wrap
+
+        async def body(request: web.Request) -> dict[str, Any]:
+            try:
+                data = await request.json()
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise DeskError("Corps JSON illisible.", 400) from exc
+            if not isinstance(data, dict):
+                raise DeskError("Un objet JSON est attendu.", 400)
+            return data
+
+        @routes.get("/console/login")
+        async def login_page(request: web.Request) -> web.Response:
+            return self._page("console/login.html.j2", error="")
+
+        @routes.post("/console/login")
+        async def login(request: web.Request) -> web.StreamResponse:
+            if not self._origin_ok(request) and request.headers.get("Origin") is not None:
+                return self._page("console/login.html.j2", status=403, error="Origine refusée.")
+            try:
+                form = await request.post()
+            except ValueError:
+                return self._page("console/login.html.j2", status=400, error="Formulaire illisible.")
+            login_name = str(form.get("login") or "")[:60]
+            password = str(form.get("password") or "")[:200]
+            client = request.remote or "?"
+            if not await self.users.login_allowed(login_name, client):
+                return self._page(
+                    "console/login.html.j2",
+                    status=429,
+                    error="Trop d'essais : patientez une minute avant de réessayer.",
+                )
+            user = await self.users.authenticate(login_name, password)
+            if user is None:
+                log.info("console login refused", extra={"role": "console"})
+                return self._page("console/login.html.j2", status=401, error="Identifiant ou mot de passe incorrect.")
+            token, _ = await self.users.open_session(user)
+            target = "/console/supervisor" if user.role == "supervisor" else "/console"
+            if user.role == "communications":
+                target = "/console/campaigns"
+            resp = web.Response(status=303, headers={"Location": target, "Cache-Control": "no-store"})
+            self._set_cookie(resp, token)
+            log.info("console login", extra={"user": user.login})
+            return resp
+
+        @routes.post("/console/logout")
+        @api(("agent", "supervisor", "communications"))
+        async def logout(request: web.Request) -> web.StreamResponse:
+            await self.users.close_session(request.cookies.get(COOKIE, ""))
+            resp = web.json_response({"ok": True})
+            resp.del_cookie(COOKIE, path="/")
+            return resp
+
+        @routes.get("/console")
+        async def console_page(request: web.Request) -> web.StreamResponse:
+            found = await self._user(request)
+            if found is None:
+                raise web.HTTPSeeOther("/console/login")
+            user, csrf = found
+            if user.role == "communications":
+                raise web.HTTPSeeOther("/console/campaigns")
+            return self._page("console/console.html.j2", user=user, csrf=csrf, skills=SKILL_LABELS)
+
+        @routes.get("/console/supervisor")
+        async def supervisor_page(request: web.Request) -> web.StreamResponse:
+            found = await self._user(request)
+            if found is None:
+                raise web.HTTPSeeOther("/console/login")
+            user, csrf = found
+            if user.role != "supervisor":
+                raise web.HTTPForbidden(text="Accès réservé aux superviseurs.")
+            return self._page("console/supervisor.html.j2", user=user, csrf=csrf)
+
+        for name, ctype in (("console.js", "application/javascript"), ("console.css", "text/css")):
+            routes.get(f"/console/static/{name}")(_static(name, ctype))
+
+        @routes.get("/console/api/state")
+        @api()
+        async def state(request: web.Request) -> web.Response:
+            user = request[USER_KEY]
+            queue = await desk.queue(user)
+            return web.json_response(
+                {
+                    "me": user.public(),
+                    "queue": [i.public() for i in queue],
+                    "mine": await desk.mine(user),
+                    "agents_online": await desk.online(),
+                    "pickup_target_s": PICKUP_TARGET_S,
+                    "skills": {k: SKILL_LABELS[k] for k in SKILLS},
+                    "agents": [u.public() for u in await self.users.all() if u.role != "communications"],
+                }
+            )
+
+        @routes.get("/console/api/canned")
+        @api()
+        async def canned(request: web.Request) -> web.Response:
+            return web.json_response(canned_answers())
+
+        @routes.get("/console/api/conversations/{conv}")
+        @api()
+        async def conversation(request: web.Request) -> web.Response:
+            return web.json_response(await desk.conversation(request[USER_KEY], request.match_info["conv"]))
+
+        @routes.post("/console/api/take-next")
+        @api()
+        async def take_next(request: web.Request) -> web.Response:
+            return web.json_response(await desk.take_next(request[USER_KEY]))
+
+        @routes.post("/console/api/conversations/{conv}/{action}")
+        @api()
+        async def act(request: web.Request) -> web.Response:
+            user, conv_id, action = request[USER_KEY], request.match_info["conv"], request.match_info["action"]
+            if action == "take":
+                return web.json_response(await desk.take(user, conv_id))
+            data = await body(request)
+            if action == "reply":
+                client_id = str(data.get("client_id") or "")
+                if not 8 <= len(client_id) <= 64 or not client_id.replace("-", "").isalnum():
+                    raise DeskError("Identifiant de message invalide.", 400)
+                msg_id = await desk.reply(user, conv_id, str(data.get("text") or ""), client_id)
+                return web.json_response({"ok": True, "msg_id": msg_id})
+            if action == "note":
+                await desk.note(user, conv_id, str(data.get("text") or ""))
+            elif action == "transfer":
+                await desk.transfer(
+                    user, conv_id, to_agent=str(data.get("to_agent") or ""), to_skill=str(data.get("to_skill") or "")
+                )
+            elif action == "close":
+                await desk.close(user, conv_id)
+            elif action == "bot":
+                await desk.give_back(user, conv_id)
+            else:
+                raise DeskError("Action inconnue.", 404)
+            return web.json_response({"ok": True})
+
+        @routes.post("/console/api/callbacks/{cb}/outcome")
+        @api()
+        async def callback_outcome(request: web.Request) -> web.Response:
+            data = await body(request)
+            result = await desk.callback_outcome(request[USER_KEY], request.match_info["cb"], str(data.get("outcome")))
+            return web.json_response({"ok": True, "status": result.get("status")})
+
+        @routes.get("/console/api/complaints")
+        @api()
+        async def complaints(request: web.Request) -> web.Response:
+            return web.json_response(await desk.complaints())
+
+        @routes.post("/console/api/complaints/{member}/{ref}")
+        @api()
+        async def complaint_done(request: web.Request) -> web.Response:
+            data = await body(request)
+            record = await desk.complaint_done(
+                request[USER_KEY], request.match_info["member"], request.match_info["ref"], str(data.get("status"))
+            )
+            return web.json_response(record)
+
+        @routes.get("/console/api/stats")
+        @api(("supervisor",))
+        async def stats(request: web.Request) -> web.Response:
+            try:
+                days = max(1, min(90, int(request.query.get("days", "14"))))
+            except ValueError:
+                days = 14
+            return web.json_response(await self.daily(days))
+
+        @routes.get("/console/ws")
+        async def socket(request: web.Request) -> web.StreamResponse:
+            if request.headers.get("Origin", "").lower().rstrip("/") not in self.origins:
+                return web.json_response({"error": "origin_refused"}, status=403)
+            found = await self._user(request)
+            if found is None:
+                return web.json_response({"error": "login_required"}, status=401)
+            user = found[0]
+            ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4096)
+            await ws.prepare(request)
+            queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
+            self._sockets.add(queue)
+            await desk.seen(user)
+
+            async def push() -> None:
+                while not ws.closed:
+                    ref = await queue.get()
+                    await ws.send_json({"type": "changed", "ref": ref})
+
+            pusher = asyncio.create_task(push())
+            try:
+                async for frame in ws:
+                    if frame.type == WSMsgType.TEXT:  # the page's keep-alive: the agent is present
+                        await desk.seen(user)
+            finally:
+                self._sockets.discard(queue)
+                pusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+                    await pusher
+            return ws
+
+        return routes
+
+    async def daily(self, days: int) -> dict[str, Any]:
+        """Per day: service level, answer rate, complaints in time, satisfaction, NPS, containment."""
+        today = dt.datetime.now(PARIS).date()
+        out = []
+        for back in range(days - 1, -1, -1):
+            day = (today - dt.timedelta(days=back)).isoformat()
+            raw = await self.redis.hgetall(keys.day_stats(day))
+            c = {k: int(v) for k, v in raw.items() if v.lstrip("-").isdigit()}
+            promoters, detractors = c.get("nps_promoters", 0), c.get("nps_detractors", 0)
+            nps_n = promoters + detractors + c.get("nps_passives", 0)
+            out.append(
+                {
+                    "day": day,
+                    **c,
+                    "service_level": _ratio(c.get("picked_in_target", 0), c.get("picked", 0)),
+                    "answer_rate": _ratio(c.get("picked", 0), c.get("handoffs", 0)),
+                    "complaints_in_time_rate": _ratio(c.get("complaints_in_time", 0), c.get("complaints_answered", 0)),
+                    "csat": round(c["csat_sum"] / c["csat_n"], 2) if c.get("csat_n") else None,
+                    "nps": round(100 * (promoters - detractors) / nps_n) if nps_n else None,
+                    "containment": _ratio(c.get("conversations", 0) - c.get("handoffs", 0), c.get("conversations", 0)),
+                }
+            )
+        queue = await self.desk.queue(None)
+        return {
+            "days": out,
+            "now": {
+                "waiting": len(queue),
+                "waiting_by_skill": {s: sum(1 for i in queue if i.skill == s) for s in SKILLS},
+                "agents_online": len(await self.desk.online()),
+                "oldest_wait_ms": min((i.since_ms for i in queue), default=None),
+            },
+        }
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 3) if whole > 0 else None
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _static(name: str, content_type: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(
+            body=(STATIC / name).read_bytes(), content_type=content_type, headers={"Cache-Control": "no-cache"}
+        )
+
+    return handler
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)

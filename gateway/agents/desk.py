@@ -1,0 +1,539 @@
+"""The agents' desk: the queue of handed-off conversations and due callbacks, who holds what,
+and what an agent does with a conversation (reply, note, transfer, close, give back to the bot).
+
+Queue order: urgent complaints first, then waiting time. Routing: each item has a skill
+(benefits, quotes, complaints, sales) from the bot's intent or the callback's reason; an agent
+sees and takes items of their skills, up to their capacity. Taking is a ``ZREM`` on the queue:
+whoever removes the entry holds the conversation, so two agents never both take it.
+
+Every change is published on ``keys.CONSOLE_NOTIFY`` so every console process refreshes.
+Daily figures (Europe/Paris days) are counted in ``keys.day_stats``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from redis.asyncio import Redis
+
+from gateway import keys
+from gateway.agents.users import User
+from gateway.agents.waiting import ONLINE_WINDOW_MS
+from gateway.envelope import Message
+from gateway.members import Complaint, MemberStore
+from gateway.router import Router
+
+log = logging.getLogger(__name__)
+
+PARIS = ZoneInfo("Europe/Paris")
+PICKUP_TARGET_S = 60
+CALLBACK_LEAD_S = 5 * 60  # a callback shows in the queue 5 minutes before its slot
+CALLBACK_RETRY_S = 30 * 60
+
+SKILL_OF_INTENT = {
+    "reimbursement_status": "benefits",
+    "card_status": "benefits",
+    "contribution_question": "benefits",
+    "membership_status": "sales",
+    "quote_status": "quotes",
+    "file_complaint": "complaints",
+    "complaint_status": "complaints",
+}
+SKILL_OF_CALLBACK = {"devis": "quotes", "reclamation": "complaints", "adhesion": "sales"}
+REASON_LABELS = {
+    "ask_human": "demande un conseiller",
+    "complaint": "réclamation déposée",
+    "verification_failed": "identité non vérifiée",
+    "misunderstood": "incompris deux fois",
+    "callback": "demande de rappel",
+}
+
+SURVEY_CSAT = (
+    "Merci d'avoir échangé avec nous. Votre avis compte : de 1 (pas du tout) à 5 (tout à fait), "
+    "êtes-vous satisfait(e) de cet échange ? Répondez par un chiffre."
+)
+
+
+class DeskError(Exception):
+    """An operation the agent cannot do, with the reason in French (HTTP status in ``status``)."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def paris_day(ms: int | None = None) -> str:
+    moment = dt.datetime.fromtimestamp((ms if ms is not None else now_ms()) / 1000, PARIS)
+    return moment.date().isoformat()
+
+
+def skill_of(conv: dict[str, str]) -> str:
+    if conv.get("handoff_reason") == "complaint":
+        return "complaints"
+    return conv.get("skill") or SKILL_OF_INTENT.get(conv.get("handoff_intent", ""), "benefits")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    kind: str  # "conversation" or "callback"
+    id: str
+    skill: str
+    urgent: bool
+    since_ms: int  # waiting since (handoff), or the callback slot's start
+    channel: str
+    reason: str
+    summary: str
+    member: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "id": self.id,
+            "skill": self.skill,
+            "urgent": self.urgent,
+            "since_ms": self.since_ms,
+            "channel": self.channel,
+            "reason": REASON_LABELS.get(self.reason, self.reason),
+            "summary": self.summary,
+            "member": self.member,
+        }
+
+
+class Desk:
+    def __init__(self, redis: Redis, router: Router, *, rasa_url: str = "", sms_enabled: bool = False) -> None:
+        self.redis = redis
+        self.router = router
+        self.rasa_url = rasa_url.rstrip("/")
+        self.sms_enabled = sms_enabled
+
+    # Reading ------------------------------------------------------------------------------
+    async def queue(self, user: User | None = None) -> list[QueueItem]:
+        """Waiting items the user may take (all of them for a supervisor), in priority order."""
+        items: list[QueueItem] = []
+        for conv_id in await self.redis.zrange(keys.HANDOFF_QUEUE, 0, -1):
+            conv = await self.redis.hgetall(keys.conversation(conv_id))
+            if conv.get("status") != "handoff":
+                continue
+            items.append(
+                QueueItem(
+                    kind="conversation",
+                    id=conv_id,
+                    skill=skill_of(conv),
+                    urgent=conv.get("handoff_urgent") == "1",
+                    since_ms=int(conv.get("handoff_ms") or now_ms()),
+                    channel=conv.get("channel", ""),
+                    reason=conv.get("handoff_reason", ""),
+                    summary=conv.get("handoff_summary", ""),
+                    member=conv.get("handoff_member") or conv.get("member_id", ""),
+                )
+            )
+        horizon = int(time.time()) + CALLBACK_LEAD_S
+        for cb_id, slot in await self.redis.zrangebyscore(keys.CALLBACKS_DUE, "-inf", horizon, withscores=True):
+            cb = await self.redis.hgetall(keys.callback(cb_id))
+            if cb.get("status") not in ("pending", "no_answer"):
+                continue
+            items.append(
+                QueueItem(
+                    kind="callback",
+                    id=cb_id,
+                    skill=SKILL_OF_CALLBACK.get(cb.get("reason", ""), "benefits"),
+                    urgent=False,
+                    since_ms=int(slot * 1000),
+                    channel="phone",
+                    reason="callback",
+                    summary=f"Rappel {cb.get('slot_start', '')[11:16]}–{cb.get('slot_end', '')[11:16]}"
+                    + (f" ({cb.get('attempts')} essai(s) sans réponse)" if cb.get("attempts") else ""),
+                    member="",
+                )
+            )
+        if user is not None and not user.is_supervisor:
+            items = [i for i in items if i.skill in user.skills]
+        return sorted(items, key=lambda i: (not i.urgent, i.since_ms))
+
+    async def mine(self, user: User) -> list[dict[str, Any]]:
+        out = []
+        for conv_id in sorted(await self.redis.smembers(keys.agent_conversations(user.login))):
+            conv = await self.redis.hgetall(keys.conversation(conv_id))
+            if conv.get("assigned_agent") == user.login and conv.get("status") == "assigned":
+                out.append(_conv_public(conv))
+        return sorted(out, key=lambda c: c.get("assigned_ms", 0))
+
+    async def can_open(self, user: User, conv: dict[str, str]) -> bool:
+        if not conv:
+            return False
+        if user.is_supervisor or conv.get("assigned_agent") == user.login:
+            return True
+        return conv.get("status") == "handoff" and skill_of(conv) in user.skills
+
+    async def conversation(self, user: User, conv_id: str) -> dict[str, Any]:
+        """Everything the agent sees: the conversation, the member's record, past conversations."""
+        conv = await self.redis.hgetall(keys.conversation(conv_id))
+        if not await self.can_open(user, conv):
+            raise DeskError("Cette conversation n'est pas dans votre file.", 403)
+        messages = await self.router.conversations.history(conv_id)
+        notes = [json.loads(n) for n in await self.redis.lrange(keys.conversation_notes(conv_id), 0, -1)]
+        member_id = conv.get("verified_member") or conv.get("handoff_member") or conv.get("member_id")
+        if not member_id and conv.get("contact_id"):
+            member_id = await self.redis.hget(keys.contact(conv["contact_id"]), "member_id")
+        fiche = await self.member_record(str(member_id)) if member_id else None
+        if fiche is not None:
+            await self._audit_opening(user, str(member_id), conv_id, conv.get("channel", ""))
+        past = []
+        if conv.get("contact_id"):
+            for other in await self.redis.zrevrange(keys.contact_conversations(conv["contact_id"]), 0, 20):
+                if other != conv_id:
+                    data = await self.redis.hgetall(keys.conversation(other))
+                    past.append({**_conv_public(data), "messages": len(await self.router.conversations.history(other))})
+        return {
+            "conversation": _conv_public(conv),
+            "messages": [_message_public(m) for m in messages],
+            "notes": notes,
+            "member": fiche,
+            "past": past,
+        }
+
+    async def member_record(self, member_id: str) -> dict[str, Any] | None:
+        store = MemberStore(self.redis)
+        member = await store.get(member_id)
+        if member is None:
+            return None
+        from dataclasses import asdict
+
+        record: dict[str, Any] = {"member": asdict(member)}
+        for kind in ("claims", "complaints", "quotes", "card", "membership"):
+            record[kind] = await store.records(member_id, kind)
+        return record
+
+    async def _audit_opening(self, user: User, member_id: str, conv_id: str, channel: str) -> None:
+        entry = {
+            "member": member_id,
+            "conversation": conv_id,
+            "channel": channel,
+            "what": "agent_opened_record",
+            "agent": user.login,
+            "records": "[]",
+            "at_ms": str(now_ms()),
+        }
+        await self.redis.xadd(keys.member_audit(member_id), entry)
+        await self.redis.xadd(keys.AUDIT_ALL, entry, maxlen=1_000_000, approximate=True)
+
+    # Taking ------------------------------------------------------------------------------
+    async def take(self, user: User, conv_id: str) -> dict[str, Any]:
+        conv = await self.redis.hgetall(keys.conversation(conv_id))
+        if conv.get("status") != "handoff":
+            raise DeskError("Cette conversation n'attend plus de conseiller.")
+        if not user.is_supervisor and skill_of(conv) not in user.skills:
+            raise DeskError("Cette conversation relève d'une autre compétence.", 403)
+        if await self.redis.scard(keys.agent_conversations(user.login)) >= user.capacity:
+            raise DeskError(f"Vous avez déjà {user.capacity} conversations en cours : terminez-en une d'abord.")
+        if not await self.redis.zrem(keys.HANDOFF_QUEUE, conv_id):
+            raise DeskError("Un autre conseiller vient de prendre cette conversation.")
+        taken = now_ms()
+        await self.redis.hset(
+            keys.conversation(conv_id),
+            mapping={"status": "assigned", "assigned_agent": user.login, "assigned_ms": str(taken)},
+        )
+        await self.redis.sadd(keys.agent_conversations(user.login), conv_id)
+        waited = max(0, taken - int(conv.get("handoff_ms") or taken))
+        day = keys.day_stats(paris_day(taken))
+        await self.redis.hincrby(day, "picked", 1)
+        if waited <= PICKUP_TARGET_S * 1000:
+            await self.redis.hincrby(day, "picked_in_target", 1)
+        await self.redis.lpush(keys.PICKUPS, str(waited))
+        await self.redis.ltrim(keys.PICKUPS, 0, 49)
+        gender = "votre conseiller" if not user.first_name else f"{user.first_name}, de votre mutuelle"
+        await self._say(conv_id, conv, f"take.{taken}", f"Bonjour, je suis {gender}. Je prends connaissance de "
+                        "votre demande et je vous réponds ici.")  # fmt: skip
+        await self.notify(conv_id)
+        return _conv_public(await self.redis.hgetall(keys.conversation(conv_id)))
+
+    async def take_next(self, user: User) -> dict[str, Any]:
+        for item in await self.queue(user):
+            if item.kind != "conversation":
+                continue
+            try:
+                return await self.take(user, item.id)
+            except DeskError as exc:
+                if exc.status == 409 and "capacité" not in str(exc) and "conversations en cours" not in str(exc):
+                    continue
+                raise
+        raise DeskError("Aucune conversation n'attend dans votre file.", 404)
+
+    # Working a conversation -----------------------------------------------------------------
+    async def _held(self, user: User, conv_id: str) -> dict[str, str]:
+        conv: dict[str, str] = await self.redis.hgetall(keys.conversation(conv_id))
+        if not conv:
+            raise DeskError("Conversation inconnue.", 404)
+        if conv.get("assigned_agent") != user.login and not user.is_supervisor:
+            raise DeskError("Cette conversation n'est pas la vôtre.", 403)
+        if conv.get("status") != "assigned":
+            raise DeskError("Cette conversation n'est pas en cours avec un conseiller.")
+        return conv
+
+    async def reply(self, user: User, conv_id: str, text: str, client_id: str) -> str:
+        conv = await self._held(user, conv_id)
+        text = text.strip()
+        if not text:
+            raise DeskError("Le message est vide.", 400)
+        if len(text) > 4000:
+            raise DeskError("Le message dépasse 4 000 caractères.", 400)
+        msg_id = await self._say(conv_id, conv, f"a.{client_id}", text, agent=user.login)
+        await self.notify(conv_id)
+        return msg_id
+
+    async def _say(self, conv_id: str, conv: dict[str, str], suffix: str, text: str, *, agent: str = "") -> str:
+        """Send ``text`` to the member on the conversation's channel, once per id."""
+        channel = conv.get("channel", "")
+        meta: dict[str, Any] = {}
+        if channel == "callback":  # a callback request is answered by SMS when SMS is on
+            channel = "sms" if self.sms_enabled else "callback"
+        last = await self._last_inbound(conv_id)
+        if last is not None and isinstance(last.meta.get("reply"), dict):
+            meta["thread"] = last.meta["reply"]
+        if agent:
+            meta["agent"] = agent
+        msg = Message(
+            id=f"{conv_id}.{suffix}",
+            channel=channel,
+            urn=conv.get("urn", ""),
+            direction="out",
+            text=text,
+            meta=meta,
+            contact_id=conv.get("contact_id") or None,
+            conversation_id=conv_id,
+        )
+        await self.router.enqueue(msg)
+        return msg.id
+
+    async def _last_inbound(self, conv_id: str) -> Message | None:
+        for msg_id in await self.redis.zrevrange(keys.conversation_log(conv_id), 0, 20):
+            raw = await self.redis.hget(keys.message(conv_id, msg_id), "m")
+            if raw:
+                msg = Message.from_json(raw)
+                if msg.direction == "in":
+                    return msg
+        return None
+
+    async def note(self, user: User, conv_id: str, text: str) -> None:
+        conv = await self.redis.hgetall(keys.conversation(conv_id))
+        if not await self.can_open(user, conv):
+            raise DeskError("Cette conversation n'est pas dans votre file.", 403)
+        if not text.strip() or len(text) > 2000:
+            raise DeskError("Une note fait de 1 à 2 000 caractères.", 400)
+        await self._add_note(user, conv_id, text)
+
+    async def _add_note(self, user: User, conv_id: str, text: str) -> None:
+        note = {"by": user.login, "first_name": user.first_name, "text": text.strip(), "at_ms": now_ms()}
+        await self.redis.rpush(keys.conversation_notes(conv_id), json.dumps(note, ensure_ascii=False))
+        await self.notify(conv_id)
+
+    async def transfer(self, user: User, conv_id: str, *, to_agent: str = "", to_skill: str = "") -> None:
+        await self._held(user, conv_id)
+        key = keys.conversation(conv_id)
+        if to_agent:
+            from gateway.agents.users import Users
+
+            target = await Users(self.redis).get(to_agent)
+            if target is None or target.role == "communications":
+                raise DeskError("Conseiller inconnu.", 404)
+            if await self.redis.scard(keys.agent_conversations(target.login)) >= target.capacity:
+                raise DeskError(f"{target.first_name} n'a plus de place : transférez à une compétence.")
+            await self.redis.srem(keys.agent_conversations(user.login), conv_id)
+            await self.redis.sadd(keys.agent_conversations(target.login), conv_id)
+            await self.redis.hset(key, mapping={"assigned_agent": target.login, "assigned_ms": str(now_ms())})
+            await self._add_note(user, conv_id, f"Transférée à {target.first_name} ({target.login}).")
+        elif to_skill:
+            from gateway.agents.users import SKILL_LABELS, SKILLS
+
+            if to_skill not in SKILLS:
+                raise DeskError("Compétence inconnue.", 400)
+            await self.redis.srem(keys.agent_conversations(user.login), conv_id)
+            await self.redis.hset(key, mapping={"status": "handoff", "skill": to_skill, "handoff_ms": str(now_ms())})
+            await self.redis.hdel(key, "assigned_agent", "assigned_ms")
+            await self.redis.zadd(keys.HANDOFF_QUEUE, {conv_id: now_ms()})
+            await self._add_note(user, conv_id, f"Transférée à la file {SKILL_LABELS[to_skill]}.")
+        else:
+            raise DeskError("Indiquez un conseiller ou une compétence.", 400)
+        await self.notify(conv_id)
+
+    async def close(self, user: User, conv_id: str) -> None:
+        """Close; the member gets the satisfaction survey on the same channel."""
+        conv = await self._held(user, conv_id)
+        closed = now_ms()
+        key = keys.conversation(conv_id)
+        await self.redis.hset(key, mapping={"status": "closed", "closed_ms": str(closed), "closed_by": user.login,
+                                            "survey_step": "csat"})  # fmt: skip
+        await self.redis.srem(keys.agent_conversations(conv.get("assigned_agent", user.login)), conv_id)
+        await self._release_open_pointer(conv_id, conv)
+        await self.redis.hincrby(keys.day_stats(paris_day(closed)), "closed", 1)
+        if conv.get("contact_id"):
+            await self.redis.set(keys.survey_pending(conv["contact_id"]), conv_id, ex=3 * 24 * 3600)
+        await self._say(conv_id, conv, "survey", SURVEY_CSAT)
+        await self.notify(conv_id)
+
+    async def _release_open_pointer(self, conv_id: str, conv: dict[str, str]) -> None:
+        """The member's next message starts a new conversation."""
+        if conv.get("contact_id") and conv.get("channel"):
+            pointer = keys.open_conversation(conv["contact_id"], conv["channel"])
+            if await self.redis.get(pointer) == conv_id:
+                await self.redis.delete(pointer)
+
+    async def give_back(self, user: User, conv_id: str) -> None:
+        """Back to the bot, cleanly: Rasa's tracker restarts (no form or slot left over)."""
+        conv = await self._held(user, conv_id)
+        key = keys.conversation(conv_id)
+        await self.redis.srem(keys.agent_conversations(conv.get("assigned_agent", user.login)), conv_id)
+        await self.redis.hset(key, mapping={"status": "open", "returned_ms": str(now_ms())})
+        await self.redis.hdel(key, "assigned_agent", "assigned_ms", "verify_stage", "verify_member",
+                              "verify_failures", "verify_locked")  # fmt: skip
+        if self.rasa_url:
+            try:
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+                    async with session.post(
+                        f"{self.rasa_url}/conversations/{conv_id}/tracker/events", json=[{"event": "restart"}]
+                    ) as resp:
+                        if resp.status >= 400:
+                            log.error("bot restart refused", extra={"conversation": conv_id, "status": resp.status})
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.error("bot restart failed", extra={"conversation": conv_id, "error": type(exc).__name__})
+        await self._say(conv_id, conv, f"bot.{now_ms()}", "Je vous redonne la main à l'assistant automatique : "
+                        "écrivez-lui votre question quand vous voulez.")  # fmt: skip
+        await self.notify(conv_id)
+
+    # Callbacks -----------------------------------------------------------------------------
+    async def callback_outcome(self, user: User, cb_id: str, outcome: str) -> dict[str, str]:
+        key = keys.callback(cb_id)
+        cb = await self.redis.hgetall(key)
+        if not cb:
+            raise DeskError("Demande de rappel inconnue.", 404)
+        if outcome not in ("done", "no_answer", "wrong_number"):
+            raise DeskError("Issue inconnue : done, no_answer ou wrong_number.", 400)
+        day = keys.day_stats(paris_day())
+        at = now_ms()
+        phone = cb.get("phone", "")
+        if outcome == "done":
+            await self.redis.hset(key, mapping={"status": "done", "done_ms": str(at), "done_by": user.login})
+            await self.redis.zrem(keys.CALLBACKS_DUE, cb_id)
+            text = "Merci pour notre échange téléphonique. N'hésitez pas à nous écrire si besoin."
+        elif outcome == "no_answer":
+            attempts = int(await self.redis.hincrby(key, "attempts", 1))
+            retry_at = int(time.time()) + CALLBACK_RETRY_S
+            await self.redis.hset(key, mapping={"status": "no_answer", "last_attempt_ms": str(at)})
+            await self.redis.zadd(keys.CALLBACKS_DUE, {cb_id: retry_at})
+            when = dt.datetime.fromtimestamp(retry_at, PARIS).strftime("%H h %M")
+            text = f"Nous avons essayé de vous appeler sans succès. Nous réessaierons vers {when}."
+            if attempts >= 3:
+                await self.redis.hset(key, "status", "abandoned")
+                await self.redis.zrem(keys.CALLBACKS_DUE, cb_id)
+                text = "Nous n'avons pas réussi à vous joindre. Écrivez-nous ou demandez un nouveau rappel."
+        else:
+            await self.redis.hset(key, mapping={"status": "wrong_number", "done_ms": str(at), "done_by": user.login})
+            await self.redis.zrem(keys.CALLBACKS_DUE, cb_id)
+            text = ""  # nobody to inform at a wrong number
+        await self.redis.hincrby(day, f"callbacks_{outcome}", 1)
+        if text and phone:
+            urn = f"tel:{phone}"
+            msg = Message(
+                id=f"cb.{cb_id}.{outcome}.{cb.get('attempts', '0')}",
+                channel="sms" if self.sms_enabled else "callback",
+                urn=urn,
+                direction="out",
+                text=text,
+                conversation_id=await self._callback_conversation(urn),
+            )
+            if msg.conversation_id:
+                await self.router.enqueue(msg)
+        await self.notify(cb_id)
+        data: dict[str, str] = await self.redis.hgetall(key)
+        return data
+
+    async def _callback_conversation(self, urn: str) -> str | None:
+        contact = await self.redis.get(keys.address(urn))
+        if not contact:
+            return None
+        conv = await self.redis.get(keys.open_conversation(contact, "callback"))
+        return str(conv) if conv else None
+
+    # Complaints ----------------------------------------------------------------------------
+    async def complaints(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Open complaints, the nearest due date first."""
+        out = []
+        store = MemberStore(self.redis)
+        for entry, _ in await self.redis.zrange(keys.COMPLAINTS_DUE, 0, limit - 1, withscores=True):
+            member, _, ref = entry.partition(" ")
+            for record in await store.records(member, Complaint.RECORD):
+                if record.get("id") == ref:
+                    out.append(record)
+        return out
+
+    async def complaint_done(self, user: User, member: str, ref: str, status: str) -> dict[str, Any]:
+        if status not in ("answered", "closed"):
+            raise DeskError("Statut inconnu : answered ou closed.", 400)
+        store = MemberStore(self.redis)
+        found = [r for r in await store.records(member, Complaint.RECORD) if r.get("id") == ref]
+        if not found:
+            raise DeskError("Réclamation inconnue.", 404)
+        today = dt.datetime.now(PARIS).date()
+        record = {**found[0], "status": status}
+        if not record.get("answered_date"):
+            record["answered_date"] = today.isoformat()
+            due = dt.date.fromisoformat(str(record.get("due_date") or today.isoformat()))
+            stats = keys.day_stats(today.isoformat())
+            await self.redis.hincrby(stats, "complaints_answered", 1)
+            if today <= due:
+                await self.redis.hincrby(stats, "complaints_in_time", 1)
+        complaint = Complaint(**record)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            store.write_record(pipe, complaint)
+            await pipe.execute()
+        await self.notify(ref)
+        return record
+
+    # Presence and the expected wait ------------------------------------------------------------
+    async def seen(self, user: User) -> None:
+        if user.role != "communications":
+            await self.redis.zadd(keys.AGENTS_ONLINE, {user.login: now_ms()})
+
+    async def online(self) -> list[str]:
+        since = now_ms() - ONLINE_WINDOW_MS
+        return list(await self.redis.zrangebyscore(keys.AGENTS_ONLINE, since, "+inf"))
+
+    async def notify(self, ref: str) -> None:
+        await self.redis.publish(keys.CONSOLE_NOTIFY, ref)
+
+
+def _conv_public(conv: dict[str, str]) -> dict[str, Any]:
+    shown = ("id", "channel", "status", "handoff_reason", "handoff_intent", "handoff_summary", "handoff_member",
+             "verified_member", "assigned_agent", "skill", "closed_ms", "csat", "nps")  # fmt: skip
+    out: dict[str, Any] = {k: conv[k] for k in shown if conv.get(k)}
+    for k in ("created_ms", "handoff_ms", "assigned_ms", "last_ms"):
+        if conv.get(k):
+            out[k] = int(conv[k])
+    out["skill"] = skill_of(conv) if conv.get("status") in ("handoff", "assigned") else conv.get("skill", "")
+    out["urgent"] = conv.get("handoff_urgent") == "1"
+    return out
+
+
+def _message_public(item: dict[str, Any]) -> dict[str, Any]:
+    meta = item.get("meta") or {}
+    delivery = item.get("delivery") or {}
+    return {
+        "id": item.get("id"),
+        "direction": item.get("direction"),
+        "channel": item.get("channel"),
+        "text": "Code de vérification envoyé (masqué)." if meta.get("otp") else item.get("text", ""),
+        "created_ms": item.get("created_ms"),
+        "agent": meta.get("agent", ""),
+        "status": delivery.get("status", ""),
+    }

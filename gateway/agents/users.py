@@ -1,0 +1,166 @@
+"""Console users (agents, supervisors, communications staff), their sessions and CSRF tokens.
+
+Passwords are argon2id hashes (argon2-cffi). A session is a random cookie; Redis keeps only its
+SHA-256 digest with the user and the session's CSRF token, for ``SESSION_TTL_S`` after the last
+request. Login attempts are rate-limited per login and per client address (GCRA in Redis).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from redis.asyncio import Redis
+
+from gateway import keys
+from gateway.ratelimit import RateLimiter
+
+ROLES = ("agent", "supervisor", "communications")
+SKILLS = ("benefits", "quotes", "complaints", "sales")
+SKILL_LABELS = {"benefits": "Prestations", "quotes": "Devis", "complaints": "Réclamations", "sales": "Adhésions"}
+SESSION_TTL_S = 8 * 3600
+LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
+_hasher = PasswordHasher()
+# Verifying against this when the login is unknown keeps both answers equally slow.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    login: str
+    first_name: str
+    role: str
+    skills: tuple[str, ...]
+    capacity: int
+
+    @property
+    def is_supervisor(self) -> bool:
+        return self.role == "supervisor"
+
+    def public(self) -> dict[str, object]:
+        return {
+            "login": self.login,
+            "first_name": self.first_name,
+            "role": self.role,
+            "skills": list(self.skills),
+            "capacity": self.capacity,
+        }
+
+
+class UserError(ValueError):
+    pass
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Users:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.limiter = RateLimiter(redis)
+
+    async def create(
+        self, login: str, password: str, *, first_name: str, role: str, skills: list[str], capacity: int = 3
+    ) -> User:
+        login = login.strip().lower()
+        if not LOGIN_RE.fullmatch(login):
+            raise UserError("identifiant invalide : 2 à 40 caractères, lettres minuscules, chiffres, . _ -")
+        if role not in ROLES:
+            raise UserError(f"rôle inconnu : {role} (agent, supervisor ou communications)")
+        unknown = [s for s in skills if s not in SKILLS]
+        if unknown:
+            raise UserError(f"compétence inconnue : {', '.join(unknown)} ({', '.join(SKILLS)})")
+        if len(password) < 12:
+            raise UserError("mot de passe trop court : 12 caractères au moins")
+        if not first_name.strip():
+            raise UserError("prénom manquant : il est donné aux adhérents (interlocuteur identifié)")
+        if not 1 <= capacity <= 20:
+            raise UserError("capacité invalide : de 1 à 20 conversations à la fois")
+        await self.redis.hset(
+            keys.user(login),
+            mapping={
+                "login": login,
+                "first_name": first_name.strip(),
+                "role": role,
+                "skills": ",".join(skills or (SKILLS if role == "supervisor" else ())),
+                "capacity": str(capacity),
+                "password": _hasher.hash(password),
+                "created_ms": str(int(time.time() * 1000)),
+            },
+        )
+        await self.redis.sadd(keys.USERS, login)
+        user = await self.get(login)
+        assert user is not None
+        return user
+
+    async def get(self, login: str) -> User | None:
+        data = await self.redis.hgetall(keys.user(login))
+        if not data or data.get("disabled") == "1":
+            return None
+        return User(
+            login=data["login"],
+            first_name=data.get("first_name", ""),
+            role=data.get("role", "agent"),
+            skills=tuple(s for s in data.get("skills", "").split(",") if s),
+            capacity=int(data.get("capacity") or 3),
+        )
+
+    async def all(self) -> list[User]:
+        out = [await self.get(login) for login in sorted(await self.redis.smembers(keys.USERS))]
+        return [u for u in out if u is not None]
+
+    async def login_allowed(self, login: str, client: str) -> bool:
+        """5 attempts, then one every 12 s, per login and per client address."""
+        waits = [
+            await self.limiter.acquire(f"login:user:{login.lower()[:60]}", per_second=1 / 12, burst=5),
+            await self.limiter.acquire(f"login:ip:{client}", per_second=1 / 6, burst=10),
+        ]
+        return max(waits) == 0.0
+
+    async def authenticate(self, login: str, password: str) -> User | None:
+        login = login.strip().lower()
+        stored = await self.redis.hget(keys.user(login), "password") if LOGIN_RE.fullmatch(login) else None
+        try:
+            _hasher.verify(stored or _DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        return await self.get(login) if stored else None
+
+    # Sessions ----------------------------------------------------------------------------
+    async def open_session(self, user: User) -> tuple[str, str]:
+        """A new session for ``user``: (cookie token, CSRF token)."""
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        key = keys.session(digest(token))
+        await self.redis.hset(
+            key, mapping={"login": user.login, "csrf": csrf, "created_ms": str(int(time.time() * 1000))}
+        )
+        await self.redis.expire(key, SESSION_TTL_S)
+        return token, csrf
+
+    async def session(self, token: str) -> tuple[User, str] | None:
+        """The session's user and CSRF token, sliding its expiry; None if unknown or expired."""
+        if not token or len(token) > 100:
+            return None
+        key = keys.session(digest(token))
+        data = await self.redis.hgetall(key)
+        if not data:
+            return None
+        user = await self.get(data.get("login", ""))
+        if user is None:
+            return None
+        await self.redis.expire(key, SESSION_TTL_S)
+        return user, data.get("csrf", "")
+
+    async def close_session(self, token: str) -> None:
+        await self.redis.delete(keys.session(digest(token)))
+
+
+def csrf_ok(expected: str, given: str | None) -> bool:
+    return bool(expected) and bool(given) and hmac.compare_digest(expected, str(given))

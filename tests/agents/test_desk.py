@@ -1,0 +1,203 @@
+"""The agents' desk on a real Redis: queue order and routing, exclusive taking, capacity, replies on
+the member's channel, transfer, close with the satisfaction survey, give back, callbacks, complaints,
+daily figures. Handoffs are made by the bot's own code (bot/actions/state.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.actions import state as bot_state
+from gateway import keys
+from gateway.agents.desk import Desk, DeskError, paris_day
+from gateway.agents.users import User, UserError, Users
+from gateway.contacts import Contacts
+from gateway.conversations import Conversations
+from gateway.envelope import Message, inbound
+from gateway.members import Complaint, MemberStore
+from gateway.responders import AckResponder
+from gateway.router import Router
+from gateway.streams import Streams
+
+JULIE = User("julie", "Julie", "agent", ("benefits",), 2)
+MARC = User("marc", "Marc", "agent", ("benefits", "complaints"), 3)
+SOPHIE = User("sophie", "Sophie", "supervisor", ("benefits", "quotes", "complaints", "sales"), 5)
+
+
+@pytest.fixture
+def router(redis: Redis) -> Router:
+    streams = Streams(redis, shards=1, maxlen=10_000, dedup_ttl_s=60)
+    return Router(redis, streams, AckResponder(), Contacts(redis), Conversations(redis))
+
+
+@pytest.fixture
+def desk(redis: Redis, router: Router) -> Desk:
+    return Desk(redis, router, sms_enabled=True)
+
+
+async def handed_off(router: Router, urn: str, *, intent: str, reason: str = "ask_human", urgent: bool = False) -> str:
+    """A member writes by SMS and the bot hands the conversation off (as its action does)."""
+    msg = inbound("sms", urn, "je veux un conseiller", f"SM{time.time_ns()}")
+    await router.handle(msg)
+    contact = await router.redis.get(keys.address(urn))
+    conv = str(await router.redis.get(keys.open_conversation(contact, "sms")))
+    await bot_state.handoff(router.redis, conv, reason=reason, intent=intent, member=None, summary="Demandes : x.",
+                            urgent=urgent)  # fmt: skip
+    return conv
+
+
+async def outbound(redis: Redis) -> list[Message]:
+    return [Message.from_json(f["m"]) for _, f in await redis.xrange(keys.stream("out", 0))]
+
+
+async def test_queue_urgent_first_then_waiting_time_and_only_my_skills(router: Router, desk: Desk) -> None:
+    first = await handed_off(router, "tel:+33600000001", intent="card_status")
+    quotes = await handed_off(router, "tel:+33600000002", intent="quote_status")
+    urgent = await handed_off(router, "tel:+33600000003", intent="file_complaint", reason="complaint", urgent=True)
+    later = await handed_off(router, "tel:+33600000004", intent="reimbursement_status")
+    assert [i.id for i in await desk.queue(SOPHIE)] == [urgent, first, quotes, later]
+    assert [i.id for i in await desk.queue(MARC)] == [urgent, first, later]
+    assert [i.id for i in await desk.queue(JULIE)] == [first, later]  # no quotes, no complaints
+    with pytest.raises(DeskError) as refused:
+        await desk.take(JULIE, quotes)
+    assert refused.value.status == 403
+
+
+async def test_one_agent_takes_a_conversation_and_the_member_learns_their_name(
+    router: Router, desk: Desk, redis: Redis
+) -> None:
+    conv = await handed_off(router, "tel:+33600000001", intent="card_status")
+    await desk.take(JULIE, conv)
+    with pytest.raises(DeskError, match="n'attend plus"):
+        await desk.take(MARC, conv)
+    with pytest.raises(DeskError) as other:
+        await desk.conversation(MARC, conv)  # a second agent cannot open it
+    assert other.value.status == 403
+    greeting = (await outbound(redis))[-1]
+    assert greeting.text.startswith("Bonjour, je suis Julie") and greeting.urn == "tel:+33600000001"
+    stats = await redis.hgetall(keys.day_stats(paris_day()))
+    assert (stats["handoffs"], stats["picked"], stats["picked_in_target"]) == ("1", "1", "1")
+
+
+async def test_capacity_and_take_next(router: Router, desk: Desk) -> None:
+    convs = [await handed_off(router, f"tel:+3360000001{i}", intent="card_status") for i in range(3)]
+    assert (await desk.take_next(JULIE))["id"] == convs[0]
+    assert (await desk.take_next(JULIE))["id"] == convs[1]
+    with pytest.raises(DeskError, match="déjà 2 conversations"):
+        await desk.take_next(JULIE)
+    assert [c["id"] for c in await desk.mine(JULIE)] == convs[:2]
+
+
+async def test_reply_goes_out_once_on_the_members_channel(router: Router, desk: Desk, redis: Redis) -> None:
+    conv = await handed_off(router, "tel:+33600000001", intent="card_status")
+    await desk.take(JULIE, conv)
+    first = await desk.reply(JULIE, conv, "Votre carte part demain.", "client-0001")
+    again = await desk.reply(JULIE, conv, "Votre carte part demain.", "client-0001")  # double click
+    assert first == again
+    sent = [m for m in await outbound(redis) if m.meta.get("agent") == "julie"]
+    assert [(m.channel, m.urn, m.text) for m in sent] == [("sms", "tel:+33600000001", "Votre carte part demain.")]
+    with pytest.raises(DeskError) as not_mine:
+        await desk.reply(MARC, conv, "intrus", "client-0002")
+    assert not_mine.value.status == 403
+    view = await desk.conversation(JULIE, conv)
+    assert [m["text"] for m in view["messages"]][-1] == "Votre carte part demain."
+
+
+async def test_close_sends_the_survey_and_counts_the_answers(router: Router, desk: Desk, redis: Redis) -> None:
+    urn = "tel:+33600000001"
+    conv = await handed_off(router, urn, intent="card_status")
+    await desk.take(JULIE, conv)
+    await desk.close(JULIE, conv)
+    assert (await outbound(redis))[-1].text.startswith("Merci d'avoir échangé avec nous.")
+    for text in ("4", "9"):
+        await router.handle(inbound("sms", urn, text, f"SM{time.time_ns()}"))
+    replies = [m.text for m in await outbound(redis)][-2:]
+    assert replies[0].startswith("Merci ! Et de 0 à 10") and replies[1].startswith("Merci pour vos réponses")
+    record = await redis.hgetall(keys.conversation(conv))
+    assert (record["csat"], record["nps"], record["status"]) == ("4", "9", "closed")
+    stats = await redis.hgetall(keys.day_stats(paris_day()))
+    assert (stats["csat_sum"], stats["csat_n"], stats["nps_promoters"], stats["closed"]) == ("4", "1", "1", "1")
+    # The next message is a new conversation (for the bot), not the closed one.
+    await router.handle(inbound("sms", urn, "bonjour", f"SM{time.time_ns()}"))
+    contact = await redis.get(keys.address(urn))
+    assert await redis.get(keys.open_conversation(contact, "sms")) != conv
+
+
+async def test_transfer_and_give_back(router: Router, desk: Desk, redis: Redis) -> None:
+    conv = await handed_off(router, "tel:+33600000001", intent="card_status")
+    await desk.take(JULIE, conv)
+    with pytest.raises(DeskError, match="inconnu"):
+        await desk.transfer(JULIE, conv, to_agent="nobody")
+    await Users(redis).create("marc", "motdepasse-solide", first_name="Marc", role="agent", skills=["benefits"])
+    await desk.transfer(JULIE, conv, to_agent="marc")
+    assert (await redis.hgetall(keys.conversation(conv)))["assigned_agent"] == "marc"
+    marc = await Users(redis).get("marc")
+    assert marc is not None
+    await desk.transfer(marc, conv, to_skill="complaints")
+    assert [i.id for i in await desk.queue(MARC)] == [conv] and await desk.queue(JULIE) == []
+    await desk.take(MARC, conv)
+    await desk.give_back(MARC, conv)
+    record = await redis.hgetall(keys.conversation(conv))
+    assert record["status"] == "open" and "assigned_agent" not in record
+    notes = [json.loads(n)["text"] for n in await redis.lrange(keys.conversation_notes(conv), 0, -1)]
+    assert notes == ["Transférée à Marc (marc).", "Transférée à la file Réclamations."]
+
+
+async def test_callback_outcomes_inform_the_member(router: Router, desk: Desk, redis: Redis) -> None:
+    slot = int(time.time()) + 60
+    await redis.hset(keys.callback("cb1"), mapping={"id": "cb1", "phone": "+33600000009", "status": "pending",
+                                                    "reason": "devis", "slot_start": "2026-12-02T10:00:00+01:00",
+                                                    "slot_end": "2026-12-02T12:00:00+01:00"})  # fmt: skip
+    await redis.zadd(keys.CALLBACKS_DUE, {"cb1": slot})
+    await router.handle(inbound("callback", "tel:+33600000009", "Rappel : devis", "cb1", kind="callback_request"))
+    [item] = await desk.queue(SOPHIE)
+    assert (item.kind, item.skill) == ("callback", "quotes")
+    assert await desk.queue(JULIE) == []  # not her skill
+    await desk.callback_outcome(SOPHIE, "cb1", "no_answer")
+    assert (await outbound(redis))[-1].text.startswith("Nous avons essayé de vous appeler sans succès.")
+    assert await desk.queue(SOPHIE) == []  # back in 30 minutes
+    await desk.callback_outcome(SOPHIE, "cb1", "done")
+    assert (await redis.hgetall(keys.callback("cb1")))["status"] == "done"
+    assert await redis.zscore(keys.CALLBACKS_DUE, "cb1") is None
+
+
+async def test_complaints_by_due_date_and_answered_in_time(desk: Desk, redis: Redis) -> None:
+    today = dt.date.today()
+    store = MemberStore(redis)
+    async with redis.pipeline(transaction=False) as pipe:
+        for ref, days, urgent in (("REC-A", 8, False), ("REC-B", 1, True), ("REC-C", 5, False)):
+            received = today - dt.timedelta(days=2)
+            store.write_record(pipe, Complaint(ref, "M0000042", received.isoformat(), urgent,
+                                               (today + dt.timedelta(days=days)).isoformat(), "open", "objet", ""))  # fmt: skip
+        await pipe.execute()
+    assert [c["id"] for c in await desk.complaints()] == ["REC-B", "REC-C", "REC-A"]
+    done = await desk.complaint_done(SOPHIE, "M0000042", "REC-B", "answered")
+    assert done["answered_date"] == paris_day() and done["status"] == "answered"
+    assert [c["id"] for c in await desk.complaints()] == ["REC-C", "REC-A"]
+    stats = await redis.hgetall(keys.day_stats(paris_day()))
+    assert (stats["complaints_answered"], stats["complaints_in_time"]) == ("1", "1")
+
+
+async def test_users_passwords_and_sessions(redis: Redis) -> None:
+    users = Users(redis)
+    with pytest.raises(UserError, match="trop court"):
+        await users.create("julie", "court", first_name="Julie", role="agent", skills=["benefits"])
+    await users.create("julie", "un-mot-de-passe-long", first_name="Julie", role="agent", skills=["benefits"])
+    stored = await redis.hget(keys.user("julie"), "password")
+    assert stored.startswith("$argon2id$") and "un-mot-de-passe-long" not in stored
+    assert await users.authenticate("julie", "mauvais-mot-de-passe") is None
+    assert await users.authenticate("inconnu", "un-mot-de-passe-long") is None
+    user = await users.authenticate("Julie", "un-mot-de-passe-long")
+    assert user is not None and user.first_name == "Julie"
+    token, csrf = await users.open_session(user)
+    assert await redis.exists(keys.session(token)) == 0  # only the digest is stored
+    found = await users.session(token)
+    assert found is not None and found[1] == csrf
+    await users.close_session(token)
+    assert await users.session(token) is None
+    allowed = [await users.login_allowed("julie", "10.0.0.1") for _ in range(7)]
+    assert allowed[:5] == [True] * 5 and allowed[5:] == [False, False]
