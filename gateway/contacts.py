@@ -52,6 +52,7 @@ class Contacts:
         if not member_id:
             return None
         await self.redis.hsetnx(keys.contact(contact_id), "member_id", member_id)
+        await self.redis.sadd(keys.member_contacts(str(member_id)), contact_id)
         return str(member_id)
 
     async def get(self, contact_id: str) -> dict[str, str]:

@@ -109,6 +109,11 @@ def member(member_id: str) -> str:
     return f"mbr:{{{member_id}}}"
 
 
+def member_contacts(member_id: str) -> str:
+    """Contacts (one per person and channel address set) known to be this member."""
+    return f"mbr:{{{member_id}}}:contacts"
+
+
 def member_by_phone(e164: str) -> str:
     return f"mbr:phone:{e164}"
 

@@ -37,7 +37,7 @@ from gateway.members import (
     MemberStore,
     Quote,
     complaint_due,
-    field_names,
+    required_field_names,
 )
 from gateway.phones import normalise_phone
 
@@ -228,6 +228,7 @@ def complaint_row(row: dict[str, str]) -> Complaint:
         status=c(_choice, "status", COMPLAINT_STATUSES),
         subject=c(_text, "subject", max_len=200),
         answered_date=c(_date, "answered_date", required=False),
+        closed_date=c(_date, "closed_date", required=False),
     )
     c.done()
     return complaint
@@ -295,7 +296,7 @@ def read_all(directory: Path, known_members: set[str]) -> tuple[dict[str, list[A
         if not path.exists():
             continue
         rows: list[Any] = []
-        expected = set(field_names(FILES[name]))
+        expected = set(required_field_names(FILES[name]))
         try:
             with path.open(newline="", encoding="utf-8-sig") as fh:
                 reader = csv.DictReader(fh)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from redis.asyncio import Redis
@@ -73,6 +73,7 @@ class Complaint:
     status: str
     subject: str
     answered_date: str
+    closed_date: str = ""  # optional column
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,11 @@ def member_records_key(number: str, record: str) -> str:
 
 def field_names(cls: type[Any]) -> list[str]:
     return [f.name for f in fields(cls)]
+
+
+def required_field_names(cls: type[Any]) -> list[str]:
+    """Columns an import file must have (the others have a default)."""
+    return [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
 
 
 class MemberStore:

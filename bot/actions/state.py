@@ -79,6 +79,11 @@ async def fail(redis: Any, conv_id: str) -> int:
 
 
 async def succeed(redis: Any, conv_id: str, member: str) -> None:
+    """Verified: for the next 15 minutes; the sender's contact is now known to be the member's."""
+    contact = await redis.hget(keys.conversation(conv_id), "contact_id")
+    if contact:
+        await redis.hsetnx(keys.contact(contact), "member_id", member)
+        await redis.sadd(keys.member_contacts(member), contact)
     await redis.hset(
         keys.conversation(conv_id),
         mapping={

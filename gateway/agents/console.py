@@ -281,6 +281,8 @@ class Console:
             if action == "take":
                 return web.json_response(await desk.take(user, conv_id))
             data = await body(request)
+            if action == "assign":
+                return web.json_response(await desk.assign(user, conv_id, str(data.get("to_agent") or "")))
             if action == "reply":
                 client_id = str(data.get("client_id") or "")
                 if not 8 <= len(client_id) <= 64 or not client_id.replace("-", "").isalnum():

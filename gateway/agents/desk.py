@@ -189,12 +189,19 @@ class Desk:
         fiche = await self.member_record(str(member_id)) if member_id else None
         if fiche is not None:
             await self._audit_opening(user, str(member_id), conv_id, conv.get("channel", ""))
-        past = []
+        # Past conversations on every channel: all the contacts known to be this member.
+        contacts = set(await self.redis.smembers(keys.member_contacts(str(member_id)))) if member_id else set()
         if conv.get("contact_id"):
-            for other in await self.redis.zrevrange(keys.contact_conversations(conv["contact_id"]), 0, 20):
-                if other != conv_id:
-                    data = await self.redis.hgetall(keys.conversation(other))
-                    past.append({**_conv_public(data), "messages": len(await self.router.conversations.history(other))})
+            contacts.add(conv["contact_id"])
+        others: list[tuple[str, float]] = []
+        for contact in contacts:
+            others += await self.redis.zrevrange(keys.contact_conversations(contact), 0, 20, withscores=True)
+        past = []
+        for other, _ in sorted(others, key=lambda o: -o[1])[:20]:
+            if other != conv_id:
+                data = await self.redis.hgetall(keys.conversation(other))
+                count = await self.redis.zcard(keys.conversation_log(other))
+                past.append({**_conv_public(data), "messages": int(count)})
         return {
             "conversation": _conv_public(conv),
             "messages": [_message_public(m) for m in messages],
@@ -257,6 +264,17 @@ class Desk:
                         "votre demande et je vous réponds ici.")  # fmt: skip
         await self.notify(conv_id)
         return _conv_public(await self.redis.hgetall(keys.conversation(conv_id)))
+
+    async def assign(self, supervisor: User, conv_id: str, login: str) -> dict[str, Any]:
+        """A supervisor gives a waiting conversation to an agent (their skills and capacity apply)."""
+        if not supervisor.is_supervisor:
+            raise DeskError("Seul un superviseur attribue une conversation.", 403)
+        from gateway.agents.users import Users
+
+        agent = await Users(self.redis).get(login)
+        if agent is None or agent.role == "communications":
+            raise DeskError("Conseiller inconnu.", 404)
+        return await self.take(agent, conv_id)
 
     async def take_next(self, user: User) -> dict[str, Any]:
         for item in await self.queue(user):
@@ -486,6 +504,8 @@ class Desk:
             raise DeskError("Réclamation inconnue.", 404)
         today = dt.datetime.now(PARIS).date()
         record = {**found[0], "status": status}
+        if status == "closed" and not record.get("closed_date"):
+            record["closed_date"] = today.isoformat()
         if not record.get("answered_date"):
             record["answered_date"] = today.isoformat()
             due = dt.date.fromisoformat(str(record.get("due_date") or today.isoformat()))

@@ -18,7 +18,7 @@ from gateway.agents.users import User, UserError, Users
 from gateway.contacts import Contacts
 from gateway.conversations import Conversations
 from gateway.envelope import Message, inbound
-from gateway.members import Complaint, MemberStore
+from gateway.members import Complaint, Member, MemberStore
 from gateway.responders import AckResponder
 from gateway.router import Router
 from gateway.streams import Streams
@@ -201,3 +201,26 @@ async def test_users_passwords_and_sessions(redis: Redis) -> None:
     assert await users.session(token) is None
     allowed = [await users.login_allowed("julie", "10.0.0.1") for _ in range(7)]
     assert allowed[:5] == [True] * 5 and allowed[5:] == [False, False]
+
+
+async def test_supervisor_assigns_and_the_record_shows_every_channel(router: Router, desk: Desk, redis: Redis) -> None:
+    store = MemberStore(redis)
+    member = Member("M0000042", "Camille", "Durand", "1975-03-12", "+33600000001", "camille@example.fr", "confort",
+                    "Bretagne", "famille", "64.20", "2027-01-05")  # fmt: skip
+    async with redis.pipeline(transaction=False) as pipe:
+        store.write(pipe, member)
+        await pipe.execute()
+    await router.handle(inbound("email", "mailto:camille@example.fr", "Bonjour", "<m1@example.fr>"))
+    conv = await handed_off(router, "tel:+33600000001", intent="card_status")
+    await Users(redis).create("julie", "un-mot-de-passe-long", first_name="Julie", role="agent", skills=["benefits"])
+    with pytest.raises(DeskError) as not_supervisor:
+        await desk.assign(MARC, conv, "julie")
+    assert not_supervisor.value.status == 403
+    await desk.assign(SOPHIE, conv, "julie")
+    julie = await Users(redis).get("julie")
+    assert julie is not None
+    view = await desk.conversation(julie, conv)
+    assert view["member"]["member"]["last_name"] == "Durand"
+    assert [p["channel"] for p in view["past"]] == ["email"]  # the same member's e-mail conversation
+    audit = await redis.xrange(keys.member_audit("M0000042"))
+    assert [(e["what"], e["agent"]) for _, e in audit] == [("agent_opened_record", "julie")]

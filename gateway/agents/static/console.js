@@ -153,6 +153,18 @@
     const actions = el("div", { class: "actions" });
     if (conv.status === "handoff") {
       actions.append(el("button", { type: "button", id: "take-this", onclick: () => take(conv.id) }, "Prendre cette conversation"));
+      if (state.me.role === "supervisor") {
+        const assign = el("select", { id: "assign" }, el("option", { value: "" }, "Attribuer à…"),
+          ...state.agents.filter((a) => a.role === "agent").map((a) => el("option", { value: a.login }, `${a.first_name} (${a.login})`)));
+        assign.addEventListener("change", async (e) => {
+          if (!e.target.value) return;
+          await api(`/console/api/conversations/${encodeURIComponent(conv.id)}/assign`, { to_agent: e.target.value });
+          toast("Conversation attribuée.");
+          current = null;
+          await refresh();
+        });
+        actions.append(assign);
+      }
     }
     let replyBox = null;
     if (mine) {
