@@ -204,6 +204,10 @@ class Gateway:
                 {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
             )
 
+        @routes.get("/favicon.ico")
+        async def favicon(request: web.Request) -> web.Response:
+            return web.Response(status=204, headers={"Cache-Control": "max-age=86400"})
+
         @routes.get("/metrics")
         async def metrics(request: web.Request) -> web.Response:
             resp = web.Response(body=generate_latest())

@@ -209,7 +209,8 @@ class WebchatChannel(ChannelBase):
         if len(text) > MAX_TEXT:
             return error_frame("too_long", f"Le message dépasse {MAX_TEXT} caractères.", client_id)
         urn = f"webchat:{session_id}"
-        msg = inbound(self.name, urn, text.strip(), client_id)
+        # Keyed by session too: a client id only has to be unique within its own session.
+        msg = inbound(self.name, urn, text.strip(), f"{session_id}/{client_id}")
         result = await self.ctx.accept(msg)
         if not result.duplicate:
             # Shown again after a reload: the member's side of the conversation.

@@ -10,6 +10,14 @@
   let state = null;
   let current = null; // conversation id shown in the detail pane
   let canned = [];
+  const drafts = { reply: new Map(), note: new Map() }; // kept across live re-renders
+  const REASONS = { ask_human: "demande un conseiller", complaint: "réclamation déposée", verification_failed: "identité non vérifiée", misunderstood: "incompris deux fois", callback: "demande de rappel" };
+  const CLAIM = { received: "reçue", in_progress: "en cours", paid: "payée", rejected: "refusée" };
+  const COMPLAINT = { open: "en cours", answered: "répondue", closed: "close" };
+  const QUOTE = { received: "reçu", in_review: "à l'étude", accepted: "accepté", refused: "refusé" };
+  const CARD = { in_production: "en fabrication", sent: "envoyée", delivered: "distribuée", returned: "revenue" };
+  function frDate(iso) { return iso ? iso.split("-").reverse().join("/") : "—"; }
+  function euros(v) { return v === "" || v === undefined ? "—" : `${Number(v).toLocaleString("fr-FR", { minimumFractionDigits: 2, maximumFractionDigits: 2 })} €`; }
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -136,12 +144,10 @@
     const conv = data.conversation;
     const mine = conv.status === "assigned" && conv.assigned_agent === state.me.login;
     const pane = document.getElementById("detail");
-    const draft = pane.querySelector("#reply-text");
-    const kept = draft ? draft.value : "";
     const head = el("header", { class: "conv-head" },
-      el("h2", {}, `${CHANNELS[conv.channel] || conv.channel} · ${conv.handoff_reason ? conv.handoff_reason.replaceAll("_", " ") : conv.status}`),
+      el("h2", {}, `${CHANNELS[conv.channel] || conv.channel} · ${REASONS[conv.handoff_reason] || conv.status}${conv.urgent ? " · URGENT" : ""}`),
       el("p", { class: "summary" }, conv.handoff_summary || ""),
-      el("p", { class: "status", id: "conv-status" }, conv.status === "assigned" ? `Pris par ${conv.assigned_agent}` : conv.status === "handoff" ? "En attente d'un conseiller" : conv.status));
+      el("p", { class: "status", id: "conv-status" }, conv.status === "assigned" ? (mine ? "Vous avez pris cette conversation." : `Prise par ${conv.assigned_agent}`) : conv.status === "handoff" ? `En attente d'un conseiller depuis ${waited(conv.handoff_ms)}` : conv.status === "closed" ? "Clôturée" : "Avec l'assistant"));
     const log = el("ol", { class: "messages", id: "messages" });
     for (const m of data.messages) {
       log.append(el("li", { class: `msg ${m.direction}` },
@@ -168,10 +174,10 @@
     }
     let replyBox = null;
     if (mine) {
-      const select = el("select", { id: "canned", onchange: (e) => { const c = canned.find((x) => x.id === e.target.value); if (c) document.getElementById("reply-text").value = c.text; e.target.value = ""; } },
+      const select = el("select", { id: "canned", onchange: (e) => { const c = canned.find((x) => x.id === e.target.value); if (c) { document.getElementById("reply-text").value = c.text; drafts.reply.set(current, c.text); } e.target.value = ""; } },
         el("option", { value: "" }, "Réponses types…"), ...canned.map((c) => el("option", { value: c.id }, c.title)));
-      const text = el("textarea", { id: "reply-text", rows: "3", maxlength: "4000", placeholder: "Votre réponse à l'adhérent" });
-      text.value = kept;
+      const text = el("textarea", { id: "reply-text", rows: "3", maxlength: "4000", placeholder: "Votre réponse à l'adhérent", oninput: (e) => drafts.reply.set(conv.id, e.target.value) });
+      text.value = drafts.reply.get(conv.id) || "";
       replyBox = el("form", { class: "reply", id: "reply-form", onsubmit: (e) => { e.preventDefault(); sendReply(conv.id); } },
         select, text, el("button", { type: "submit", id: "send" }, "Envoyer"));
       const transfer = el("select", { id: "transfer" }, el("option", { value: "" }, "Transférer à…"),
@@ -191,31 +197,34 @@
     }
     const noteForm = el("form", { class: "note", onsubmit: async (e) => {
       e.preventDefault();
-      const input = e.target.querySelector("input");
-      if (!input.value.trim()) return;
-      await api(`/console/api/conversations/${encodeURIComponent(conv.id)}/note`, { text: input.value });
-      input.value = "";
-    } }, el("input", { id: "note-text", maxlength: "2000", placeholder: "Note interne (invisible pour l'adhérent)" }), el("button", { type: "submit" }, "Noter"));
-    const fiche = renderFiche(data.member, data.past);
+      const value = drafts.note.get(conv.id) || "";
+      if (!value.trim()) return;
+      await api(`/console/api/conversations/${encodeURIComponent(conv.id)}/note`, { text: value });
+      drafts.note.delete(conv.id);
+      await openConversation(conv.id, false);
+    } }, el("input", { id: "note-text", maxlength: "2000", placeholder: "Note interne (invisible pour l'adhérent)", oninput: (e) => drafts.note.set(conv.id, e.target.value) }), el("button", { type: "submit", id: "add-note" }, "Noter"));
+    noteForm.querySelector("input").value = drafts.note.get(conv.id) || "";
+    const fiche = renderFiche(data.member, data.past, Boolean(conv.verified_member));
     pane.replaceChildren(el("div", { class: "conv" }, head, log, replyBox, actions, el("h3", {}, "Notes internes"), notes, noteForm), fiche);
     if (scroll) log.scrollTop = log.scrollHeight;
   }
 
-  function renderFiche(record, past) {
+  function renderFiche(record, past, verified) {
     const box = el("aside", { class: "fiche", id: "fiche" }, el("h3", {}, "Fiche adhérent"));
     if (!record) {
       box.append(el("p", { class: "empty" }, "Adhérent non identifié."));
     } else {
       const m = record.member;
       box.append(el("p", { class: "who" }, `${m.first_name} ${m.last_name} · ${m.number}`),
-        el("p", {}, `Né(e) le ${m.birth_date} · formule ${m.cover_level} · ${m.region}`),
-        el("p", {}, `Cotisation ${m.contribution_eur} € / mois, prochain appel le ${m.contribution_call_date}`));
+        el("p", {}, `Né(e) le ${frDate(m.birth_date)} · formule ${m.cover_level} · ${m.region}`),
+        el("p", {}, `Cotisation ${euros(m.contribution_eur)} par mois, prochain appel le ${frDate(m.contribution_call_date)}`),
+        el("p", { class: "verified" }, verified ? "Identité vérifiée par l'assistant." : "Identité non vérifiée : adresse enregistrée au dossier."));
       const sections = [
-        ["Remboursements", record.claims, (c) => `${c.care_date} ${c.kind} ${c.amount_eur} € — ${c.status}${c.reimbursed_eur ? ` (${c.reimbursed_eur} € le ${c.payment_date})` : ""}`],
-        ["Réclamations", record.complaints, (c) => `${c.id} du ${c.received_date}${c.urgent ? " URGENTE" : ""} — ${c.status}, échéance ${c.due_date}`],
-        ["Devis", record.quotes, (q) => `${q.kind} du ${q.received_date} — ${q.status}, reste à charge ${q.out_of_pocket_eur} €`],
-        ["Carte de tiers payant", record.card, (c) => `${c.status}${c.dispatch_date ? ` (envoi ${c.dispatch_date})` : ""}`],
-        ["Adhésion", record.membership, (a) => `reçue le ${a.received_date}, accusé ${a.acknowledged_date || "—"}`],
+        ["Remboursements", record.claims, (c) => `${frDate(c.care_date)} ${c.kind} ${euros(c.amount_eur)} — ${CLAIM[c.status] || c.status}${c.reimbursed_eur ? ` : ${euros(c.reimbursed_eur)} le ${frDate(c.payment_date)}` : ""}`],
+        ["Réclamations", record.complaints, (c) => `${c.id} du ${frDate(c.received_date)}${c.urgent ? " (urgente)" : ""} — ${COMPLAINT[c.status] || c.status}, échéance ${frDate(c.due_date)}`],
+        ["Devis", record.quotes, (q) => `${q.kind} du ${frDate(q.received_date)} — ${QUOTE[q.status] || q.status}, reste à charge ${euros(q.out_of_pocket_eur)}`],
+        ["Carte de tiers payant", record.card, (c) => `${CARD[c.status] || c.status}${c.dispatch_date ? ` (envoi le ${frDate(c.dispatch_date)})` : ""}`],
+        ["Adhésion", record.membership, (a) => `reçue le ${frDate(a.received_date)}, accusé ${frDate(a.acknowledged_date)}`],
       ];
       for (const [title, rows, line] of sections) {
         if (!rows || !rows.length) continue;
@@ -234,6 +243,7 @@
     const clientId = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random().toString(16).slice(2)).replaceAll("-", "");
     await api(`/console/api/conversations/${encodeURIComponent(id)}/reply`, { text: text.value, client_id: clientId });
     text.value = "";
+    drafts.reply.delete(id);
     await openConversation(id);
   }
 
@@ -250,7 +260,7 @@
     if (!list) return;
     const rows = await api("/console/api/complaints");
     list.replaceChildren(...rows.slice(0, 30).map((c) => el("li", { class: `item ${c.urgent ? "urgent" : ""}` },
-      el("span", {}, `${c.id} · échéance ${c.due_date}${c.urgent ? " · urgente" : ""}`),
+      el("span", {}, `${c.id} · échéance ${frDate(c.due_date)}${c.urgent ? " · urgente" : ""}`),
       el("div", { class: "summary" }, c.subject),
       el("button", { type: "button", onclick: async () => { await api(`/console/api/complaints/${encodeURIComponent(c.member)}/${encodeURIComponent(c.id)}`, { status: "answered" }); toast("Réclamation marquée répondue."); loadComplaints(); } }, "Répondue"))));
   }

@@ -112,3 +112,18 @@ async def test_bad_frames_get_french_errors_not_a_crash(client: TestClient) -> N
         frame = await ws.receive_json()
         assert frame["type"] == "error" and frame["message"]
     await ws.close()
+
+
+async def test_the_same_client_id_in_two_sessions_is_two_messages(
+    client: TestClient,  # type: ignore[type-arg]
+    redis: Redis,
+) -> None:
+    """A client id is unique within its session only: another member using the same one loses nothing."""
+    for text in ("Bonjour, ici Camille", "Bonjour, ici Louis"):
+        token = (await (await client.post("/webchat/session", headers={"Origin": ORIGIN})).json())["token"]
+        ws = await client.ws_connect(f"/webchat/ws?token={token}", headers={"Origin": ORIGIN})
+        await ws.send_json({"type": "message", "client_id": "client-000001", "text": text})
+        got = await frames_until(ws, lambda fs: any(f.get("type") == "echo" for f in fs))
+        assert [f["text"] for f in got if f["type"] == "echo"] == [text]
+        await ws.close()
+    assert await redis.xlen(keys.stream("in", 0)) == 2
