@@ -176,7 +176,7 @@ def cmd_role(args: argparse.Namespace) -> int:
     return 0
 
 
-NLU_MIN_F1 = 0.70  # 3-fold macro intent F1 the NLU data must keep (measured figures in bot/README.md)
+NLU_MIN_F1 = 0.68  # 3-fold macro intent F1 the NLU data must keep (measured figures in bot/README.md)
 
 
 def cmd_test(args: argparse.Namespace) -> int:

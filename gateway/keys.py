@@ -198,4 +198,9 @@ def day_stats(day: str) -> str:
     return f"{PREFIX}:stats:{{{day}}}"
 
 
+def day_agents(day: str) -> str:
+    """Logins of the agents and supervisors who used the console that day."""
+    return f"{PREFIX}:stats:{{{day}}}:agents"
+
+
 COMPLAINTS_DUE = "mbr:complaints:due"  # sorted set: "<member> <reference>", score = due date (epoch s)

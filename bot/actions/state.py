@@ -29,6 +29,12 @@ MAX_FAILURES = 3
 OTP_TTL_S = 10 * 60
 AUDIT_MAXLEN = 1_000_000
 PARIS = ZoneInfo("Europe/Paris")
+# KEYS[1] = the day's counters; ARGV[1] = conversations waiting now. Keeps the day's largest queue.
+QUEUE_PEAK = """
+local n = tonumber(ARGV[1])
+if n > tonumber(redis.call('HGET', KEYS[1], 'queue_peak') or '0') then redis.call('HSET', KEYS[1], 'queue_peak', n) end
+return n
+"""
 
 
 def now_ms() -> int:
@@ -191,8 +197,10 @@ async def handoff(
         },
     )
     if await redis.zadd(keys.HANDOFF_QUEUE, {conv_id: at}, nx=True):
-        day = dt.datetime.fromtimestamp(at / 1000, PARIS).date().isoformat()
-        await redis.hincrby(keys.day_stats(day), "handoffs", 1)
+        day = keys.day_stats(dt.datetime.fromtimestamp(at / 1000, PARIS).date().isoformat())
+        await redis.hincrby(day, "handoffs", 1)
+        waiting = int(await redis.zcard(keys.HANDOFF_QUEUE))
+        await redis.eval(QUEUE_PEAK, 1, day, waiting)
     await redis.publish(keys.CONSOLE_NOTIFY, conv_id)  # agents' consoles refresh their queue
 
 

@@ -380,6 +380,7 @@ class Console:
                 {
                     "day": day,
                     **c,
+                    "agents": int(await self.redis.scard(keys.day_agents(day))),
                     "service_level": _ratio(c.get("picked_in_target", 0), c.get("picked", 0)),
                     "answer_rate": _ratio(c.get("picked", 0), c.get("handoffs", 0)),
                     "complaints_in_time_rate": _ratio(c.get("complaints_in_time", 0), c.get("complaints_answered", 0)),

@@ -524,6 +524,7 @@ class Desk:
     async def seen(self, user: User) -> None:
         if user.role != "communications":
             await self.redis.zadd(keys.AGENTS_ONLINE, {user.login: now_ms()})
+            await self.redis.sadd(keys.day_agents(paris_day()), user.login)
 
     async def online(self) -> list[str]:
         since = now_ms() - ONLINE_WINDOW_MS

@@ -33,6 +33,12 @@
     return node;
   }
 
+  function showEmpty(text) {
+    const pane = document.getElementById("detail");
+    delete pane.dataset.layout;
+    pane.replaceChildren(el("p", { class: "empty" }, text));
+  }
+
   function toast(text) {
     const box = document.getElementById("toast");
     box.textContent = text;
@@ -132,7 +138,7 @@
     try {
       data = await api(`/console/api/conversations/${encodeURIComponent(id)}`);
     } catch (err) {
-      if (current === id) { current = null; document.getElementById("detail").replaceChildren(el("p", { class: "empty" }, "Conversation inaccessible.")); }
+      if (current === id) { current = null; showEmpty("Conversation inaccessible."); }
       return;
     }
     current = id;
@@ -167,6 +173,7 @@
           await api(`/console/api/conversations/${encodeURIComponent(conv.id)}/assign`, { to_agent: e.target.value });
           toast("Conversation attribuée.");
           current = null;
+          showEmpty("Conversation attribuée.");
           await refresh();
         });
         actions.append(assign);
@@ -189,6 +196,7 @@
         await api(`/console/api/conversations/${encodeURIComponent(conv.id)}/transfer`, kind === "skill" ? { to_skill: value } : { to_agent: value });
         toast("Conversation transférée.");
         current = null;
+        showEmpty("Conversation transférée.");
         await refresh();
       });
       actions.append(transfer,
@@ -205,6 +213,19 @@
     } }, el("input", { id: "note-text", maxlength: "2000", placeholder: "Note interne (invisible pour l'adhérent)", oninput: (e) => drafts.note.set(conv.id, e.target.value) }), el("button", { type: "submit", id: "add-note" }, "Noter"));
     noteForm.querySelector("input").value = drafts.note.get(conv.id) || "";
     const fiche = renderFiche(data.member, data.past, Boolean(conv.verified_member));
+    const layout = `${conv.id}|${conv.status}|${mine}`;
+    if (pane.dataset.layout === layout) {
+      // Same conversation, same state: refresh what changed, never the fields the agent is typing in.
+      const oldLog = pane.querySelector("#messages");
+      const atBottom = oldLog.scrollTop + oldLog.clientHeight >= oldLog.scrollHeight - 4;
+      oldLog.replaceWith(log);
+      pane.querySelector(".conv-head").replaceWith(head);
+      pane.querySelector(".notes").replaceWith(notes);
+      pane.querySelector("#fiche").replaceWith(fiche);
+      if (atBottom || scroll) log.scrollTop = log.scrollHeight;
+      return;
+    }
+    pane.dataset.layout = layout;
     pane.replaceChildren(el("div", { class: "conv" }, head, log, replyBox, actions, el("h3", {}, "Notes internes"), notes, noteForm), fiche);
     if (scroll) log.scrollTop = log.scrollHeight;
   }
@@ -251,7 +272,7 @@
     await api(`/console/api/conversations/${encodeURIComponent(id)}/${action}`, {});
     toast(done);
     current = null;
-    document.getElementById("detail").replaceChildren(el("p", { class: "empty" }, done));
+    showEmpty(done);
     await refresh();
   }
 
@@ -278,7 +299,8 @@
       ...Object.entries(now.waiting_by_skill).map(([k, v]) => el("div", { class: "kpi small" }, el("span", {}, k), el("strong", {}, String(v)))));
     const body = document.querySelector("#days tbody");
     body.replaceChildren(...data.days.slice().reverse().map((d) => el("tr", {},
-      el("td", {}, d.day), el("td", {}, d.conversations || 0), el("td", {}, d.handoffs || 0), el("td", {}, d.picked || 0),
+      el("td", {}, d.day), el("td", {}, d.conversations || 0), el("td", {}, d.handoffs || 0), el("td", {}, d.queue_peak || 0),
+      el("td", {}, d.agents || 0), el("td", {}, d.picked || 0),
       el("td", {}, pct(d.service_level)), el("td", {}, pct(d.answer_rate)), el("td", {}, pct(d.complaints_in_time_rate)),
       el("td", {}, d.csat === null ? "—" : String(d.csat).replace(".", ",")), el("td", {}, d.nps === null ? "—" : String(d.nps)),
       el("td", {}, pct(d.containment)))));
