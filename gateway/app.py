@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from campaigns.engine import Campaigns
 from channels import registry
 from channels.base import AcceptResult, Channel, ChannelContext
 from gateway.agents.console import Console
@@ -90,6 +91,13 @@ class Gateway:
         if isinstance(self.responder, RasaResponder):
             self.responder.code_channels = tuple(c for c in ("sms", "email") if c in self.channels)
         self.dispatcher = Dispatcher(settings, redis, self.streams, self.conversations, self.channels)
+        self.campaigns = Campaigns(
+            redis,
+            enqueue=self.router.enqueue,
+            enabled_channels=tuple(c for c in ("email", "sms") if c in self.channels),
+            rates={"email": settings.email_rate_per_s, "sms": settings.sms_rate_per_s},
+            public_url=settings.public_url,
+        )
         self.desk = Desk(redis, self.router, rasa_url=settings.rasa_url or "", sms_enabled="sms" in self.channels)
         self.console = Console(settings, redis, self.desk, self.ctx.templates)
         self.consumers: list[Consumer] = []
@@ -138,6 +146,7 @@ class Gateway:
                 self.consumers.append(consumer)
                 self._spawn(functools.partial(consumer.run, self._stop), f"consumer-{kind}-{shard}")
         self._spawn(functools.partial(self.dispatcher.run_retry_poller, self._stop), "retry-poller")
+        self._spawn(functools.partial(self.campaigns.run, self._stop), "campaigns")
 
     def _spawn(self, factory: Callable[[], Awaitable[None]], name: str) -> None:
         """Run a worker; if it crashes (a bug, not a Redis outage) it is restarted, not lost."""

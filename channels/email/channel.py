@@ -112,6 +112,14 @@ class EmailChannel(ChannelBase):
         refs = [r for r in thread.get("references") or [] if isinstance(r, str)]
         if refs:
             mail["References"] = " ".join(f"<{r}>" for r in refs[-20:])
+        if msg.meta.get("campaign"):  # a notice: its own text and HTML, sent on our initiative
+            mail["Auto-Submitted"] = "auto-generated"
+            if msg.meta.get("list_unsubscribe"):  # only on information members may decline
+                mail["List-Unsubscribe"] = f"<mailto:desabonnement@{s.email_domain}?subject=desabonnement>"
+            mail.set_content(msg.text)
+            if isinstance(msg.meta.get("html"), str) and msg.meta["html"]:
+                mail.add_alternative(msg.meta["html"], subtype="html")
+            return mail
         mail["Auto-Submitted"] = "auto-replied"
         context = {"text": msg.text, "subject": mail["Subject"]}
         mail.set_content(self.ctx.templates.get_template("email/reply.txt.j2").render(**context))

@@ -1,0 +1,1 @@
+"""Campaigns: advance notices of benefit and contribution changes, one calendar month ahead."""

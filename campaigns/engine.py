@@ -1,0 +1,532 @@
+"""Planning and sending campaigns, exactly one notice per member, provably on time.
+
+Planning (``schedule``) walks the audience once: each member gets a planned send time in the
+campaign's due set (``camp:{id}:due``, score = epoch seconds) and a deadline (the end of their
+latest notice date, in ``camp:{id}:deadline``). A schedule that cannot reach everyone in time is
+refused with the latest allowed date.
+
+Sending (``tick``, in every worker process) claims due members with a script that moves them to
+an in-flight set, renders each notice and hands it to the gateway's outbound stream under the id
+``c.<campaign>.<member>.<attempt>``: the stream's de-duplication makes a replay after a kill -9
+harmless, so each member gets one notice per attempt, and a second attempt (next channel) only
+when the first failed or was not delivered in time. In-flight members left by a dead process go
+back to the due set after ``RECLAIM_S``. A watchdog (``camp:{id}:watch``) checks each notice's
+delivery and falls back to the next channel; members no digital channel reaches are listed for
+postal mail (``camp:{id}:postal``) well before their deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from campaigns.model import ALL, Campaign, CampaignError, context, key
+from campaigns.render import Renderer, RenderError
+from campaigns.rules import PARIS, Estimate, end_of_day, estimate, fr_date, latest_notice_date
+from gateway import keys
+from gateway.envelope import Message
+from gateway.members import ALL_MEMBERS, Member, field_names
+
+log = logging.getLogger(__name__)
+
+RECLAIM_S = 120
+BATCH = 500
+DELIVERY_WAIT_S = {"sms": 4 * 3600, "email": 30}  # then the watchdog looks at the notice's status
+DELIVERED = ("delivered", "read")
+FAILED = ("failed", "undelivered")
+
+# KEYS: due, inflight. ARGV: now (s), limit. Moves due members to in-flight and returns them.
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], ARGV[1], id)
+end
+return ids
+"""
+# KEYS: inflight, due. ARGV: older than (s). Members a dead process held go back to be sent.
+_RECLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], 0, id)
+end
+return #ids
+"""
+
+
+def now_s() -> float:
+    return time.time()
+
+
+def address(member: dict[str, str], channel: str) -> str | None:
+    if channel == "sms" and member.get("phone"):
+        return f"tel:{member['phone']}"
+    if channel == "email" and member.get("email"):
+        return f"mailto:{member['email']}"
+    return None
+
+
+class Campaigns:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        enqueue: Callable[[Message], Any] | None = None,
+        enabled_channels: tuple[str, ...] = ("email", "sms"),
+        rates: dict[str, float] | None = None,
+        public_url: str = "",
+    ) -> None:
+        self.redis = redis
+        self.enqueue = enqueue
+        self.enabled = enabled_channels
+        self.rates = rates or {"email": 20.0, "sms": 10.0}
+        self.public_url = public_url
+        self._claim = redis.register_script(_CLAIM)
+        self._reclaim = redis.register_script(_RECLAIM)
+        self._renderers: dict[str, Renderer] = {}
+
+    # Storage --------------------------------------------------------------------------------
+    async def save(self, campaign: Campaign) -> None:
+        await self.redis.hset(key(campaign.id), mapping={"def": campaign.to_json(), "state": campaign.state})
+        await self.redis.zadd(ALL, {campaign.id: campaign.created_ms or int(now_s() * 1000)})
+
+    async def get(self, campaign_id: str) -> Campaign | None:
+        raw = await self.redis.hget(key(campaign_id), "def")
+        if not raw:
+            return None
+        campaign = Campaign.from_json(raw)
+        campaign.state = str(await self.redis.hget(key(campaign_id), "state") or campaign.state)
+        return campaign
+
+    async def all(self, limit: int = 100) -> list[Campaign]:
+        out = []
+        for cid in await self.redis.zrevrange(ALL, 0, limit - 1):
+            campaign = await self.get(cid)
+            if campaign is not None:
+                out.append(campaign)
+        return out
+
+    async def set_state(self, campaign: Campaign, state: str, **fields: str) -> None:
+        campaign.state = state
+        await self.redis.hset(key(campaign.id), mapping={"def": campaign.to_json(), "state": state, **fields})
+
+    # Audience --------------------------------------------------------------------------------
+    async def members(self, campaign: Campaign, today: dt.date | None = None) -> AsyncIterator[dict[str, str]]:
+        """The audience's member records, in batches read with one round trip each."""
+        today = today or dt.datetime.now(PARIS).date()
+        names = field_names(Member)
+        if campaign.audience.members:
+            candidates: AsyncIterator[list[str]] = _chunks(sorted(set(campaign.audience.members)))
+        else:
+            candidates = _scan(self.redis, ALL_MEMBERS)
+        async for batch in candidates:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for number in batch:
+                    pipe.hmget(keys.member(number), names)
+                rows = await pipe.execute()
+            for row in rows:
+                member = dict(zip(names, (v or "" for v in row), strict=True))
+                if member["number"] and campaign.audience.matches(member, today):
+                    yield member
+
+    def first_channel(self, campaign: Campaign, member: dict[str, str], opted_out: dict[str, set[str]]) -> str | None:
+        for channel in campaign.channels:
+            urn = address(member, channel)
+            if channel in self.enabled and urn and urn not in opted_out.get(channel, set()):
+                return channel
+        return None
+
+    async def opted_out(self) -> dict[str, set[str]]:
+        return {c: set(await self.redis.smembers(keys.opt_out(c))) for c in ("sms", "email")}
+
+    async def count(self, campaign: Campaign) -> dict[str, Any]:
+        """Audience size and the channel each member would get now (``none``: postal mail)."""
+        opted = await self.opted_out()
+        by_channel: Counter[str] = Counter()
+        async for member in self.members(campaign):
+            by_channel[self.first_channel(campaign, member, opted) or "none"] += 1
+        return {"total": sum(by_channel.values()), "by_channel": dict(by_channel)}
+
+    # Planning ----------------------------------------------------------------------------------
+    def deadline_of(self, campaign: Campaign, member: dict[str, str]) -> dt.date | None:
+        effective = campaign.effective_date or member.get(campaign.date_field, "")
+        try:
+            return latest_notice_date(dt.date.fromisoformat(effective))
+        except ValueError:
+            return None
+
+    async def schedule(
+        self,
+        campaign: Campaign,
+        start_at: dt.datetime,
+        *,
+        now: dt.datetime | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Plan every member's notice, or refuse (CampaignError) naming the latest allowed date."""
+        if campaign.state != "draft":
+            raise CampaignError({"state": "seul un brouillon se programme"})
+        now = (now or dt.datetime.now(PARIS)).astimezone(PARIS)
+        window = campaign.send_window()
+        start = window.next_open(max(start_at.astimezone(PARIS), now))
+        opted = await self.opted_out()
+        plan: list[tuple[str, float, float]] = []  # member, planned (s), deadline (s)
+        counts: Counter[str] = Counter()
+        late: list[dt.date] = []
+        no_date = 0
+        per_day: dict[dt.date, Counter[str]] = {}
+        async for member in self.members(campaign):
+            deadline_day = self.deadline_of(campaign, member)
+            if deadline_day is None:
+                no_date += 1
+                continue
+            deadline = end_of_day(deadline_day)
+            channel = self.first_channel(campaign, member, opted) or "none"
+            counts[channel] += 1
+            if campaign.effective_date:
+                planned = start
+            else:  # each member's own date: a few days before their deadline, inside the window
+                target = dt.datetime.combine(deadline_day - dt.timedelta(days=campaign.lead_days), window.start, PARIS)
+                planned = _last_open_at_or_before(window, target)
+                if planned < start:
+                    planned = start
+                per_day.setdefault(planned.date(), Counter())[channel] += 1
+            if planned > deadline:
+                late.append(deadline_day)
+            plan.append((member["number"], planned.timestamp(), deadline.timestamp()))
+            if progress is not None:
+                progress(1)
+        if not plan:
+            raise CampaignError({"audience": "aucun adhérent ne correspond à cette audience"})
+        if late:
+            raise CampaignError({"start_at": (
+                f"{len(late)} adhérent(s) ne seraient pas prévenus à temps : la dernière date d'envoi possible "
+                f"pour eux est le {fr_date(min(late))}. Choisissez un départ plus tôt ou une date d'effet plus tardive."
+            )})  # fmt: skip
+        sendable = {c: n for c, n in counts.items() if c != "none"}
+        if campaign.effective_date:
+            latest = latest_notice_date(dt.date.fromisoformat(campaign.effective_date))
+            est = estimate(sendable, self.rates, start, window)
+            if est.finish > end_of_day(latest):
+                raise CampaignError({"start_at": (
+                    f"L'envoi se terminerait le {fr_date(est.finish.date())} à {est.finish:%H:%M}, après la dernière "
+                    f"date d'envoi possible, le {fr_date(latest)} (un mois avant le {fr_date(dt.date.fromisoformat(campaign.effective_date))}). "
+                    "Programmez un départ plus tôt ou élargissez la fenêtre d'envoi."
+                )})  # fmt: skip
+        else:
+            est = self._busiest_day(per_day, window)
+        await self._write_plan(campaign, plan)
+        await self.set_state(
+            campaign,
+            "scheduled",
+            start_at=start.isoformat(),
+            planned=str(len(plan)),
+            unreachable_planned=str(counts["none"]),
+        )
+        campaign.start_at = start.isoformat()
+        await self.save(campaign)
+        return {
+            "planned": len(plan),
+            "without_date": no_date,
+            "by_channel": dict(counts),
+            "start": start.isoformat(),
+            "estimated_seconds": est.seconds,
+            "estimated_finish": est.finish.isoformat(),
+        }
+
+    def _busiest_day(self, per_day: dict[dt.date, Counter[str]], window: Any) -> Estimate:
+        worst: Estimate | None = None
+        for day, counts in sorted(per_day.items()):
+            opening = dt.datetime.combine(day, window.start, PARIS)
+            est = estimate({c: n for c, n in counts.items() if c != "none"}, self.rates, opening, window)
+            if est.finish.date() != day:
+                raise CampaignError({"start_at": (
+                    f"Trop de notices le {fr_date(day)} pour la fenêtre d'envoi et les débits des fournisseurs : "
+                    "élargissez la fenêtre ou réduisez l'avance (lead_days)."
+                )})  # fmt: skip
+            if worst is None or est.seconds > worst.seconds:
+                worst = est
+        assert worst is not None
+        return worst
+
+    async def _write_plan(self, campaign: Campaign, plan: list[tuple[str, float, float]]) -> None:
+        for i in range(0, len(plan), 5000):
+            chunk = plan[i : i + 5000]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(key(campaign.id, "due"), {m: p for m, p, _ in chunk})
+                pipe.hset(key(campaign.id, "deadline"), mapping={m: str(int(d)) for m, _, d in chunk})
+                await pipe.execute()
+
+    # Controls -------------------------------------------------------------------------------------
+    async def pause(self, campaign: Campaign) -> None:
+        if campaign.state not in ("scheduled", "sending"):
+            raise CampaignError({"state": "seule une campagne programmée ou en cours se met en pause"})
+        await self.set_state(campaign, "paused", paused_from=campaign.state)
+
+    async def resume(self, campaign: Campaign) -> None:
+        if campaign.state != "paused":
+            raise CampaignError({"state": "cette campagne n'est pas en pause"})
+        before = await self.redis.hget(key(campaign.id), "paused_from") or "scheduled"
+        await self.set_state(campaign, str(before))
+
+    async def cancel(self, campaign: Campaign) -> None:
+        if campaign.state in ("done", "cancelled"):
+            raise CampaignError({"state": "cette campagne est déjà terminée"})
+        await self.set_state(campaign, "cancelled")
+        await self.redis.delete(key(campaign.id, "due"), key(campaign.id, "watch"))
+
+    # Sending ----------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, every_s: float = 1.0) -> None:
+        """The worker's loop: every second, send what is due and check what was sent."""
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("campaign tick failed")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=every_s)
+            except TimeoutError:
+                pass
+
+    async def tick(self, now: float | None = None) -> int:
+        """One round over active campaigns; returns the notices handed to the outbound stream."""
+        now = now if now is not None else now_s()
+        sent = 0
+        for cid in await self.redis.zrevrange(ALL, 0, 200):
+            state = await self.redis.hget(key(cid), "state")
+            if state not in ("scheduled", "sending"):
+                continue
+            campaign = await self.get(cid)
+            if campaign is None:
+                continue
+            sent += await self._send_due(campaign, now)
+            await self._watch(campaign, now)
+            await self._maybe_done(campaign)
+        return sent
+
+    def renderer(self, campaign: Campaign) -> Renderer:
+        if campaign.id not in self._renderers:
+            self._renderers[campaign.id] = Renderer(campaign.templates, campaign.values)
+        return self._renderers[campaign.id]
+
+    async def _send_due(self, campaign: Campaign, now: float) -> int:
+        if not campaign.send_window().contains(dt.datetime.fromtimestamp(now, PARIS)):
+            return 0
+        await self._reclaim(keys=[key(campaign.id, "inflight"), key(campaign.id, "due")], args=[now - RECLAIM_S])
+        limit = max(50, min(BATCH, int(2 * sum(self.rates.get(c, 1.0) for c in campaign.channels))))
+        claimed = await self._claim(keys=[key(campaign.id, "due"), key(campaign.id, "inflight")], args=[now, limit])
+        if not claimed:
+            return 0
+        if campaign.state == "scheduled":
+            await self.set_state(campaign, "sending", started_ms=str(int(now * 1000)))
+        opted = await self.opted_out()
+        sent = 0
+        for number in claimed:
+            if await self._notify(campaign, str(number), now, opted, tried=()):
+                sent += 1
+            await self.redis.zrem(key(campaign.id, "inflight"), number)
+        return sent
+
+    async def _notify(
+        self, campaign: Campaign, number: str, now: float, opted: dict[str, set[str]], tried: tuple[str, ...]
+    ) -> bool:
+        names = field_names(Member)
+        row = await self.redis.hmget(keys.member(number), names)
+        member = dict(zip(names, (v or "" for v in row), strict=True))
+        rkey = key(campaign.id, "r")
+        channel = None
+        for candidate in campaign.channels:
+            urn = address(member, candidate)
+            if candidate in tried or candidate not in self.enabled or not urn or urn in opted.get(candidate, set()):
+                continue
+            channel = candidate
+            break
+        deadline = float(await self.redis.hget(key(campaign.id, "deadline"), number) or now)
+        if channel is None:
+            await self.redis.zadd(key(campaign.id, "postal"), {number: deadline})
+            record = {"channel": "", "tried": list(tried), "postal_ms": int(now * 1000), "deadline": int(deadline)}
+            await self.redis.hset(rkey, number, json.dumps(record))
+            return False
+        attempt = len(tried)
+        try:
+            notice = self.renderer(campaign).render(channel, member, context(campaign, member))
+        except RenderError as exc:
+            log.error(
+                "notice not rendered", extra={"campaign": campaign.id, "channel": channel, "error": str(exc)[:200]}
+            )
+            return await self._notify(campaign, number, now, opted, (*tried, channel))
+        conv = f"c.{campaign.id}.{number}"
+        meta: dict[str, Any] = {"campaign": campaign.id}
+        if channel == "email":
+            meta["thread"] = {"subject": notice.subject}
+            meta["html"] = notice.html
+            meta["auto_generated"] = True
+            if not campaign.mandatory:
+                meta["list_unsubscribe"] = True
+        msg = Message(
+            id=f"c.{campaign.id}.{number}.{attempt}",
+            channel=channel,
+            urn=str(address(member, channel)),
+            direction="out",
+            text=notice.text,
+            meta=meta,
+            conversation_id=conv,
+        )
+        assert self.enqueue is not None, "sending needs the gateway's outbound stream"
+        await self.enqueue(msg)
+        record = {"channel": channel, "msg": msg.id, "conv": conv, "tried": list(tried), "queued_ms": int(now * 1000),
+                  "deadline": int(deadline)}  # fmt: skip
+        await self.redis.hset(rkey, number, json.dumps(record))
+        wait = DELIVERY_WAIT_S.get(channel, 60)
+        check = min(now + wait, max(now + 30, deadline - 24 * 3600))  # fall back a day before the deadline at worst
+        await self.redis.zadd(key(campaign.id, "watch"), {number: check})
+        return True
+
+    async def _watch(self, campaign: Campaign, now: float) -> None:
+        """Fall back to the next channel when a notice failed or was not delivered in time."""
+        due = await self.redis.zrangebyscore(key(campaign.id, "watch"), "-inf", now, start=0, num=BATCH)
+        if not due:
+            return
+        opted = await self.opted_out()
+        for number in due:
+            raw = await self.redis.hget(key(campaign.id, "r"), number)
+            if not raw:
+                await self.redis.zrem(key(campaign.id, "watch"), number)
+                continue
+            record = json.loads(raw)
+            status = await self.redis.hget(keys.message(record["conv"], record["msg"]), "status") or "queued"
+            done = status in DELIVERED or (record["channel"] == "email" and status == "sent")
+            if done:
+                await self.redis.zrem(key(campaign.id, "watch"), number)
+            elif status in FAILED or status == "sent":  # failed, or SMS not delivered in time
+                await self.redis.zrem(key(campaign.id, "watch"), number)
+                await self.redis.hincrby(key(campaign.id), "fallbacks", 1)
+                await self._notify(campaign, number, now, opted, (*record["tried"], record["channel"]))
+            else:  # still in the dispatcher's hands (throttled, retrying): look again soon
+                await self.redis.zadd(key(campaign.id, "watch"), {number: now + 60})
+
+    async def _maybe_done(self, campaign: Campaign) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for part in ("due", "inflight", "watch"):
+                pipe.zcard(key(campaign.id, part))
+            sizes = await pipe.execute()
+        if not any(sizes):
+            await self.set_state(campaign, "done", done_ms=str(int(now_s() * 1000)))
+
+    # Reporting -------------------------------------------------------------------------------------------
+    async def recipients(self, campaign: Campaign) -> AsyncIterator[dict[str, Any]]:
+        """Every planned member with where their notice stands (the proof of notice)."""
+        rkey = key(campaign.id, "r")
+        cursor = 0
+        seen: set[str] = set()
+        while True:
+            cursor, batch = await self.redis.hscan(rkey, cursor, count=1000)
+            members = list(batch.items())
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for _, raw in members:
+                    rec = json.loads(raw)
+                    pipe.hgetall(keys.message(rec["conv"], rec["msg"]) if rec.get("msg") else "camp:none")
+                statuses = await pipe.execute()
+            for (number, raw), msg in zip(members, statuses, strict=True):
+                rec = json.loads(raw)
+                seen.add(number)
+                yield {
+                    "member": number,
+                    "channel": rec.get("channel") or "courrier",
+                    "tried": ",".join(rec.get("tried") or []),
+                    "status": msg.get("status", "postal" if not rec.get("msg") else "queued"),
+                    "queued_at": _iso(rec.get("queued_ms")),
+                    "sent_at": _iso(msg.get("sent_ms")),
+                    "delivered_at": _iso(msg.get("delivered_ms")),
+                    "deadline": dt.datetime.fromtimestamp(int(rec.get("deadline", 0)), PARIS).date().isoformat(),
+                    "on_time": _on_time(msg.get("sent_ms"), rec.get("deadline")),
+                }
+            if cursor == 0:
+                break
+        for number, planned in await self.redis.zrange(key(campaign.id, "due"), 0, -1, withscores=True):
+            if number not in seen:
+                yield {"member": number, "channel": "", "tried": "", "status": "planned",
+                       "queued_at": "", "sent_at": "", "delivered_at": "",
+                       "deadline": "", "on_time": "", "planned_at": _iso(planned * 1000)}  # fmt: skip
+
+    async def report(self, campaign: Campaign) -> dict[str, Any]:
+        counts: Counter[str] = Counter()
+        by_channel: Counter[str] = Counter()
+        late = 0
+        async for row in self.recipients(campaign):
+            counts[row["status"]] += 1
+            by_channel[row["channel"] or "prévu"] += 1
+            if row["on_time"] == "non":
+                late += 1
+        info = await self.redis.hgetall(key(campaign.id))
+        planned = int(info.get("planned") or 0)
+        notified = sum(n for s, n in counts.items() if s in ("sent", "delivered", "read"))
+        return {
+            "campaign": campaign.public(),
+            "planned": planned,
+            "by_status": dict(counts),
+            "by_channel": dict(by_channel),
+            "notified": notified,
+            "progress": round(notified / planned, 4) if planned else 0.0,
+            "fallbacks": int(info.get("fallbacks") or 0),
+            "postal": int(await self.redis.zcard(key(campaign.id, "postal"))),
+            "late": late,
+            "state": campaign.state,
+        }
+
+    async def postal(self, campaign: Campaign) -> list[dict[str, Any]]:
+        """Members no digital channel reached, the nearest deadline first (for postal mail)."""
+        out = []
+        for number, deadline in await self.redis.zrange(key(campaign.id, "postal"), 0, -1, withscores=True):
+            member = await self.redis.hgetall(keys.member(number))
+            out.append({"member": number, "name": f"{member.get('first_name', '')} {member.get('last_name', '')}".strip(),
+                        "deadline": dt.datetime.fromtimestamp(deadline, PARIS).date().isoformat()})  # fmt: skip
+        return out
+
+
+def _last_open_at_or_before(window: Any, moment: dt.datetime) -> dt.datetime:
+    day = moment.date()
+    for _ in range(400):
+        if window.open_on(day):
+            return dt.datetime.combine(day, window.start, PARIS)
+        day -= dt.timedelta(days=1)
+    return moment
+
+
+def _iso(ms: Any) -> str:
+    try:
+        return dt.datetime.fromtimestamp(int(float(ms)) / 1000, PARIS).isoformat(timespec="seconds") if ms else ""
+    except (TypeError, ValueError):
+        return ""
+
+
+def _on_time(sent_ms: Any, deadline: Any) -> str:
+    if not sent_ms or not deadline:
+        return ""
+    return "oui" if int(sent_ms) / 1000 <= int(deadline) else "non"
+
+
+async def _chunks(items: list[str], size: int = 1000) -> AsyncIterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+async def _scan(redis: Redis, set_key: str, size: int = 1000) -> AsyncIterator[list[str]]:
+    cursor = 0
+    while True:
+        cursor, batch = await redis.sscan(set_key, cursor, count=size)
+        if batch:
+            yield sorted(batch)
+        if cursor == 0:
+            return

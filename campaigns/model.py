@@ -1,0 +1,227 @@
+"""A campaign: what is announced, to whom, on which channels, in which window, and its state.
+
+Stored in Redis under the campaign's hash tag (``camp:{<id>}…``) so its plan, recipients and
+counters live in one cluster slot and are updated together by scripts.
+
+States: draft → scheduled → sending → done, with paused (from scheduled or sending) and
+cancelled. Only a draft can be edited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from campaigns.rules import SendWindow
+
+KINDS = {
+    "benefit_change": "Évolution des garanties",
+    "contribution_change": "Évolution de la cotisation",
+    "information": "Autre information",
+}
+MANDATORY = ("benefit_change", "contribution_change")  # notices members cannot unsubscribe from
+CHANNELS = ("email", "sms")
+DATE_FIELDS = ("contribution_call_date",)
+STATES = ("draft", "scheduled", "sending", "paused", "done", "cancelled")
+ALL = "camp:all"  # sorted set: campaign id, score = creation time (ms)
+
+
+def key(campaign_id: str, part: str = "") -> str:
+    return f"camp:{{{campaign_id}}}" + (f":{part}" if part else "")
+
+
+class CampaignError(ValueError):
+    """Invalid campaign, with one French message per field."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k} : {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass
+class Audience:
+    cover_levels: list[str] = field(default_factory=list)
+    regions: list[str] = field(default_factory=list)
+    segments: list[str] = field(default_factory=list)
+    age_min: int | None = None
+    age_max: int | None = None
+    members: list[str] = field(default_factory=list)  # an uploaded list (then the filters still apply)
+
+    def matches(self, member: dict[str, str], today: dt.date) -> bool:
+        if self.cover_levels and member.get("cover_level") not in self.cover_levels:
+            return False
+        if self.regions and member.get("region") not in self.regions:
+            return False
+        if self.segments and member.get("segment") not in self.segments:
+            return False
+        if self.age_min is not None or self.age_max is not None:
+            try:
+                born = dt.date.fromisoformat(member.get("birth_date", ""))
+            except ValueError:
+                return False
+            age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+            if self.age_min is not None and age < self.age_min:
+                return False
+            if self.age_max is not None and age > self.age_max:
+                return False
+        return True
+
+    def describe(self) -> str:
+        parts = []
+        if self.members:
+            parts.append(f"liste de {len(self.members)} adhérents")
+        if self.cover_levels:
+            parts.append("formules " + ", ".join(self.cover_levels))
+        if self.regions:
+            parts.append("régions " + ", ".join(self.regions))
+        if self.segments:
+            parts.append("segments " + ", ".join(self.segments))
+        if self.age_min is not None or self.age_max is not None:
+            parts.append(f"âge {self.age_min or 0}–{self.age_max or '∞'} ans")
+        return " ; ".join(parts) or "tous les adhérents"
+
+
+@dataclass
+class Campaign:
+    id: str
+    kind: str
+    title: str
+    effective_date: str  # ISO date; or "" with date_field
+    date_field: str
+    audience: Audience
+    channels: list[str]
+    templates: dict[str, dict[str, str]]
+    values: dict[str, Any]
+    window: dict[str, Any]
+    lead_days: int = 2  # per-member campaigns: sent this many days before each member's deadline
+    state: str = "draft"
+    start_at: str = ""  # ISO datetime (Europe/Paris) once scheduled
+    created_by: str = ""
+    created_ms: int = 0
+
+    @property
+    def mandatory(self) -> bool:
+        return self.kind in MANDATORY
+
+    def send_window(self) -> SendWindow:
+        return SendWindow(
+            start=dt.time.fromisoformat(self.window.get("start", "09:00")),
+            end=dt.time.fromisoformat(self.window.get("end", "19:00")),
+            weekdays=tuple(int(d) for d in self.window.get("weekdays", (1, 2, 3, 4, 5, 6))),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str) -> Campaign:
+        data = json.loads(raw)
+        data["audience"] = Audience(**data.get("audience") or {})
+        return cls(**data)
+
+    def public(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["kind_label"] = KINDS.get(self.kind, self.kind)
+        out["audience_label"] = self.audience.describe()
+        out["window_label"] = self.send_window().describe()
+        out["mandatory"] = self.mandatory
+        return out
+
+
+def new_id() -> str:
+    return time.strftime("%Y%m%d") + "-" + secrets.token_hex(4)
+
+
+def from_input(data: dict[str, Any], *, created_by: str = "") -> Campaign:
+    """Validate what staff typed (JSON API, console form or a file for ``run.py campaign create``)."""
+    from campaigns.render import Renderer, RenderError, default_templates
+
+    errors: dict[str, str] = {}
+    kind = str(data.get("kind") or "")
+    if kind not in KINDS:
+        errors["kind"] = "type inconnu : benefit_change, contribution_change ou information"
+    title = str(data.get("title") or "").strip()
+    if not 3 <= len(title) <= 120:
+        errors["title"] = "un titre de 3 à 120 caractères"
+    effective = str(data.get("effective_date") or "").strip()
+    date_field = str(data.get("date_field") or "").strip()
+    if bool(effective) == bool(date_field):
+        errors["effective_date"] = "une date d'effet, ou un champ de date propre à chaque adhérent (pas les deux)"
+    elif effective:
+        try:
+            dt.date.fromisoformat(effective)
+        except ValueError:
+            errors["effective_date"] = "date illisible (AAAA-MM-JJ)"
+    elif date_field not in DATE_FIELDS:
+        errors["date_field"] = f"champ inconnu : {', '.join(DATE_FIELDS)}"
+    channels = [str(c) for c in data.get("channels") or ["email", "sms"]]
+    if not channels or any(c not in CHANNELS for c in channels) or len(set(channels)) != len(channels):
+        errors["channels"] = "canaux par ordre de préférence, parmi : " + ", ".join(CHANNELS)
+    raw_audience = data.get("audience") or {}
+    try:
+        audience = Audience(
+            cover_levels=[str(x) for x in raw_audience.get("cover_levels") or []],
+            regions=[str(x) for x in raw_audience.get("regions") or []],
+            segments=[str(x) for x in raw_audience.get("segments") or []],
+            age_min=int(raw_audience["age_min"]) if raw_audience.get("age_min") not in (None, "") else None,
+            age_max=int(raw_audience["age_max"]) if raw_audience.get("age_max") not in (None, "") else None,
+            members=[str(x).strip().upper() for x in raw_audience.get("members") or [] if str(x).strip()],
+        )
+    except (TypeError, ValueError, AttributeError):
+        errors["audience"] = "filtres illisibles"
+        audience = Audience()
+    window = dict(data.get("window") or {})
+    try:
+        Campaign("x", "information", "x", "", "", Audience(), [], {}, {}, window).send_window()
+    except (ValueError, TypeError) as exc:
+        errors["window"] = str(exc) if "fenêtre" in str(exc) or "jours" in str(exc) else "fenêtre illisible"
+    values = dict(data.get("values") or {})
+    templates = default_templates(kind) if kind in KINDS else {}
+    for channel, parts in (data.get("templates") or {}).items():
+        if isinstance(parts, dict):
+            templates.setdefault(str(channel), {}).update({str(k): str(v) for k, v in parts.items()})
+    try:
+        lead = int(data.get("lead_days", 2))
+        if not 0 <= lead <= 20:
+            raise ValueError
+    except (TypeError, ValueError):
+        errors["lead_days"] = "de 0 à 20 jours"
+        lead = 2
+    if errors:
+        raise CampaignError(errors)
+    campaign = Campaign(
+        id=new_id(),
+        kind=kind,
+        title=title,
+        effective_date=effective,
+        date_field=date_field,
+        audience=audience,
+        channels=channels,
+        templates=templates,
+        values=values,
+        window=window,
+        lead_days=lead,
+        created_by=created_by,
+        created_ms=int(time.time() * 1000),
+    )
+    # Every channel's template must render for a sample member now, not fail at 9 a.m. on send day.
+    sample = {"number": "M0000000", "first_name": "Camille", "last_name": "Durand", "cover_level": "confort",
+              "contribution_eur": "64.20", "contribution_call_date": "2027-01-05", "region": "Bretagne",
+              "segment": "famille", "birth_date": "1975-03-12"}  # fmt: skip
+    try:
+        renderer = Renderer(templates, values)
+        for channel in channels:
+            renderer.render(channel, sample, context(campaign, sample))
+    except RenderError as exc:
+        raise CampaignError({"templates": str(exc)}) from exc
+    return campaign
+
+
+def context(campaign: Campaign, member: dict[str, Any]) -> dict[str, Any]:
+    """What templates see as ``campaign``: the effective date is the member's own for per-member campaigns."""
+    effective = campaign.effective_date or str(member.get(campaign.date_field) or "")
+    return {"title": campaign.title, "kind": campaign.kind, "effective_date": effective, "id": campaign.id}

@@ -1,0 +1,47 @@
+"""Notices in French: dates, euros, percentages, SMS encoding, e-mail parts, bad templates refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from campaigns.model import CampaignError, from_input
+from campaigns.render import Renderer, RenderError, default_templates
+
+MEMBER = {"first_name": "Camille", "last_name": "Durand", "contribution_eur": "1234.5", "cover_level": "confort"}
+CAMPAIGN = {"title": "Évolution de votre cotisation", "effective_date": "2027-01-01"}
+
+
+def test_french_formatting_and_sms_preview() -> None:
+    renderer = Renderer(default_templates("contribution_change"), {"new_contribution": "1290", "change_percent": "4.5"})
+    sms = renderer.render("sms", MEMBER, CAMPAIGN).preview()
+    assert "à partir du 1er janvier 2027" in sms["text"]
+    assert "1 234,50 € à 1 290,00 € (4,5 %)" in sms["text"]
+    assert (sms["encoding"], sms["segments"]) == ("GSM-7", 1) and sms["units"] <= 160
+    mail = renderer.render("email", MEMBER, CAMPAIGN)
+    assert mail.subject == "Évolution de votre cotisation au 1er janvier 2027"
+    assert "1\u202f234,50\xa0€" in mail.text and "<p>Bonjour Camille Durand,</p>" in mail.html
+
+
+def test_accents_outside_gsm7_make_a_ucs2_sms() -> None:
+    renderer = Renderer({"sms": {"text": "Votre garantie évolue : « {{ campaign.title }} » ça change"}}, {})
+    preview = renderer.render("sms", MEMBER, CAMPAIGN).preview()
+    assert preview["encoding"] == "UCS-2"
+
+
+def test_member_text_is_escaped_in_html() -> None:
+    renderer = Renderer({"email": {"text": "Bonjour {{ member.first_name }}"}}, {})
+    mail = renderer.render("email", {**MEMBER, "first_name": "<script>x</script>"}, CAMPAIGN)
+    assert "<script>" not in mail.html and "&lt;script&gt;" in mail.html
+
+
+def test_a_bad_template_is_refused_before_sending() -> None:
+    with pytest.raises(RenderError):
+        Renderer({"sms": {"text": "{{ oops"}}, {})
+    with pytest.raises(CampaignError) as exc:  # a variable the campaign does not provide
+        from_input({"kind": "contribution_change", "title": "Cotisation 2027", "effective_date": "2027-01-01",
+                    "channels": ["sms"], "values": {"change_percent": "4"}})  # fmt: skip
+    assert "new_contribution" in exc.value.errors["templates"]
+    with pytest.raises(CampaignError) as both:
+        from_input({"kind": "information", "title": "x", "effective_date": "2027-01-01",
+                    "date_field": "contribution_call_date", "channels": ["fax"]})  # fmt: skip
+    assert set(both.value.errors) == {"title", "effective_date", "channels"}
