@@ -219,6 +219,9 @@ def main() -> int:
     p_user.add_argument("--skills", default="benefits", help="comma-separated: benefits,quotes,complaints,sales")
     p_user.add_argument("--capacity", type=int, default=3, help="conversations held at once")
     p_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    from campaigns.cli import parser as campaign_parser
+
+    campaign_parser(sub)
     sub.add_parser("test", help="install test dependencies and run lint, types and tests (extra args go to pytest)")
     args, extra = parser.parse_known_args()
     if extra and args.command != "test":
@@ -244,6 +247,10 @@ def main() -> int:
         return cmd_import(args)
     if args.command == "create-user":
         return cmd_create_user(args)
+    if args.command == "campaign":
+        from campaigns.cli import run as campaign_run
+
+        return campaign_run(args)
     return cmd_role(args)
 
 

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from campaigns.engine import Campaigns
+from campaigns.web import routes as campaign_routes
 from channels import registry
 from channels.base import AcceptResult, Channel, ChannelContext
 from gateway.agents.console import Console
@@ -227,6 +228,7 @@ class Gateway:
         for channel in self.channels.values():
             app.add_routes(channel.routes())
         app.add_routes(self.console.routes())
+        app.add_routes(campaign_routes(self.console, self.campaigns))
         app.cleanup_ctx.append(self._lifecycle)
         return app
 

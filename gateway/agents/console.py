@@ -133,49 +133,55 @@ class Console:
     def _set_cookie(self, resp: web.StreamResponse, token: str) -> None:
         resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=self.secure, path="/")
 
+    def guarded(self, roles: tuple[str, ...] = ("agent", "supervisor")) -> Callable[[Handler], Handler]:
+        """Session required; POSTs need the CSRF token and an allowed Origin. DeskError → its status."""
+
+        def wrap(handler: Handler) -> Handler:
+            async def inner(request: web.Request) -> web.StreamResponse:
+                found = await self._user(request)
+                if found is None:
+                    return web.json_response({"error": "login_required", "detail": "Connectez-vous."}, status=401)
+                user, csrf = found
+                if user.role not in roles:
+                    return web.json_response({"error": "forbidden", "detail": "Accès réservé."}, status=403)
+                if request.method == "POST" and (
+                    not self._origin_ok(request) or not csrf_ok(csrf, request.headers.get("X-CSRF-Token"))
+                ):
+                    return web.json_response(
+                        {"error": "csrf", "detail": "Jeton de sécurité manquant ou invalide : rechargez la page."},
+                        status=403,
+                    )
+                request[USER_KEY] = user
+                request[CSRF_KEY] = csrf
+                await self.desk.seen(user)
+                try:
+                    return await handler(request)
+                except DeskError as exc:
+                    return web.json_response({"error": "refused", "detail": str(exc)}, status=exc.status)
+
+            return inner
+
+        return wrap
+
+    async def page_for(self, request: web.Request, roles: tuple[str, ...]) -> tuple[User, str]:
+        """The signed-in user of a page (redirects to the login page, 403 for another role)."""
+        found = await self._user(request)
+        if found is None:
+            raise web.HTTPSeeOther("/console/login")
+        if found[0].role not in roles:
+            raise web.HTTPForbidden(text="Accès réservé.")
+        return found
+
+    def page(self, name: str, status: int = 200, **values: Any) -> web.Response:
+        return self._page(name, status, **values)
+
     # Routes ---------------------------------------------------------------------------------
     def routes(self) -> web.RouteTableDef:
         routes = web.RouteTableDef()
         desk = self.desk
 
-        def api(roles: tuple[str, ...] = ("agent", "supervisor")) -> Callable[[Handler], Handler]:
-            """Session required; POSTs need the CSRF token and an allowed Origin."""
-
-            def wrap(handler: Handler) -> Handler:
-                async def inner(request: web.Request) -> web.StreamResponse:
-                    found = await self._user(request)
-                    if found is None:
-                        return web.json_response({"error": "login_required", "detail": "Connectez-vous."}, status=401)
-                    user, csrf = found
-                    if user.role not in roles:
-                        return web.json_response({"error": "forbidden", "detail": "Accès réservé."}, status=403)
-                    if request.method == "POST" and (
-                        not self._origin_ok(request) or not csrf_ok(csrf, request.headers.get("X-CSRF-Token"))
-                    ):
-                        return web.json_response(
-                            {"error": "csrf", "detail": "Jeton de sécurité manquant ou invalide : rechargez la page."},
-                            status=403,
-                        )
-                    request[USER_KEY] = user
-                    request[CSRF_KEY] = csrf
-                    await desk.seen(user)
-                    try:
-                        return await handler(request)
-                    except DeskError as exc:
-                        return web.json_response({"error": "refused", "detail": str(exc)}, status=exc.status)
-
-                return inner
-
-            return wrap
-
-        async def body(request: web.Request) -> dict[str, Any]:
-            try:
-                data = await request.json()
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise DeskError("Corps JSON illisible.", 400) from exc
-            if not isinstance(data, dict):
-                raise DeskError("Un objet JSON est attendu.", 400)
-            return data
+        api = self.guarded
+        body = read_json
 
         @routes.get("/console/login")
         async def login_page(request: web.Request) -> web.Response:
@@ -239,7 +245,11 @@ class Console:
                 raise web.HTTPForbidden(text="Accès réservé aux superviseurs.")
             return self._page("console/supervisor.html.j2", user=user, csrf=csrf)
 
-        for name, ctype in (("console.js", "application/javascript"), ("console.css", "text/css")):
+        for name, ctype in (
+            ("console.js", "application/javascript"),
+            ("campaigns.js", "application/javascript"),
+            ("console.css", "text/css"),
+        ):
             routes.get(f"/console/static/{name}")(_static(name, ctype))
 
         @routes.get("/console/api/state")
@@ -399,6 +409,16 @@ class Console:
                 "oldest_wait_ms": min((i.since_ms for i in queue), default=None),
             },
         }
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DeskError("Corps JSON illisible.", 400) from exc
+    if not isinstance(data, dict):
+        raise DeskError("Un objet JSON est attendu.", 400)
+    return data
 
 
 def _ratio(part: int, whole: int) -> float | None:

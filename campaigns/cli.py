@@ -1,0 +1,135 @@
+"""``run.py campaign …``: the campaign commands for communications staff and operators.
+
+run.py campaign create FILE.json        validate and store a draft (prints its id)
+run.py campaign list
+run.py campaign count ID                audience size and the channel each member would get
+run.py campaign preview ID              the notice per channel for the first member (SMS encoding, segments)
+run.py campaign schedule ID [--start 2027-01-05T09:00]   plan (progress bar) or say why not
+run.py campaign pause|resume|cancel ID
+run.py campaign report ID               where the notices stand
+run.py campaign watch ID                a progress bar until the campaign is done
+run.py campaign proof ID --out FILE.csv proof of notice, member by member
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from campaigns.engine import Campaigns
+from campaigns.model import CampaignError, context, from_input
+from campaigns.rules import PARIS
+from campaigns.web import PROOF_COLUMNS
+from gateway.service import connect, private_redis_url
+from gateway.settings import Settings
+
+
+def parser(sub: Any) -> None:
+    p = sub.add_parser("campaign", help="campaign commands (create, count, preview, schedule, report, proof…)")
+    p.add_argument("action", choices=("create", "list", "count", "preview", "schedule", "pause", "resume", "cancel",
+                                      "report", "watch", "proof"))  # fmt: skip
+    p.add_argument("target", nargs="?", help="a campaign id (a JSON file for create)")
+    p.add_argument("--start", help="schedule: start (Europe/Paris), default now")
+    p.add_argument("--out", help="proof: CSV file to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    with private_redis_url(settings) as url:
+        return asyncio.run(_run(args, url, settings))
+
+
+async def _run(args: argparse.Namespace, url: str, settings: Settings) -> int:
+    redis = connect(url)
+    engine = Campaigns(redis, rates={"email": settings.email_rate_per_s, "sms": settings.sms_rate_per_s},
+                       enabled_channels=("email", "sms") if settings.sms_enabled else ("email",))  # fmt: skip
+    try:
+        return await _act(args, engine)
+    except CampaignError as exc:
+        for field, message in exc.errors.items():
+            print(f"{field} : {message}", file=sys.stderr)
+        return 1
+    finally:
+        await redis.aclose()
+
+
+async def _act(args: argparse.Namespace, engine: Campaigns) -> int:
+    if args.action == "create":
+        if not args.target:
+            raise CampaignError({"fichier": "indiquez le fichier JSON de la campagne"})
+        try:
+            data = json.loads(Path(args.target).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CampaignError({"fichier": f"illisible ({exc})"}) from exc
+        campaign = from_input(data, created_by="cli")
+        await engine.save(campaign)
+        print(campaign.id)
+        return 0
+    if args.action == "list":
+        for c in await engine.all():
+            print(f"{c.id}  {c.state:<9}  {c.kind:<20}  {c.title}")
+        return 0
+    found = await engine.get(args.target or "")
+    if found is None:
+        raise CampaignError({"campagne": f"inconnue : {args.target}"})
+    campaign = found
+    if args.action == "count":
+        counts = await engine.count(campaign)
+        print(
+            f"{counts['total']} adhérents : " + ", ".join(f"{k} {v}" for k, v in sorted(counts["by_channel"].items()))
+        )
+    elif args.action == "preview":
+        async for member in engine.members(campaign):
+            for channel in campaign.channels:
+                shown = engine.renderer(campaign).render(channel, member, context(campaign, member)).preview()
+                print(f"--- {channel} ({member['number']})")
+                if channel == "sms":
+                    print(f"[{shown['encoding']}, {shown['segments']} segment(s), {shown['units']} unités]")
+                if channel == "email":
+                    print(f"Objet : {shown['subject']}")
+                print(shown["text"])
+            break
+    elif args.action == "schedule":
+        start = dt.datetime.fromisoformat(args.start) if args.start else dt.datetime.now(PARIS)
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=PARIS)
+        with tqdm(desc="Planification", unit="adhérent") as bar:
+            plan = await engine.schedule(campaign, start, progress=bar.update)
+        print(
+            f"Programmée : {plan['planned']} adhérents, départ {plan['start']}, fin estimée {plan['estimated_finish']}"
+        )
+    elif args.action in ("pause", "resume", "cancel"):
+        await getattr(engine, args.action)(campaign)
+        print(f"{campaign.id} : {campaign.state}")
+    elif args.action == "report":
+        print(json.dumps(await engine.report(campaign), ensure_ascii=False, indent=2))
+    elif args.action == "watch":
+        report = await engine.report(campaign)
+        with tqdm(total=report["planned"], desc="Notices envoyées", unit="adhérent") as bar:
+            while True:
+                report = await engine.report(campaign)
+                bar.n = report["notified"] + report["postal"]
+                bar.refresh()
+                fresh = await engine.get(campaign.id)
+                if fresh is None or fresh.state in ("done", "cancelled"):
+                    break
+                await asyncio.sleep(2)
+    elif args.action == "proof":
+        out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+        try:
+            writer = csv.DictWriter(out, fieldnames=PROOF_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            async for row in engine.recipients(campaign):
+                writer.writerow(row)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+    return 0

@@ -1,0 +1,159 @@
+"""The campaign console and its JSON API, for communications staff (and supervisors).
+
+Same sessions, CSRF and Origin rules as the agents' console. Errors are JSON with one French
+message per field (``{"error": "invalid", "fields": {...}}``).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from campaigns.engine import Campaigns
+from campaigns.model import KINDS, CampaignError, from_input
+from campaigns.rules import PARIS
+from gateway.agents.desk import DeskError
+from gateway.members import COVER_LEVELS, SEGMENTS
+
+if TYPE_CHECKING:
+    from gateway.agents.console import Console
+
+log = logging.getLogger(__name__)
+ROLES = ("communications", "supervisor")
+PROOF_COLUMNS = ["member", "channel", "tried", "status", "queued_at", "sent_at", "delivered_at", "deadline", "on_time"]
+
+
+def invalid(exc: CampaignError) -> web.Response:
+    return web.json_response({"error": "invalid", "fields": exc.errors}, status=400)
+
+
+def routes(console: Console, campaigns: Campaigns) -> web.RouteTableDef:
+    from gateway.agents.console import USER_KEY, read_json
+
+    r = web.RouteTableDef()
+    guard = console.guarded(ROLES)
+
+    async def load(request: web.Request) -> Any:
+        campaign = await campaigns.get(request.match_info["cid"])
+        if campaign is None:
+            raise DeskError("Campagne inconnue.", 404)
+        return campaign
+
+    @r.get("/console/campaigns")
+    async def page(request: web.Request) -> web.Response:
+        user, csrf = await console.page_for(request, ROLES)
+        return console.page(
+            "console/campaigns.html.j2", user=user, csrf=csrf, kinds=KINDS, cover_levels=COVER_LEVELS, segments=SEGMENTS
+        )
+
+    @r.get("/console/api/campaigns")
+    @guard
+    async def listing(request: web.Request) -> web.Response:
+        out = []
+        for c in await campaigns.all():
+            info = await campaigns.redis.hgetall(f"camp:{{{c.id}}}")
+            out.append({**c.public(), "planned": int(info.get("planned") or 0), "start_at": info.get("start_at", "")})
+        return web.json_response(out)
+
+    @r.post("/console/api/campaigns")
+    @guard
+    async def create(request: web.Request) -> web.Response:
+        try:
+            campaign = from_input(await read_json(request), created_by=request[USER_KEY].login)
+        except CampaignError as exc:
+            return invalid(exc)
+        await campaigns.save(campaign)
+        log.info("campaign created", extra={"campaign": campaign.id, "user": request[USER_KEY].login})
+        return web.json_response(campaign.public(), status=201)
+
+    @r.get("/console/api/campaigns/{cid}")
+    @guard
+    async def show(request: web.Request) -> web.Response:
+        return web.json_response(await campaigns.report(await load(request)))
+
+    @r.post("/console/api/campaigns/{cid}/count")
+    @guard
+    async def count(request: web.Request) -> web.Response:
+        return web.json_response(await campaigns.count(await load(request)))
+
+    @r.post("/console/api/campaigns/{cid}/preview")
+    @guard
+    async def preview(request: web.Request) -> web.Response:
+        campaign = await load(request)
+        sample = None
+        async for member in campaigns.members(campaign):
+            sample = member
+            break
+        if sample is None:
+            raise DeskError("Aucun adhérent dans cette audience.", 400)
+        from campaigns.model import context
+
+        renderer = campaigns.renderer(campaign)
+        out = {ch: renderer.render(ch, sample, context(campaign, sample)).preview() for ch in campaign.channels}
+        return web.json_response({"member": sample["number"], "channels": out})
+
+    @r.post("/console/api/campaigns/{cid}/schedule")
+    @guard
+    async def schedule(request: web.Request) -> web.Response:
+        campaign = await load(request)
+        data = await read_json(request)
+        try:
+            start = dt.datetime.fromisoformat(str(data.get("start_at") or dt.datetime.now(PARIS).isoformat()))
+        except ValueError:
+            return invalid(CampaignError({"start_at": "date et heure illisibles (AAAA-MM-JJTHH:MM)"}))
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=PARIS)
+        try:
+            plan = await campaigns.schedule(campaign, start)
+        except CampaignError as exc:
+            return invalid(exc)
+        log.info("campaign scheduled", extra={"campaign": campaign.id, "planned": plan["planned"]})
+        return web.json_response(plan)
+
+    @r.post("/console/api/campaigns/{cid}/{action:pause|resume|cancel}")
+    @guard
+    async def control(request: web.Request) -> web.Response:
+        campaign = await load(request)
+        try:
+            await getattr(campaigns, request.match_info["action"])(campaign)
+        except CampaignError as exc:
+            return invalid(exc)
+        return web.json_response({"ok": True, "state": campaign.state})
+
+    @r.get("/console/api/campaigns/{cid}/proof.csv")
+    @guard
+    async def proof(request: web.Request) -> web.StreamResponse:
+        """Proof of notice, member by member: channel, sent and delivered times, on time or not."""
+        campaign = await load(request)
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "text/csv; charset=utf-8",
+                "Content-Disposition": f'attachment; filename="preuve-{campaign.id}.csv"',
+                "Cache-Control": "no-store",
+            }
+        )
+        await resp.prepare(request)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=PROOF_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        async for row in campaigns.recipients(campaign):
+            writer.writerow(row)
+            if buf.tell() > 64 * 1024:
+                await resp.write(buf.getvalue().encode())
+                buf.seek(0)
+                buf.truncate()
+        await resp.write(buf.getvalue().encode())
+        await resp.write_eof()
+        return resp
+
+    @r.get("/console/api/campaigns/{cid}/postal")
+    @guard
+    async def postal(request: web.Request) -> web.Response:
+        return web.json_response(await campaigns.postal(await load(request)))
+
+    return r

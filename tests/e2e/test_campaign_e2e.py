@@ -1,0 +1,112 @@
+"""A campaign end to end against ``run.py serve``: created and scheduled with ``run.py campaign``,
+sent by the worker through the real dispatcher to the loopback SMTP and Twilio servers, one
+notice per member, opted-out members on their next channel, proof of notice exported."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from campaigns.rules import PARIS, fr_date, is_public_holiday
+from gateway import keys
+from gateway.members import Member, MemberStore
+from tests.e2e.product import ROOT, Product
+from tests.e2e.test_sms_e2e import redis_of
+from tests.fakes.smtp import SmtpSink
+from tests.fakes.twilio import FakeTwilio
+
+TODAY = dt.datetime.now(PARIS)
+pytestmark = pytest.mark.skipif(
+    TODAY.isoweekday() == 7 or is_public_holiday(TODAY.date()),
+    reason="notices are never sent on a Sunday or a public holiday in Paris: nothing to observe today",
+)
+
+
+def campaign_cli(product: Product, *args: str, stdin: str = "") -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "campaign", *args],
+        env={**product.env, "REDIS_URL": ""},  # the product's private Redis, found under VAR_DIR
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_campaign_sent_once_per_member_with_opt_out_fallback_and_proof(
+    make_product: Callable[..., Product], fake_twilio: FakeTwilio, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    product = make_product(EMAIL_RATE_PER_S="500", SMS_RATE_PER_S="500")
+    await product.start()
+    redis: Redis = await redis_of(product)
+    members = [
+        Member(f"M9{i:06d}", "Camille", f"Durand{i}", "1975-03-12", f"+3319900{i:04d}" if i % 2 else "",
+               f"m{i}@example.fr" if i % 3 else "", "confort", "Bretagne", "famille", "64.20", "2027-03-10")
+        for i in range(1, 301)
+    ]  # fmt: skip
+    store = MemberStore(redis)
+    async with redis.pipeline(transaction=False) as pipe:
+        for m in members:
+            store.write(pipe, m)
+        await pipe.execute()
+    await redis.sadd(keys.opt_out("sms"), "tel:+33199000005")  # M9000005 said STOP: e-mail instead
+    effective = (TODAY.date() + dt.timedelta(days=70)).replace(day=1)
+    spec = {
+        "kind": "contribution_change",
+        "title": "Évolution de votre cotisation",
+        "effective_date": effective.isoformat(),
+        "channels": ["sms", "email"],
+        "values": {"new_contribution": "67.10", "change_percent": "4.5"},
+        "audience": {"members": [m.number for m in members]},
+        "window": {"start": "00:00", "end": "23:59", "weekdays": [1, 2, 3, 4, 5, 6]},
+    }
+    path = tmp_path / "campagne.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    cid = campaign_cli(product, "create", str(path)).strip()
+    assert "300 adhérents" in campaign_cli(product, "count", cid)
+    preview = campaign_cli(product, "preview", cid)
+    assert "[GSM-7, 1 segment(s)" in preview
+    assert "Programmée : 300 adhérents" in campaign_cli(product, "schedule", cid)
+
+    reachable = [m for m in members if m.phone or m.email]
+    for _ in range(600):
+        if len(fake_twilio.messages) + len(smtp_sink.received) >= len(reachable):
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)  # nothing more may arrive
+    sms = Counter(m.to for m in fake_twilio.messages)
+    mail = Counter(r.rcpt_tos[0] for r in smtp_sink.received)
+    assert all(n == 1 for n in sms.values()) and all(n == 1 for n in mail.values())
+    expected_sms = {m.phone for m in members if m.phone and m.number != "M9000005"}
+    expected_mail = {m.email for m in members if not m.phone or m.number == "M9000005"} - {""}
+    assert set(sms) == expected_sms and set(mail) == expected_mail
+    notice = next(r.message for r in smtp_sink.received if r.rcpt_tos == ["m5@example.fr"])
+    assert notice["Subject"] == f"Évolution de votre cotisation au {fr_date(effective)}"
+    assert notice["Auto-Submitted"] == "auto-generated" and notice["List-Unsubscribe"] is None  # mandatory notice
+    assert notice.get_body(preferencelist=("html",)) is not None
+
+    proof = list(csv.DictReader(io.StringIO(campaign_cli(product, "proof", cid))))
+    assert len(proof) == 300
+    by_member = {row["member"]: row for row in proof}
+    assert by_member["M9000005"]["channel"] == "email"
+    unreachable = [m.number for m in members if not m.phone and not m.email]
+    assert all(by_member[n]["channel"] == "courrier" for n in unreachable)
+    assert all(row["on_time"] == "oui" for row in proof if row["sent_at"])
+    report = json.loads(campaign_cli(product, "report", cid))
+    assert report["postal"] == len(unreachable) and report["state"] in ("sending", "done")
+    await redis.aclose()
+    assert product.stop() == 0
