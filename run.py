@@ -176,6 +176,8 @@ def cmd_role(args: argparse.Namespace) -> int:
     return 0
 
 
+CAMPAIGN_ACTIONS = ("create", "list", "count", "preview", "schedule", "pause", "resume", "cancel", "report", "watch",
+                    "proof")  # fmt: skip
 NLU_MIN_F1 = 0.68  # 3-fold macro intent F1 the NLU data must keep (measured figures in bot/README.md)
 
 
@@ -219,9 +221,13 @@ def main() -> int:
     p_user.add_argument("--skills", default="benefits", help="comma-separated: benefits,quotes,complaints,sales")
     p_user.add_argument("--capacity", type=int, default=3, help="conversations held at once")
     p_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    from campaigns.cli import parser as campaign_parser
-
-    campaign_parser(sub)
+    # Built with the standard library only: the parser runs before the virtualenv exists.
+    p_camp = sub.add_parser("campaign", help="campaigns: create, list, count, preview, schedule, pause, resume, "
+                            "cancel, report, watch, proof (see campaigns/cli.py)")  # fmt: skip
+    p_camp.add_argument("action", choices=CAMPAIGN_ACTIONS)
+    p_camp.add_argument("target", nargs="?", help="a campaign id (a JSON file for create)")
+    p_camp.add_argument("--start", help="schedule: start (Europe/Paris), default now")
+    p_camp.add_argument("--out", help="proof: CSV file to write")
     sub.add_parser("test", help="install test dependencies and run lint, types and tests (extra args go to pytest)")
     args, extra = parser.parse_known_args()
     if extra and args.command != "test":

@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -30,15 +29,6 @@ from campaigns.rules import PARIS
 from campaigns.web import PROOF_COLUMNS
 from gateway.service import connect, private_redis_url
 from gateway.settings import Settings
-
-
-def parser(sub: Any) -> None:
-    p = sub.add_parser("campaign", help="campaign commands (create, count, preview, schedule, report, proof…)")
-    p.add_argument("action", choices=("create", "list", "count", "preview", "schedule", "pause", "resume", "cancel",
-                                      "report", "watch", "proof"))  # fmt: skip
-    p.add_argument("target", nargs="?", help="a campaign id (a JSON file for create)")
-    p.add_argument("--start", help="schedule: start (Europe/Paris), default now")
-    p.add_argument("--out", help="proof: CSV file to write")
 
 
 def run(args: argparse.Namespace) -> int:

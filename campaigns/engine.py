@@ -409,7 +409,7 @@ class Campaigns:
             done = status in DELIVERED or (record["channel"] == "email" and status == "sent")
             if done:
                 await self.redis.zrem(key(campaign.id, "watch"), number)
-            elif status in FAILED or status == "sent":  # failed, or SMS not delivered in time
+            elif status in FAILED or status in ("sent", "unknown"):  # failed, or not delivered in time
                 await self.redis.zrem(key(campaign.id, "watch"), number)
                 await self.redis.hincrby(key(campaign.id), "fallbacks", 1)
                 await self._notify(campaign, number, now, opted, (*record["tried"], record["channel"]))

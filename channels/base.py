@@ -81,6 +81,10 @@ class ChannelBase:
     """Defaults for the optional parts of the surface."""
 
     name: ClassVar[str] = ""
+    # What to do with a send that may have reached the provider (killed mid-request, timed out):
+    # "at_least_once" sends it again (e-mail: same Message-ID), "at_most_once" does not and waits
+    # for the provider's callback (SMS: Twilio has no idempotency key; its callback names our message).
+    ambiguous: ClassVar[str] = "at_least_once"
 
     def __init__(self, ctx: ChannelContext) -> None:
         self.ctx = ctx

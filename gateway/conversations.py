@@ -21,7 +21,7 @@ from gateway.envelope import Message, StatusUpdate, new_id, now_ms
 PARIS = ZoneInfo("Europe/Paris")
 
 # Progress order of delivery states: a callback may only move a message forward.
-_RANK = {"queued": 0, "sending": 1, "sent": 2, "undelivered": 3, "failed": 3, "delivered": 4, "read": 5}
+_RANK = {"queued": 0, "sending": 1, "unknown": 1.5, "sent": 2, "undelivered": 3, "failed": 3, "delivered": 4, "read": 5}
 
 # KEYS[1] = message hash. ARGV = status, rank table json, now ms, error code, error message.
 _ADVANCE = """
@@ -140,6 +140,12 @@ class Conversations:
     async def apply_status(self, update: StatusUpdate) -> bool:
         """Apply a provider's status callback; callbacks may arrive twice or out of order."""
         ref = await self.redis.get(keys.provider_ref(update.channel, update.external_id))
+        if not ref and update.ref and " " in update.ref:
+            # A send whose answer we never got (killed mid-request): the callback names our message.
+            conv_id, _, msg_id = update.ref.partition(" ")
+            if await self.redis.exists(keys.message(conv_id, msg_id)):
+                await self.remember_provider_id(update.channel, update.external_id, conv_id, msg_id)
+                ref = update.ref
         if not ref:
             key = _parked(update.channel, update.external_id)
             await self.redis.rpush(

@@ -98,10 +98,14 @@ class Dispatcher:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(keys.message(conv, msg.id), "status")
             pipe.sismember(keys.opt_out(msg.channel), msg.urn)
-            status, opted_out = await pipe.execute()
-        if status in FINAL_STATES or status == "sent":
+            pipe.hget(keys.message(conv, msg.id), "inflight_ms")
+            status, opted_out, inflight = await pipe.execute()
+        if status in FINAL_STATES or status in ("sent", "unknown"):
             return  # already done: a replay after a crash
         channel = self.channels.get(msg.channel)
+        if inflight and channel is not None and getattr(channel, "ambiguous", "") == "at_most_once":
+            await self._ambiguous(msg, "un envoi précédent a été interrompu : il n'est pas répété")
+            return
         if channel is None:
             await self._fail(msg, "channel_disabled", f"le canal {msg.channel} n'est pas configuré")
             return
@@ -113,24 +117,32 @@ class Dispatcher:
         mkey = keys.message(conv, msg.id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hincrby(mkey, "attempts", 1)
-            pipe.hset(mkey, "sending_ms", now_ms())
+            pipe.hset(mkey, mapping={"sending_ms": now_ms(), "inflight_ms": now_ms()})  # cleared once we know
             attempt = int((await pipe.execute())[0])
         started = time.perf_counter()
         try:
             result = await asyncio.wait_for(channel.send(msg), timeout=self.settings.send_timeout_s)
         except ContactOptedOut as exc:
+            await self.redis.hdel(mkey, "inflight_ms")
             await self._fail(msg, "opted_out", exc.reason, code=exc.code)
             return
-        except SendError as exc:
+        except SendError as exc:  # the provider answered: nothing was sent
+            await self.redis.hdel(mkey, "inflight_ms")
             await self._retry_or_fail(msg, attempt, exc)
             return
-        except TimeoutError:
+        except TimeoutError:  # it may have been sent
+            if getattr(channel, "ambiguous", "") == "at_most_once":
+                await self._ambiguous(msg, "le fournisseur n'a pas répondu à temps : l'envoi n'est pas répété")
+                return
+            await self.redis.hdel(mkey, "inflight_ms")
             await self._retry_or_fail(msg, attempt, ProviderUnavailable("délai dépassé chez le fournisseur"))
             return
         except Exception as exc:
             log.exception("channel send crashed", extra=msg.log_fields())
+            await self.redis.hdel(mkey, "inflight_ms")
             await self._retry_or_fail(msg, attempt, ProviderUnavailable(f"{type(exc).__name__}"))
             return
+        await self.redis.hdel(mkey, "inflight_ms")
         SEND_SECONDS.labels(msg.channel).observe(time.perf_counter() - started)
         await self.conversations.set_status(conv, msg.id, result.status or "sent")
         if result.meta:
@@ -172,6 +184,16 @@ class Dispatcher:
         if isinstance(exc, PermanentFailure | ContactOptedOut):
             reason = "permanent"
         await self._fail(msg, reason, exc.reason, code=exc.code)
+
+    async def _ambiguous(self, msg: Message, text: str) -> None:
+        """At-most-once channel, outcome unknown: not sent again; the provider's callback will tell."""
+        assert msg.conversation_id
+        mkey = keys.message(msg.conversation_id, msg.id)
+        await self.redis.hset(mkey, mapping={"last_error": text, "ambiguous_ms": now_ms()})
+        await self.redis.hdel(mkey, "inflight_ms")
+        await self.conversations.set_status(msg.conversation_id, msg.id, "unknown")
+        SEND_FAILED.labels(msg.channel, "ambiguous").inc()
+        log.warning("send outcome unknown, not repeated", extra=msg.log_fields())
 
     async def _fail(self, msg: Message, reason: str, text: str, *, code: str | None = None) -> None:
         assert msg.conversation_id

@@ -15,7 +15,9 @@ from typing import Any, ClassVar, Literal
 Direction = Literal["in", "out"]
 
 # Delivery states of an outbound message, in the order they normally happen.
-OUT_STATES = ("queued", "sending", "sent", "delivered", "undelivered", "failed", "read")
+OUT_STATES = ("queued", "sending", "unknown", "sent", "delivered", "undelivered", "failed", "read")
+# "unknown": an attempt may have reached the provider (process killed, or timed out) and, the channel
+# being at-most-once, it is not repeated; a later provider callback tells what happened.
 # States after which a status callback may not move the message back.
 FINAL_STATES = frozenset({"delivered", "undelivered", "failed", "read"})
 
@@ -166,6 +168,7 @@ class StatusUpdate:
     status: str  # one of OUT_STATES
     error_code: str | None = None
     error_message: str | None = None
+    ref: str | None = None  # "<conversation> <message>" carried by the callback URL, if the provider echoes it
 
 
 class BadRequest(Exception):

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from aiohttp import web
 from multidict import MultiDict
@@ -61,6 +63,7 @@ def twiml(reply: str | None = None) -> web.Response:
 
 class SmsChannel(ChannelBase):
     name: ClassVar[str] = CHANNEL
+    ambiguous: ClassVar[str] = "at_most_once"
 
     def __init__(self, ctx: ChannelContext) -> None:
         super().__init__(ctx)
@@ -133,6 +136,9 @@ class SmsChannel(ChannelBase):
             log.info("sms status callback ignored", extra={"channel": CHANNEL})
             return twiml()
         update = event.update
+        ref = request.query.get("ref", "")
+        if ref and len(ref) <= 300:
+            update = replace(update, ref=ref)
         if update.error_code == str(UNSUBSCRIBED) and event.recipient:
             # Twilio refused the send because the member opted out there: mirror it.
             await self.ctx.redis.sadd(keys.opt_out(CHANNEL), event.recipient)
@@ -155,7 +161,7 @@ class SmsChannel(ChannelBase):
             body=msg.text,
             from_=from_,
             messaging_service_sid=service,
-            status_callback=self.public_url + STATUS_PATH,
+            status_callback=self._status_callback(msg),
         )
         log.info(
             "sms handed to twilio",
@@ -168,6 +174,13 @@ class SmsChannel(ChannelBase):
         }
         # "sent" = handed to the provider; Twilio's callbacks then report the rest.
         return SendResult(external_id=created.sid, status="sent", meta=meta)
+
+    def _status_callback(self, msg: Message) -> str:
+        """Our status URL, naming the message: a callback then finds it even if the send's answer was lost."""
+        url = self.public_url + STATUS_PATH
+        if msg.conversation_id:
+            url += "?" + urlencode({"ref": f"{msg.conversation_id} {msg.id}"})
+        return url
 
     def rate_limits(self, msg: Message) -> list[RateLimit]:
         return [RateLimit("sms", self.ctx.settings.sms_rate_per_s)]

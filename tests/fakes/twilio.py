@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -288,6 +289,9 @@ class FakeTwilio:
         target = url or sent.status_callback
         if not target:
             raise ValueError("no callback URL: pass url= or send with a StatusCallback")
+        query = urlsplit(sent.status_callback or "").query
+        if url and query and "?" not in url:  # a proxy forwards the path and the query as they are
+            target = f"{url}?{query}"
         signed_over = sign_url or sent.status_callback or target
         token = auth_token or self.auth_token
         codes: list[int] = []

@@ -111,7 +111,7 @@ def context(settings: Settings, redis: Redis) -> ChannelContext:
         return AcceptResult(msg_id=result.msg_id, duplicate=not result.new)
 
     async def status(update: StatusUpdate) -> None:
-        await redis.rpush(STATUS_LOG, json.dumps(asdict(update)))
+        await redis.rpush(STATUS_LOG, json.dumps({k: v for k, v in asdict(update).items() if k != "ref" or v}))
 
     return ChannelContext(settings=settings, redis=redis, templates=jinja2.Environment(), accept=accept, status=status)
 

@@ -53,7 +53,8 @@ async def test_case(sms: Harness, case: dict[str, Any]) -> None:
             assert subset(got, want), f"{got} does not contain {want}"
 
     if "statuses" in expected:
-        assert [asdict(u) for u in await sms.statuses()] == [{"channel": "sms", **u} for u in expected["statuses"]]
+        got_statuses = [asdict(u) for u in await sms.statuses()]
+        assert got_statuses == [{"channel": "sms", "ref": None, **u} for u in expected["statuses"]]
 
     for urn, opted_out in expected.get("opt_out", {}).items():
         assert await sms.opted_out(urn) is opted_out, urn
