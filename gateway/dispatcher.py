@@ -104,8 +104,8 @@ class Dispatcher:
             return  # already done: a replay after a crash
         channel = self.channels.get(msg.channel)
         if inflight and channel is not None and getattr(channel, "ambiguous", "") == "at_most_once":
-            await self._ambiguous(msg, "un envoi précédent a été interrompu : il n'est pas répété")
-            return
+            if not await self._settle(channel, msg, int(inflight)):
+                return
         if channel is None:
             await self._fail(msg, "channel_disabled", f"le canal {msg.channel} n'est pas configuré")
             return
@@ -184,6 +184,29 @@ class Dispatcher:
         if isinstance(exc, PermanentFailure | ContactOptedOut):
             reason = "permanent"
         await self._fail(msg, reason, exc.reason, code=exc.code)
+
+    async def _settle(self, channel: Channel, msg: Message, since_ms: int) -> bool:
+        """An interrupted at-most-once send: ask the provider. True if it must be sent (it never arrived)."""
+        assert msg.conversation_id
+        settle = getattr(channel, "settle", None)
+        if settle is None:
+            await self._ambiguous(msg, "un envoi précédent a été interrompu : il n'est pas répété")
+            return False
+        try:
+            found = await settle(msg, since_ms)
+        except SendError:
+            await self._ambiguous(msg, "envoi interrompu et fournisseur injoignable pour vérifier : pas répété")
+            return False
+        mkey = keys.message(msg.conversation_id, msg.id)
+        if found is None:  # the provider never got it: safe to send
+            await self.redis.hdel(mkey, "inflight_ms")
+            return True
+        await self.redis.hdel(mkey, "inflight_ms")
+        await self.conversations.set_status(msg.conversation_id, msg.id, found.status or "sent")
+        if found.external_id:
+            await self.conversations.remember_provider_id(msg.channel, found.external_id, msg.conversation_id, msg.id)
+        SENT.labels(msg.channel).inc()
+        return False
 
     async def _ambiguous(self, msg: Message, text: str) -> None:
         """At-most-once channel, outcome unknown: not sent again; the provider's callback will tell."""

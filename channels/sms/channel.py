@@ -175,6 +175,15 @@ class SmsChannel(ChannelBase):
         # "sent" = handed to the provider; Twilio's callbacks then report the rest.
         return SendResult(external_id=created.sid, status="sent", meta=meta)
 
+    async def settle(self, msg: Message, since_ms: int) -> SendResult | None:
+        """A send that may have reached Twilio: its result if Twilio has the message, else None."""
+        to = msg.urn.partition(":")[2]
+        sid = await self.sender.find(to=to, body=msg.text, since=since_ms / 1000)
+        if sid is None:
+            return None
+        log.info("interrupted sms found at twilio", extra={**msg.log_fields(), "sid": sid})
+        return SendResult(external_id=sid, status="sent")
+
     def _status_callback(self, msg: Message) -> str:
         """Our status URL, naming the message: a callback then finds it even if the send's answer was lost."""
         url = self.public_url + STATUS_PATH

@@ -5,8 +5,9 @@ The twilio library does the HTTP call through its aiohttp-based ``AsyncTwilioHtt
 loopback server. Failures become the gateway's ``SendError`` kinds (``to_send_error``);
 nothing is retried here, the dispatcher does it with backoff.
 
-Delivery is at-least-once: if the connection drops after Twilio created the message, the
-dispatcher's retry sends it again (the Messages API has no idempotency key).
+The Messages API has no idempotency key: a send whose answer was lost (the process killed
+mid-request) is settled by listing what Twilio accepted for that number (``find``), and sent
+again only if Twilio has no such message.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+import datetime as dt
 import email.utils
 import logging
 import time
@@ -184,6 +186,32 @@ class TwilioSender:
         status = getattr(message, "status", None)
         segments = getattr(message, "num_segments", None)
         return Created(sid, str(status or "queued"), str(segments) if segments is not None else None)
+
+    async def find(self, *, to: str, body: str, since: float) -> str | None:
+        """The SID of a message to ``to`` with this body created since ``since`` (epoch s), if Twilio has one.
+
+        Used to settle a send whose answer was lost: Twilio's API has no idempotency key, but it
+        lists what it accepted. Raises a ``SendError`` if Twilio cannot be asked.
+        """
+        client = self._get_client()
+        day = dt.datetime.fromtimestamp(since, dt.UTC) - dt.timedelta(days=1)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                messages = await client.messages.list_async(to=to, date_sent_after=day, limit=50)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise to_send_error(exc) from exc
+        for message in messages:
+            created = getattr(message, "date_created", None)
+            if getattr(message, "body", None) != body:
+                continue
+            if isinstance(created, dt.datetime) and created.timestamp() < since - 5:
+                continue
+            sid = getattr(message, "sid", None)
+            if isinstance(sid, str) and sid:
+                return sid
+        return None
 
     async def close(self) -> None:
         http, self._http, self._client = self._http, None, None

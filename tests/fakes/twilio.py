@@ -188,6 +188,7 @@ class FakeTwilio:
     async def start(self) -> FakeTwilio:
         app = web.Application()
         app.router.add_post(f"/{API_VERSION}/Accounts/{{sid}}/Messages.json", self._create)
+        app.router.add_get(f"/{API_VERSION}/Accounts/{{sid}}/Messages.json", self._list)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -426,6 +427,28 @@ class FakeTwilio:
         }
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         return web.json_response(payload, status=status, headers=headers)
+
+    async def _list(self, request: web.Request) -> web.Response:
+        """GET Messages.json: the account's messages, newest first, filtered by To and DateSent>."""
+        if not self._authorized(request) or request.match_info["sid"] != self.account_sid:
+            return web.json_response({"code": 20003, "message": "Authenticate", "status": 401}, status=401)
+        to = request.query.get("To")
+        rows = [m for m in reversed(self._state.messages) if to is None or m.to == to]
+        page_size = int(request.query.get("PageSize", "50"))
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages.json"
+        return web.json_response(
+            {
+                "messages": [self._resource(m) for m in rows[:page_size]],
+                "end": min(page_size, len(rows)) - 1,
+                "first_page_uri": f"{uri}?PageSize={page_size}&Page=0",
+                "next_page_uri": None,
+                "page": 0,
+                "page_size": page_size,
+                "previous_page_uri": None,
+                "start": 0,
+                "uri": f"{uri}?PageSize={page_size}&Page=0",
+            }
+        )
 
     def _resource(self, sent: SentMessage) -> dict[str, Any]:
         now = formatdate(usegmt=True).replace("GMT", "+0000")

@@ -98,3 +98,28 @@ async def test_after_arret_nothing_more_is_sent(
     # The dispatcher took the acknowledgement of "Bonjour ?" and refused it: opted out.
     await wait_until(reply_refused)
     assert fake_twilio.requests == []
+
+
+async def test_an_interrupted_send_is_settled_with_twilio_not_repeated(
+    gateway_client: tuple[Gateway, TestClient],  # type: ignore[type-arg]
+    fake_twilio: FakeTwilio,
+    redis: Redis,
+) -> None:
+    """A worker killed mid-request leaves the send in flight: the next one asks Twilio before sending."""
+    gateway, _ = gateway_client
+    from gateway.envelope import Message, now_ms
+
+    reached = Message(id="n1", channel="sms", urn=f"tel:{MEMBER}", direction="out", text="Notice A",
+                      conversation_id="conv-x")  # fmt: skip
+    lost = Message(id="n2", channel="sms", urn="tel:+33639980013", direction="out", text="Notice B",
+                   conversation_id="conv-x")  # fmt: skip
+    # Twilio accepted the first (the answer never came back); the second never left.
+    await gateway.channels["sms"].send(reached)  # type: ignore[attr-defined]
+    for msg in (reached, lost):
+        await gateway.conversations.append(msg, status="queued")
+        await redis.hset(keys.message("conv-x", msg.id), "inflight_ms", now_ms() - 1000)
+        await gateway.dispatcher.handle(msg)  # the redelivery after the crash
+    assert [m.body for m in fake_twilio.messages] == ["Notice A", "Notice B"]  # nothing twice, nothing lost
+    first = await redis.hgetall(keys.message("conv-x", "n1"))
+    assert first["status"] == "sent" and first["external_id"] == fake_twilio.messages[0].sid
+    assert (await redis.hgetall(keys.message("conv-x", "n2")))["status"] == "sent"
