@@ -84,8 +84,10 @@ class Campaigns:
         enabled_channels: tuple[str, ...] = ("email", "sms"),
         rates: dict[str, float] | None = None,
         public_url: str = "",
+        reclaim_s: float = RECLAIM_S,
     ) -> None:
         self.redis = redis
+        self.reclaim_s = reclaim_s
         self.enqueue = enqueue
         self.enabled = enabled_channels
         self.rates = rates or {"email": 20.0, "sms": 10.0}
@@ -323,7 +325,7 @@ class Campaigns:
     async def _send_due(self, campaign: Campaign, now: float) -> int:
         if not campaign.send_window().contains(dt.datetime.fromtimestamp(now, PARIS)):
             return 0
-        await self._reclaim(keys=[key(campaign.id, "inflight"), key(campaign.id, "due")], args=[now - RECLAIM_S])
+        await self._reclaim(keys=[key(campaign.id, "inflight"), key(campaign.id, "due")], args=[now - self.reclaim_s])
         limit = max(50, min(BATCH, int(2 * sum(self.rates.get(c, 1.0) for c in campaign.channels))))
         claimed = await self._claim(keys=[key(campaign.id, "due"), key(campaign.id, "inflight")], args=[now, limit])
         if not claimed:

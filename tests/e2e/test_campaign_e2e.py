@@ -110,3 +110,72 @@ async def test_campaign_sent_once_per_member_with_opt_out_fallback_and_proof(
     assert report["postal"] == len(unreachable) and report["state"] in ("sending", "done")
     await redis.aclose()
     assert product.stop() == 0
+
+
+@pytest.mark.timeout(420)
+async def test_kill_9_mid_campaign_of_10000_each_member_notified_once(
+    make_product: Callable[..., Product], fake_twilio: FakeTwilio, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    env = {"EMAIL_RATE_PER_S": "1000", "SMS_RATE_PER_S": "1000", "CAMPAIGN_RECLAIM_S": "5"}
+    product = make_product(**env)
+    await product.start()
+    redis: Redis = await redis_of(product)
+    members = [
+        Member(f"M8{i:06d}", "Louis", f"Martin{i}", "1960-07-01", f"+3335301{i % 10000:04d}" if i % 2 else "",
+               "" if i % 2 else f"n{i}@example.fr", "integral", "Occitanie", "senior", "98.10", "2027-03-10")
+        for i in range(1, 10_001)
+    ]  # fmt: skip
+    store = MemberStore(redis)
+    for start in range(0, len(members), 2000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for m in members[start : start + 2000]:
+                store.write(pipe, m)
+            await pipe.execute()
+    await redis.aclose()
+    effective = (TODAY.date() + dt.timedelta(days=70)).replace(day=1)
+    spec = {
+        "kind": "benefit_change",
+        "title": "Évolution de vos garanties",
+        "effective_date": effective.isoformat(),
+        "channels": ["sms", "email"],
+        "values": {"change_summary": "le forfait optique passe à 150 € par an."},
+        "audience": {"members": [m.number for m in members]},
+        "window": {"start": "00:00", "end": "23:59", "weekdays": [1, 2, 3, 4, 5, 6]},
+    }
+    path = tmp_path / "garanties.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    cid = campaign_cli(product, "create", str(path)).strip()
+    assert "Programmée : 10000 adhérents" in campaign_cli(product, "schedule", cid)
+
+    def received() -> int:
+        return len(fake_twilio.messages) + len(smtp_sink.received)
+
+    for _ in range(1200):
+        if received() >= 3000:
+            break
+        await asyncio.sleep(0.05)
+    product.kill9()  # supervisor, web and worker die mid-campaign; the private Redis survives
+    at_kill = received()
+    assert 0 < at_kill < 10_000
+    again = make_product(**env)
+    await again.start()
+    last, stable = -1, 0
+    for _ in range(2400):
+        now = received()
+        stable = stable + 1 if now == last else 0
+        last = now
+        if now >= 10_000 and stable >= 20:
+            break
+        await asyncio.sleep(0.1)
+    sms = Counter(m.to for m in fake_twilio.messages)
+    mail_ids: dict[str, set[str]] = {}
+    for r in smtp_sink.received:
+        mail_ids.setdefault(r.rcpt_tos[0], set()).add(str(r.message["Message-ID"]))
+    assert set(sms) == {m.phone for m in members if m.phone}
+    assert max(sms.values()) == 1, [n for n, c in sms.items() if c > 1][:5]  # no SMS twice
+    assert set(mail_ids) == {m.email for m in members if m.email}
+    # One notice per member: an e-mail interrupted by the kill may be delivered again, with its Message-ID.
+    assert all(len(ids) == 1 for ids in mail_ids.values())
+    duplicates = len(smtp_sink.received) - len(mail_ids)
+    print(f"kill -9 after {at_kill} of 10,000 notices: 5,000 SMS once each; 5,000 e-mails, {duplicates} redelivered")
+    assert again.stop() == 0
