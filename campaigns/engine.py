@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -80,7 +80,7 @@ class Campaigns:
         self,
         redis: Redis,
         *,
-        enqueue: Callable[[Message], Any] | None = None,
+        enqueue: Callable[[list[Message]], Awaitable[int]] | None = None,
         enabled_channels: tuple[str, ...] = ("email", "sms"),
         rates: dict[str, float] | None = None,
         public_url: str = "",
@@ -88,7 +88,7 @@ class Campaigns:
     ) -> None:
         self.redis = redis
         self.reclaim_s = reclaim_s
-        self.enqueue = enqueue
+        self.enqueue_many = enqueue
         self.enabled = enabled_channels
         self.rates = rates or {"email": 20.0, "sms": 10.0}
         self.public_url = public_url
@@ -322,78 +322,97 @@ class Campaigns:
             self._renderers[campaign.id] = Renderer(campaign.templates, campaign.values)
         return self._renderers[campaign.id]
 
-    async def _send_due(self, campaign: Campaign, now: float) -> int:
+    async def _send_due(self, campaign: Campaign, now: float, limit: int | None = None) -> int:
         if not campaign.send_window().contains(dt.datetime.fromtimestamp(now, PARIS)):
             return 0
         await self._reclaim(keys=[key(campaign.id, "inflight"), key(campaign.id, "due")], args=[now - self.reclaim_s])
-        limit = max(50, min(BATCH, int(2 * sum(self.rates.get(c, 1.0) for c in campaign.channels))))
-        claimed = await self._claim(keys=[key(campaign.id, "due"), key(campaign.id, "inflight")], args=[now, limit])
+        if limit is None:
+            limit = max(50, min(BATCH, int(2 * sum(self.rates.get(c, 1.0) for c in campaign.channels))))
+        claimed = [str(n) for n in await self._claim(
+            keys=[key(campaign.id, "due"), key(campaign.id, "inflight")], args=[now, limit]
+        )]  # fmt: skip
         if not claimed:
             return 0
         if campaign.state == "scheduled":
             await self.set_state(campaign, "sending", started_ms=str(int(now * 1000)))
         opted = await self.opted_out()
-        sent = 0
-        for number in claimed:
-            if await self._notify(campaign, str(number), now, opted, tried=()):
-                sent += 1
-            await self.redis.zrem(key(campaign.id, "inflight"), number)
-        return sent
+        return await self._notify_many(campaign, [(n, ()) for n in claimed], now, opted)
 
     async def _notify(
         self, campaign: Campaign, number: str, now: float, opted: dict[str, set[str]], tried: tuple[str, ...]
     ) -> bool:
+        return await self._notify_many(campaign, [(number, tried)], now, opted) == 1
+
+    async def _notify_many(
+        self, campaign: Campaign, batch: list[tuple[str, tuple[str, ...]]], now: float, opted: dict[str, set[str]]
+    ) -> int:
+        """Render and hand a batch of notices to the outbound stream: three round trips for the batch."""
         names = field_names(Member)
-        row = await self.redis.hmget(keys.member(number), names)
-        member = dict(zip(names, (v or "" for v in row), strict=True))
-        rkey = key(campaign.id, "r")
-        channel = None
-        for candidate in campaign.channels:
-            urn = address(member, candidate)
-            if candidate in tried or candidate not in self.enabled or not urn or urn in opted.get(candidate, set()):
+        numbers = [n for n, _ in batch]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for number in numbers:
+                pipe.hmget(keys.member(number), names)
+            pipe.hmget(key(campaign.id, "deadline"), numbers)
+            *rows, deadlines = await pipe.execute()
+        renderer = self.renderer(campaign)
+        outbox: list[Message] = []
+        records: dict[str, str] = {}
+        postal: dict[str, float] = {}
+        watch: dict[str, float] = {}
+        for (number, tried), row, raw_deadline in zip(batch, rows, deadlines, strict=True):
+            member = dict(zip(names, (v or "" for v in row), strict=True))
+            deadline = float(raw_deadline or now)
+            tried_now = list(tried)
+            msg: Message | None = None
+            for channel in campaign.channels:
+                urn = address(member, channel)
+                if channel in tried_now or channel not in self.enabled or not urn or urn in opted.get(channel, set()):
+                    continue
+                try:
+                    notice = renderer.render(channel, member, context(campaign, member))
+                except RenderError as exc:
+                    log.error("notice not rendered", extra={"campaign": campaign.id, "channel": channel,
+                                                            "error": str(exc)[:200]})  # fmt: skip
+                    tried_now.append(channel)
+                    continue
+                meta: dict[str, Any] = {"campaign": campaign.id}
+                if channel == "email":
+                    meta.update(thread={"subject": notice.subject}, html=notice.html, auto_generated=True)
+                    if not campaign.mandatory:
+                        meta["list_unsubscribe"] = True
+                msg = Message(
+                    id=f"c.{campaign.id}.{number}.{len(tried_now)}",
+                    channel=channel,
+                    urn=urn,
+                    direction="out",
+                    text=notice.text,
+                    meta=meta,
+                    conversation_id=f"c.{campaign.id}.{number}",
+                )
+                break
+            if msg is None:
+                postal[number] = deadline
+                records[number] = json.dumps({"channel": "", "tried": tried_now, "postal_ms": int(now * 1000),
+                                              "deadline": int(deadline)})  # fmt: skip
                 continue
-            channel = candidate
-            break
-        deadline = float(await self.redis.hget(key(campaign.id, "deadline"), number) or now)
-        if channel is None:
-            await self.redis.zadd(key(campaign.id, "postal"), {number: deadline})
-            record = {"channel": "", "tried": list(tried), "postal_ms": int(now * 1000), "deadline": int(deadline)}
-            await self.redis.hset(rkey, number, json.dumps(record))
-            return False
-        attempt = len(tried)
-        try:
-            notice = self.renderer(campaign).render(channel, member, context(campaign, member))
-        except RenderError as exc:
-            log.error(
-                "notice not rendered", extra={"campaign": campaign.id, "channel": channel, "error": str(exc)[:200]}
-            )
-            return await self._notify(campaign, number, now, opted, (*tried, channel))
-        conv = f"c.{campaign.id}.{number}"
-        meta: dict[str, Any] = {"campaign": campaign.id}
-        if channel == "email":
-            meta["thread"] = {"subject": notice.subject}
-            meta["html"] = notice.html
-            meta["auto_generated"] = True
-            if not campaign.mandatory:
-                meta["list_unsubscribe"] = True
-        msg = Message(
-            id=f"c.{campaign.id}.{number}.{attempt}",
-            channel=channel,
-            urn=str(address(member, channel)),
-            direction="out",
-            text=notice.text,
-            meta=meta,
-            conversation_id=conv,
-        )
-        assert self.enqueue is not None, "sending needs the gateway's outbound stream"
-        await self.enqueue(msg)
-        record = {"channel": channel, "msg": msg.id, "conv": conv, "tried": list(tried), "queued_ms": int(now * 1000),
-                  "deadline": int(deadline)}  # fmt: skip
-        await self.redis.hset(rkey, number, json.dumps(record))
-        wait = DELIVERY_WAIT_S.get(channel, 60)
-        check = min(now + wait, max(now + 30, deadline - 24 * 3600))  # fall back a day before the deadline at worst
-        await self.redis.zadd(key(campaign.id, "watch"), {number: check})
-        return True
+            outbox.append(msg)
+            records[number] = json.dumps({"channel": msg.channel, "msg": msg.id, "conv": msg.conversation_id,
+                                          "tried": tried_now, "queued_ms": int(now * 1000), "deadline": int(deadline)})  # fmt: skip
+            wait = DELIVERY_WAIT_S.get(msg.channel, 60)
+            watch[number] = min(now + wait, max(now + 30, deadline - 24 * 3600))  # fall back a day before at worst
+        if outbox:
+            assert self.enqueue_many is not None, "sending needs the gateway's outbound stream"
+            await self.enqueue_many(outbox)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if records:
+                pipe.hset(key(campaign.id, "r"), mapping=records)
+            if postal:
+                pipe.zadd(key(campaign.id, "postal"), postal)
+            if watch:
+                pipe.zadd(key(campaign.id, "watch"), watch)
+            pipe.zrem(key(campaign.id, "inflight"), *numbers)
+            await pipe.execute()
+        return len(outbox)
 
     async def _watch(self, campaign: Campaign, now: float) -> None:
         """Fall back to the next channel when a notice failed or was not delivered in time."""

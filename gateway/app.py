@@ -94,7 +94,7 @@ class Gateway:
         self.dispatcher = Dispatcher(settings, redis, self.streams, self.conversations, self.channels)
         self.campaigns = Campaigns(
             redis,
-            enqueue=self.router.enqueue,
+            enqueue=self.router.enqueue_many,
             enabled_channels=tuple(c for c in ("email", "sms") if c in self.channels),
             rates={"email": settings.email_rate_per_s, "sms": settings.sms_rate_per_s},
             public_url=settings.public_url,

@@ -26,6 +26,7 @@ from gateway import keys
 from gateway.conversations import Conversations
 from gateway.envelope import (
     FINAL_STATES,
+    AmbiguousSend,
     ContactOptedOut,
     Message,
     PermanentFailure,
@@ -103,8 +104,16 @@ class Dispatcher:
         if status in FINAL_STATES or status in ("sent", "unknown"):
             return  # already done: a replay after a crash
         channel = self.channels.get(msg.channel)
-        if inflight and channel is not None and getattr(channel, "ambiguous", "") == "at_most_once":
-            if not await self._settle(channel, msg, int(inflight)):
+        if inflight and channel is not None:
+            age_s = (now_ms() - int(inflight)) / 1000
+            if age_s < self.settings.send_timeout_s + 5:
+                # Another handler may be sending it right now (this entry was claimed from a slow
+                # consumer): look again once that send has surely ended, one way or the other.
+                await self.schedule(msg, self.settings.send_timeout_s + 5 - age_s)
+                return
+            if getattr(channel, "ambiguous", "") == "at_most_once" and not await self._settle(
+                channel, msg, int(inflight)
+            ):
                 return
         if channel is None:
             await self._fail(msg, "channel_disabled", f"le canal {msg.channel} n'est pas configuré")
@@ -126,13 +135,20 @@ class Dispatcher:
             await self.redis.hdel(mkey, "inflight_ms")
             await self._fail(msg, "opted_out", exc.reason, code=exc.code)
             return
+        except AmbiguousSend as exc:  # it may have been sent
+            if getattr(channel, "ambiguous", "") == "at_most_once":
+                await self._settle_later(msg, exc.reason)
+                return
+            await self.redis.hdel(mkey, "inflight_ms")
+            await self._retry_or_fail(msg, attempt, exc)
+            return
         except SendError as exc:  # the provider answered: nothing was sent
             await self.redis.hdel(mkey, "inflight_ms")
             await self._retry_or_fail(msg, attempt, exc)
             return
         except TimeoutError:  # it may have been sent
             if getattr(channel, "ambiguous", "") == "at_most_once":
-                await self._ambiguous(msg, "le fournisseur n'a pas répondu à temps : l'envoi n'est pas répété")
+                await self._settle_later(msg, "le fournisseur n'a pas répondu à temps")
                 return
             await self.redis.hdel(mkey, "inflight_ms")
             await self._retry_or_fail(msg, attempt, ProviderUnavailable("délai dépassé chez le fournisseur"))
@@ -184,6 +200,13 @@ class Dispatcher:
         if isinstance(exc, PermanentFailure | ContactOptedOut):
             reason = "permanent"
         await self._fail(msg, reason, exc.reason, code=exc.code)
+
+    async def _settle_later(self, msg: Message, text: str) -> None:
+        """Keep the in-flight mark and look again once the provider has surely finished: the next
+        handling asks the provider whether the message arrived (``_settle``) before sending."""
+        assert msg.conversation_id
+        await self.redis.hset(keys.message(msg.conversation_id, msg.id), "last_error", text[:500])
+        await self.schedule(msg, self.settings.send_timeout_s + 5)
 
     async def _settle(self, channel: Channel, msg: Message, since_ms: int) -> bool:
         """An interrupted at-most-once send: ask the provider. True if it must be sent (it never arrived)."""

@@ -194,6 +194,11 @@ class ProviderUnavailable(SendError):
     retryable = True
 
 
+class AmbiguousSend(ProviderUnavailable):
+    """The request may have reached the provider (timed out or cut after it was sent): whether it
+    is sent again depends on the channel's ``ambiguous`` policy."""
+
+
 class Throttled(SendError):
     retryable = True
 

@@ -17,6 +17,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -78,6 +79,15 @@ class Streams:
         ref, new = res
         entry_id, _, msg_id = str(ref).partition(" ")
         return Accepted(entry_id=entry_id, msg_id=msg_id or msg.id, new=bool(int(new)))
+
+    async def accept_in(self, pipe: Any, kind: str, msg: Message, dedup_id: str) -> None:
+        """Queue ``accept`` on a pipeline (its reply: [ref, new]); awaiting only queues it."""
+        shard = self.shard(msg.urn)
+        await self._accept(
+            keys=[keys.seen(kind, shard, dedup_id), keys.stream(kind, shard)],
+            args=[self.dedup_ttl_s, self.maxlen, msg.to_json(), msg.id],
+            client=pipe,
+        )
 
     async def ensure_groups(self, kind: str, group: str) -> None:
         for shard in range(self.shards):

@@ -28,6 +28,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from gateway.envelope import (
+    AmbiguousSend,
     ContactOptedOut,
     PermanentFailure,
     ProviderUnavailable,
@@ -115,7 +116,11 @@ def to_send_error(exc: BaseException, retry_after: float | None = None) -> SendE
             return ProviderUnavailable(f"{reason} : identifiants Twilio refusés", code=code)
         return PermanentFailure(f"{reason} : message refusé", code=code)
     if isinstance(exc, TimeoutError):
-        return ProviderUnavailable("Twilio : délai dépassé")
+        return AmbiguousSend("Twilio : délai dépassé (le message a pu partir)")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return AmbiguousSend(f"Twilio : connexion coupée pendant la requête ({type(exc).__name__})")
+    if isinstance(exc, aiohttp.ClientConnectorError):  # never connected: nothing was sent
+        return ProviderUnavailable(f"Twilio injoignable ({type(exc).__name__})")
     if isinstance(exc, aiohttp.ClientError | OSError):
         return ProviderUnavailable(f"Twilio injoignable ({type(exc).__name__})")
     # A response the library could not read (not JSON, a proxy's HTML page...).

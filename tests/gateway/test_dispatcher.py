@@ -38,6 +38,7 @@ async def gateway(redis: Redis, settings_env: dict[str, str], fake: FakeTwilio) 
             "TWILIO_API_BASE": fake.base_url,
             "SEND_MAX_ATTEMPTS": "4",
             "SMS_RATE_PER_S": "1000",
+            "SEND_TIMEOUT_S": "1",  # a dropped send is settled with Twilio 6 s later
         }
     )
     gw = Gateway(settings, redis, channel_names=["sms"])
@@ -72,12 +73,14 @@ async def settled(gw: Gateway, msg: Message, timeout: float = 15.0) -> dict[str,
 
 
 async def test_5xx_and_dropped_connections_are_retried_then_sent_once(gw_fake: tuple[Gateway, FakeTwilio]) -> None:
+    """A 503 is retried; a connection cut after the request left is settled with Twilio (its message
+    list) once the send has surely ended, and sent again only because Twilio never created it."""
     gw, fake = gw_fake
     fake.inject(status=503)
     fake.inject(drop=True)
     msg = outbound(1)
     assert await gw.router.enqueue(msg)
-    rec = await settled(gw, msg)
+    rec = await settled(gw, msg, timeout=20)
     assert rec["status"] == "sent" and rec["attempts"] == "3"
     assert len(fake.messages) == 1 and fake.messages[0].body == msg.text
     assert rec["external_id"] == fake.messages[0].sid

@@ -117,9 +117,17 @@ async def test_an_interrupted_send_is_settled_with_twilio_not_repeated(
     await gateway.channels["sms"].send(reached)  # type: ignore[attr-defined]
     for msg in (reached, lost):
         await gateway.conversations.append(msg, status="queued")
-        await redis.hset(keys.message("conv-x", msg.id), "inflight_ms", now_ms() - 1000)
+        await redis.hset(keys.message("conv-x", msg.id), "inflight_ms", now_ms() - 60_000)
         await gateway.dispatcher.handle(msg)  # the redelivery after the crash
     assert [m.body for m in fake_twilio.messages] == ["Notice A", "Notice B"]  # nothing twice, nothing lost
     first = await redis.hgetall(keys.message("conv-x", "n1"))
     assert first["status"] == "sent" and first["external_id"] == fake_twilio.messages[0].sid
     assert (await redis.hgetall(keys.message("conv-x", "n2")))["status"] == "sent"
+    # A send started a moment ago may still be in flight in another consumer: not settled yet, looked at later.
+    busy = Message(id="n3", channel="sms", urn="tel:+33639980014", direction="out", text="Notice C",
+                   conversation_id="conv-x")  # fmt: skip
+    await gateway.conversations.append(busy, status="queued")
+    await redis.hset(keys.message("conv-x", "n3"), "inflight_ms", now_ms() - 500)
+    await gateway.dispatcher.handle(busy)
+    assert len(fake_twilio.messages) == 2
+    assert int((await redis.hgetall(keys.message("conv-x", "n3")))["next_attempt_ms"]) > now_ms() + 10_000
