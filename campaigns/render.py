@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from babel import Locale
 from babel.numbers import format_currency, format_decimal
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
@@ -23,7 +24,7 @@ from channels.sms.encoding import sms_info
 from gateway.settings import ROOT
 
 TEMPLATES = ROOT / "templates" / "campaigns"
-LOCALE = "fr_FR"
+LOCALE = Locale.parse("fr_FR")  # parsed once: formatting runs for every member
 
 
 class RenderError(ValueError):

@@ -16,7 +16,7 @@ from gateway import keys
 from gateway.agents import survey
 from gateway.contacts import Contacts
 from gateway.conversations import Conversations
-from gateway.envelope import Message, now_ms
+from gateway.envelope import Message
 from gateway.metrics import INBOUND_HANDLED, REPLIES_QUEUED
 from gateway.responders import Reply, Responder
 from gateway.streams import Streams
@@ -88,18 +88,15 @@ class Router:
     async def enqueue_many(self, outs: list[Message]) -> int:
         """Store and queue many outbound messages (a campaign batch) in one round trip; returns how many
         were new. Each is stored once (fields set only if absent) and accepted once (de-duplicated)."""
-        at = now_ms()
         async with self.redis.pipeline(transaction=False) as pipe:
             for out in outs:
                 assert out.conversation_id
-                mkey = keys.message(out.conversation_id, out.id)
-                pipe.hsetnx(mkey, "m", out.to_json())
-                pipe.hsetnx(mkey, "created_ms", out.created_ms)
-                pipe.hsetnx(mkey, "status", "queued")
-                pipe.hsetnx(mkey, "queued_ms", at)
+                # Only the delivery record (the text lives in the stream entry): a notice's history
+                # is its status, and a million notices are not kept twice.
+                pipe.hsetnx(keys.message(out.conversation_id, out.id), "status", "queued")
                 await self.streams.accept_in(pipe, "out", out, OUT_DEDUP_PREFIX + out.id)
             results = await pipe.execute()
-        new = sum(1 for r in results[4::5] if int(r[1]))
+        new = sum(1 for r in results[1::2] if int(r[1]))
         REPLIES_QUEUED.labels("campaign").inc(new)
         return new
 
