@@ -20,16 +20,15 @@ import os
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any, ClassVar
-from urllib.parse import unquote, urlsplit
 
-import aiosmtplib
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from redis.exceptions import RedisError
 
 from channels.base import ChannelBase, ChannelContext, RateLimit
 from channels.email.parse import CHANNEL, parse_email
+from channels.email.relay import SmtpPool
 from gateway import keys
-from gateway.envelope import Message, PermanentFailure, ProviderUnavailable, SendResult
+from gateway.envelope import Message, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +64,7 @@ class EmailChannel(ChannelBase):
 
     def __init__(self, ctx: ChannelContext) -> None:
         super().__init__(ctx)
+        self._pool: SmtpPool | None = None
         self._server: asyncio.AbstractServer | None = None
         self.port: int = ctx.settings.smtp_listen_port
 
@@ -94,6 +94,9 @@ class EmailChannel(ChannelBase):
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     def rate_limits(self, msg: Message) -> list[RateLimit]:
         return [RateLimit("email", self.ctx.settings.email_rate_per_s, burst=10)]
@@ -142,27 +145,9 @@ class EmailChannel(ChannelBase):
         return SendResult(external_id=message_id, status="sent", meta={"via": via})
 
     async def _relay(self, mail: EmailMessage) -> None:
-        url = urlsplit(self.ctx.settings.smtp_url)
-        implicit_tls = url.scheme == "smtps"
-        try:
-            await aiosmtplib.send(
-                mail,
-                hostname=url.hostname or "127.0.0.1",
-                port=url.port or (465 if implicit_tls else 25),
-                username=unquote(url.username) if url.username else None,
-                password=unquote(url.password) if url.password else None,
-                use_tls=implicit_tls,
-                start_tls=None if not implicit_tls else False,
-                timeout=self.ctx.settings.send_timeout_s,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            raise PermanentFailure("destinataire refusé par le relais", code="550") from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            if 500 <= exc.code < 600:
-                raise PermanentFailure(f"refus du relais : {exc.code}", code=str(exc.code)) from exc
-            raise ProviderUnavailable(f"relais indisponible : {exc.code}", code=str(exc.code)) from exc
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise ProviderUnavailable(f"relais injoignable : {type(exc).__name__}") from exc
+        if self._pool is None:
+            self._pool = SmtpPool(self.ctx.settings.smtp_url, timeout_s=self.ctx.settings.send_timeout_s)
+        await self._pool.send(mail)
 
 
 def _write_atomically(path: os.PathLike[str], data: bytes) -> None:

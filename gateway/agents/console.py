@@ -237,12 +237,7 @@ class Console:
 
         @routes.get("/console/supervisor")
         async def supervisor_page(request: web.Request) -> web.StreamResponse:
-            found = await self._user(request)
-            if found is None:
-                raise web.HTTPSeeOther("/console/login")
-            user, csrf = found
-            if user.role != "supervisor":
-                raise web.HTTPForbidden(text="Accès réservé aux superviseurs.")
+            user, csrf = await self.page_for(request, ("supervisor",))
             return self._page("console/supervisor.html.j2", user=user, csrf=csrf)
 
         for name, ctype in (

@@ -28,6 +28,7 @@ class SmtpSink:
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.faults: list[int] = []
+        self.connections = 0  # SMTP sessions opened to the sink
         self._server: asyncio.AbstractServer | None = None
         self._changed = asyncio.Condition()
         self.port = 0
@@ -51,9 +52,13 @@ class SmtpSink:
 
     async def __aenter__(self) -> SmtpSink:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: SMTP(self, decode_data=False), "127.0.0.1", 0)
+        self._server = await loop.create_server(self._session, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
+
+    def _session(self) -> SMTP:
+        self.connections += 1
+        return SMTP(self, decode_data=False)
 
     async def __aexit__(self, *exc: object) -> None:
         if self._server is not None:

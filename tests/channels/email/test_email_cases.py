@@ -120,6 +120,13 @@ async def test_send_threads_and_relay_faults(redis: Redis, settings_env: dict[st
         sink.inject(550)
         with pytest.raises(PermanentFailure):
             await channel.send(out)
+        # Connections are kept open and reused: a campaign does not reconnect for every notice.
+        for i in range(5):
+            await channel.send(Message(id=f"n-{i}", channel="email", urn=f"mailto:n{i}@example.fr",
+                                       direction="out", text="Notice", meta={"campaign": "c1"}))  # fmt: skip
+        await sink.wait_for(6)
+        assert sink.connections == 1
+        await channel.stop()
 
 
 async def test_without_relay_replies_go_to_the_file_outbox(redis: Redis, settings: Settings) -> None:
