@@ -116,7 +116,7 @@ async def load_members(redis: Redis, n: int, *, email_only: bool = False) -> lis
 
 async def plan_and_enqueue(url: str, size: int) -> dict[str, float]:
     redis = Redis.from_url(url, decode_responses=True)
-    await redis.flushall()
+    await redis.flushall(asynchronous=True)
     t0 = time.perf_counter()
     await load_members(redis, size)
     load_s = time.perf_counter() - t0
@@ -144,7 +144,7 @@ async def plan_and_enqueue(url: str, size: int) -> dict[str, float]:
     send_s = time.perf_counter() - t0
     queued = sum([await redis.xlen(keys.stream("out", s)) for s in range(4)])
     info = await redis.info("memory")
-    await redis.flushall()
+    await redis.flushall(asynchronous=True)
     await redis.aclose()
     return {"size": size, "load_s": load_s, "plan_per_s": size / plan_s, "send_per_s": sent / send_s,
             "queued": queued, "redis_mb": info["used_memory"] / 2**20, "rss_mb": peak_rss_mb()}  # fmt: skip
@@ -159,7 +159,7 @@ async def mail_dispatch(url: str, mails: int) -> tuple[float, float]:
         assert sink.stdout is not None
         assert sink.stdout.readline().strip() == "ready"
         redis = Redis.from_url(url, decode_responses=True)
-        await redis.flushall()
+        await redis.flushall(asynchronous=True)
         settings = Settings.from_env({
             "REDIS_URL": url, "SMTP_URL": f"smtp://127.0.0.1:{port}", "EMAIL_RATE_PER_S": "1000000",
             "VAR_DIR": tempfile.mkdtemp(prefix="bench-camp-"), "PATH": os.environ.get("PATH", ""),
@@ -194,7 +194,7 @@ async def mail_dispatch(url: str, mails: int) -> tuple[float, float]:
         if mode == "gateway":
             await gw.stop_workers()
             await gw.stop_channels()
-        await redis.flushall()
+        await redis.flushall(asynchronous=True)
         await redis.aclose()
         results.append(rate)
     return results[0], results[1]
@@ -207,21 +207,24 @@ async def main() -> int:
     args = ap.parse_args()
     server = PrivateRedis(Path(tempfile.mkdtemp(prefix="bench-campaign-redis-")))
     url = server.start()
+    print("campaign benchmark (127.0.0.1, private redis-server with AOF everysec)", flush=True)
     try:
-        rows = [await plan_and_enqueue(url, int(size)) for size in args.sizes.split(",")]
+        for size in args.sizes.split(","):
+            r = await plan_and_enqueue(url, int(size))
+            print(
+                f"  {int(r['size']):>9,} members: loaded in {r['load_s']:.1f} s; planned {r['plan_per_s']:,.0f}/s; "
+                f"rendered and queued {r['send_per_s']:,.0f}/s ({int(r['queued']):,} notices); "
+                f"peak RSS {r['rss_mb']:.0f} MB, Redis {r['redis_mb']:.0f} MB",
+                flush=True,
+            )
         gateway_rate, bare_rate = await mail_dispatch(url, args.mails)
     finally:
         server.stop()
-    print("campaign benchmark (127.0.0.1, private redis-server with AOF everysec)")
-    for r in rows:
-        print(f"  {int(r['size']):>9,} members: loaded in {r['load_s']:.1f} s; planned {r['plan_per_s']:,.0f}/s; "
-              f"rendered and queued {r['send_per_s']:,.0f}/s ({int(r['queued']):,} notices); "
-              f"peak RSS {r['rss_mb']:.0f} MB, Redis {r['redis_mb']:.0f} MB")  # fmt: skip
     print(
         f"  e-mail dispatch of {args.mails:,} notices to loopback SMTP: gateway {gateway_rate:,.0f}/s, "
         f"bare aiosmtplib loop {bare_rate:,.0f}/s -> {gateway_rate / bare_rate:.0%} (target >= 80 %)"
     )
-    print("  targets: >= 20,000 recipients/s planned and rendered")
+    print("  targets: >= 20,000 recipients/s planned and rendered; e-mail dispatch >= 80 % of the bare loop")
     return 0
 
 

@@ -83,7 +83,6 @@ class Campaigns:
         enqueue: Callable[[list[Message]], Awaitable[int]] | None = None,
         enabled_channels: tuple[str, ...] = ("email", "sms"),
         rates: dict[str, float] | None = None,
-        public_url: str = "",
         reclaim_s: float = RECLAIM_S,
     ) -> None:
         self.redis = redis
@@ -91,7 +90,6 @@ class Campaigns:
         self.enqueue_many = enqueue
         self.enabled = enabled_channels
         self.rates = rates or {"email": 20.0, "sms": 10.0}
-        self.public_url = public_url
         self._claim = redis.register_script(_CLAIM)
         self._reclaim = redis.register_script(_RECLAIM)
         self._renderers: dict[str, Renderer] = {}

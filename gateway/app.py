@@ -97,7 +97,6 @@ class Gateway:
             enqueue=self.router.enqueue_many,
             enabled_channels=tuple(c for c in ("email", "sms") if c in self.channels),
             rates={"email": settings.email_rate_per_s, "sms": settings.sms_rate_per_s},
-            public_url=settings.public_url,
             reclaim_s=settings.campaign_reclaim_s,
         )
         self.desk = Desk(redis, self.router, rasa_url=settings.rasa_url or "", sms_enabled="sms" in self.channels)

@@ -162,8 +162,9 @@ class Conversations:
         )
 
 
-def paris_day() -> str:
-    return dt.datetime.now(PARIS).date().isoformat()
+def paris_day(ms: int | None = None) -> str:
+    """The Europe/Paris calendar day of ``ms`` (now by default): daily figures are counted per such day."""
+    return dt.datetime.fromtimestamp((ms if ms is not None else now_ms()) / 1000, PARIS).date().isoformat()
 
 
 def _parked(channel: str, external_id: str) -> str:

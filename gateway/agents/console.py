@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -432,7 +431,3 @@ def _static(name: str, content_type: str) -> Handler:
         )
 
     return handler
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)

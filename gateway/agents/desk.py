@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,9 +24,10 @@ import aiohttp
 from redis.asyncio import Redis
 
 from gateway import keys
-from gateway.agents.users import User
+from gateway.agents.users import SKILL_LABELS, SKILLS, User, Users
 from gateway.agents.waiting import ONLINE_WINDOW_MS
-from gateway.envelope import Message
+from gateway.conversations import paris_day
+from gateway.envelope import Message, now_ms
 from gateway.members import Complaint, MemberStore
 from gateway.router import Router
 
@@ -67,15 +68,6 @@ class DeskError(Exception):
     def __init__(self, message: str, status: int = 409) -> None:
         super().__init__(message)
         self.status = status
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def paris_day(ms: int | None = None) -> str:
-    moment = dt.datetime.fromtimestamp((ms if ms is not None else now_ms()) / 1000, PARIS)
-    return moment.date().isoformat()
 
 
 def skill_of(conv: dict[str, str]) -> str:
@@ -215,8 +207,6 @@ class Desk:
         member = await store.get(member_id)
         if member is None:
             return None
-        from dataclasses import asdict
-
         record: dict[str, Any] = {"member": asdict(member)}
         for kind in ("claims", "complaints", "quotes", "card", "membership"):
             record[kind] = await store.records(member_id, kind)
@@ -269,8 +259,6 @@ class Desk:
         """A supervisor gives a waiting conversation to an agent (their skills and capacity apply)."""
         if not supervisor.is_supervisor:
             raise DeskError("Seul un superviseur attribue une conversation.", 403)
-        from gateway.agents.users import Users
-
         agent = await Users(self.redis).get(login)
         if agent is None or agent.role == "communications":
             raise DeskError("Conseiller inconnu.", 404)
@@ -360,8 +348,6 @@ class Desk:
         await self._held(user, conv_id)
         key = keys.conversation(conv_id)
         if to_agent:
-            from gateway.agents.users import Users
-
             target = await Users(self.redis).get(to_agent)
             if target is None or target.role == "communications":
                 raise DeskError("Conseiller inconnu.", 404)
@@ -372,8 +358,6 @@ class Desk:
             await self.redis.hset(key, mapping={"assigned_agent": target.login, "assigned_ms": str(now_ms())})
             await self._add_note(user, conv_id, f"Transférée à {target.first_name} ({target.login}).")
         elif to_skill:
-            from gateway.agents.users import SKILL_LABELS, SKILLS
-
             if to_skill not in SKILLS:
                 raise DeskError("Compétence inconnue.", 400)
             await self.redis.srem(keys.agent_conversations(user.login), conv_id)

@@ -8,15 +8,13 @@ conversation and counted per day (Europe/Paris).
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 
 from gateway import keys
+from gateway.conversations import paris_day
 
-PARIS = ZoneInfo("Europe/Paris")
 _SCORE = re.compile(r"^\s*(\d{1,2})\s*(?:/\s*(?:5|10))?\s*[.!]?\s*$")
 
 NPS_QUESTION = "Merci ! Et de 0 à 10, recommanderiez-vous votre mutuelle à un proche ? Répondez par un nombre."
@@ -48,7 +46,7 @@ async def answer(redis: Redis, conv_id: str, contact_id: str, text: str) -> list
     value = score(text)
     conv = keys.conversation(conv_id)
     step = await redis.hget(conv, "survey_step")
-    day = keys.day_stats(dt.datetime.now(PARIS).date().isoformat())
+    day = keys.day_stats(paris_day())
     if value is None or step not in ("csat", "nps"):
         return []
     if step == "csat":

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import math
-import time
 
 from redis.asyncio import Redis
 
 from gateway import keys
+from gateway.envelope import now_ms
 
 ONLINE_WINDOW_MS = 2 * 60 * 1000
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def expected_wait_text(redis: Redis, conv_id: str) -> str:
