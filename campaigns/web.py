@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from campaigns.engine import Campaigns
-from campaigns.model import KINDS, CampaignError, from_input
+from campaigns.model import KINDS, CampaignError, from_input, key
 from campaigns.rules import PARIS
 from gateway.agents.desk import DeskError
 from gateway.members import COVER_LEVELS, SEGMENTS
@@ -56,7 +56,7 @@ def routes(console: Console, campaigns: Campaigns) -> web.RouteTableDef:
     async def listing(request: web.Request) -> web.Response:
         out = []
         for c in await campaigns.all():
-            info = await campaigns.redis.hgetall(f"camp:{{{c.id}}}")
+            info = await campaigns.redis.hgetall(key(c.id))
             out.append({**c.public(), "planned": int(info.get("planned") or 0), "start_at": info.get("start_at", "")})
         return web.json_response(out)
 
