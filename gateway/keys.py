@@ -135,6 +135,11 @@ def webchat_outbox(session_id: str) -> str:
     return f"{PREFIX}:webchat:{{{session_id}}}:out"
 
 
+def webchat_shown(session_id: str) -> str:
+    """What a session's outbox already holds (message id -> entry id), so each is shown once."""
+    return f"{PREFIX}:webchat:{{{session_id}}}:shown"
+
+
 WEBCHAT_NOTIFY = f"{PREFIX}:webchat:notify"  # pub/sub channel: session ids with new messages
 
 

@@ -64,6 +64,7 @@ class WebchatChannel(ChannelBase):
         if s.host in ("127.0.0.1", "localhost"):
             self.allowed_origins |= {f"http://localhost:{s.port}", f"http://127.0.0.1:{s.port}"}
         self._sockets: dict[str, set[asyncio.Event]] = {}
+        self._append_once: Any = None  # the append-once script, registered on first use
         self._listener: asyncio.Task[None] | None = None
 
     # Lifecycle ---------------------------------------------------------------------------
@@ -107,12 +108,19 @@ class WebchatChannel(ChannelBase):
     async def send(self, msg: Message) -> SendResult:
         session_id = msg.urn.removeprefix("webchat:")
         entry = {"type": "message", "text": msg.text, "msg_id": msg.id, "ts": str(msg.created_ms)}
-        entry_id = await self._append(session_id, entry)
+        entry_id = await self._append(session_id, entry, once_key=f"m:{msg.id}")
         return SendResult(external_id=entry_id, status="sent")
 
-    async def _append(self, session_id: str, entry: dict[str, str]) -> str:
-        """Add an entry to the session's outbox and wake its sockets, wherever they are."""
-        entry_id = await self.ctx.redis.xadd(keys.webchat_outbox(session_id), entry, maxlen=OUTBOX_MAXLEN)
+    async def _append(self, session_id: str, entry: dict[str, str], *, once_key: str) -> str:
+        """Add an entry to the session's outbox once per ``once_key`` (a retried send is shown once)
+        and wake its sockets, wherever they are."""
+        if self._append_once is None:
+            self._append_once = self.ctx.redis.register_script(_APPEND_ONCE)
+        flat = [part for pair in entry.items() for part in pair]
+        entry_id = await self._append_once(
+            keys=[keys.webchat_outbox(session_id), keys.webchat_shown(session_id)],
+            args=[once_key, OUTBOX_MAXLEN, 30 * 24 * 3600, *flat],
+        )
         await self.ctx.redis.publish(keys.WEBCHAT_NOTIFY, session_id)
         return str(entry_id)
 
@@ -215,9 +223,24 @@ class WebchatChannel(ChannelBase):
         if not result.duplicate:
             # Shown again after a reload: the member's side of the conversation.
             await self._append(
-                session_id, {"type": "echo", "text": msg.text, "client_id": client_id, "msg_id": result.msg_id}
+                session_id,
+                {"type": "echo", "text": msg.text, "client_id": client_id, "msg_id": result.msg_id},
+                once_key=f"e:{client_id}",
             )
         return {"type": "ack", "client_id": client_id, "msg_id": result.msg_id}
+
+
+# KEYS: outbox stream, shown hash (same session slot). ARGV: once key, maxlen, ttl, field, value, ...
+_APPEND_ONCE = """
+local existing = redis.call('HGET', KEYS[2], ARGV[1])
+if existing then return existing end
+local fields = {}
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+redis.call('HSET', KEYS[2], ARGV[1], id)
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return id
+"""
 
 
 def _valid_stream_id(value: str) -> bool:

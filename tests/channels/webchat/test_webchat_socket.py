@@ -127,3 +127,16 @@ async def test_the_same_client_id_in_two_sessions_is_two_messages(
         assert [f["text"] for f in got if f["type"] == "echo"] == [text]
         await ws.close()
     assert await redis.xlen(keys.stream("in", 0)) == 2
+
+
+async def test_a_retried_send_is_shown_once(client: TestClient, redis: Redis) -> None:  # type: ignore[type-arg]
+    """The dispatcher may send a message again after a crash: the member sees it once."""
+    token = (await (await client.post("/webchat/session", headers={"Origin": ORIGIN})).json())["token"]
+    session_id = token.split(".")[0]
+    assert client.server.app is not None
+    channel = client.server.app[GATEWAY].channels["webchat"]
+    reply = Message(id="r-42", channel="webchat", urn=f"webchat:{session_id}", direction="out", text="Réponse")
+    first = await channel.send(reply)
+    again = await channel.send(reply)
+    assert first.external_id == again.external_id
+    assert await redis.xlen(keys.webchat_outbox(session_id)) == 1
