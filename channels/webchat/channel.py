@@ -135,7 +135,15 @@ class WebchatChannel(ChannelBase):
         async def session(request: web.Request) -> web.Response:
             if not self._origin_ok(request):
                 return web.json_response({"error": "origin_refused"}, status=403)
-            _, token = issue_token(self.ctx.settings.secret_key)
+            # A widget whose socket keeps failing sends its saved token: kept if still valid (the
+            # member keeps the conversation), else a new session (e.g. after a key change).
+            saved = ""
+            if request.can_read_body:
+                with contextlib.suppress(ValueError, UnicodeDecodeError):
+                    body = await request.json()
+                    saved = str(body.get("token") or "")[:300] if isinstance(body, dict) else ""
+            secret = self.ctx.settings.secret_key
+            token = saved if saved and verify_token(secret, saved) is not None else issue_token(secret)[1]
             headers = {
                 "Cache-Control": "no-store",
                 "Access-Control-Allow-Origin": request.headers["Origin"],

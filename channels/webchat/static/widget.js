@@ -133,12 +133,26 @@
       .then(function (data) { localStorage.setItem(TOKEN_KEY, data.token); return data.token; });
   }
 
+  // The socket closed before it ever opened: a server refusing the saved token looks like a network
+  // failure to the page (close 1006), so ask the server whether the token is still good.
+  function checkToken() {
+    var saved = localStorage.getItem(TOKEN_KEY);
+    if (!saved) return Promise.resolve();
+    return fetch(origin + "/webchat/session", { method: "POST", headers: { "Content-Type": "application/json" },
+                                                body: JSON.stringify({ token: saved }) })
+      .then(function (r) { if (!r.ok) throw new Error("session"); return r.json(); })
+      .then(function (data) { if (data.token !== saved) localStorage.setItem(TOKEN_KEY, data.token); })
+      .catch(function () { /* the server is unreachable: keep the token */ });
+  }
+
   function connect() {
     token().then(function (t) {
+      var opened = false;
       var url = origin.replace(/^http/, "ws") + "/webchat/ws?token=" + encodeURIComponent(t) +
         "&after=" + encodeURIComponent(lastId);
       ws = new WebSocket(url);
       ws.onopen = function () {
+        opened = true;
         retry = 0;
         status.textContent = "Connecté";
         root.setAttribute("data-connected", "true");
@@ -155,7 +169,9 @@
         if (event.code === 1008 || event.code === 4403) localStorage.removeItem(TOKEN_KEY);
         status.textContent = "Reconnexion…";
         retry = Math.min(retry + 1, 6);
-        setTimeout(connect, 300 * Math.pow(2, retry));
+        var delay = 300 * Math.pow(2, retry);
+        if (!opened) checkToken().then(function () { setTimeout(connect, delay); });
+        else setTimeout(connect, delay);
       };
     }).catch(function () {
       status.textContent = "Reconnexion…";

@@ -140,3 +140,17 @@ async def test_a_retried_send_is_shown_once(client: TestClient, redis: Redis) ->
     again = await channel.send(reply)
     assert first.external_id == again.external_id
     assert await redis.xlen(keys.webchat_outbox(session_id)) == 1
+
+
+async def test_a_saved_token_is_kept_while_valid_and_replaced_when_refused(
+    client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    """What the widget asks when its socket keeps closing before opening."""
+    token = (await (await client.post("/webchat/session", headers={"Origin": ORIGIN})).json())["token"]
+    kept = await client.post("/webchat/session", json={"token": token}, headers={"Origin": ORIGIN})
+    assert (await kept.json())["token"] == token  # still good: the member keeps the conversation
+    _, foreign = issue_token("another-secret-key")  # signed before a key change, say
+    fresh = await (await client.post("/webchat/session", json={"token": foreign}, headers={"Origin": ORIGIN})).json()
+    assert fresh["token"] != foreign and verify_token("test-secret-key", fresh["token"]) is not None
+    junk = await client.post("/webchat/session", data=b"{not json", headers={"Origin": ORIGIN})
+    assert junk.status == 200 and verify_token("test-secret-key", (await junk.json())["token"]) is not None
