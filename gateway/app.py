@@ -230,7 +230,16 @@ class Gateway:
         app.add_routes(self.console.routes())
         app.add_routes(campaign_routes(self.console, self.campaigns))
         app.cleanup_ctx.append(self._lifecycle)
+        app.on_shutdown.append(self._close_sockets)
         return app
+
+    async def _close_sockets(self, app: web.Application) -> None:
+        """Shutting down: open WebSockets are closed first, so stopping does not wait on them."""
+        for channel in self.channels.values():
+            close = getattr(channel, "shutdown", None)
+            if close is not None:
+                await close()
+        await self.console.shutdown()
 
     async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         await self.start_channels()

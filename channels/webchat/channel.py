@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from channels.base import ChannelBase, ChannelContext
 from channels.webchat.tokens import issue_token, verify_token
@@ -64,6 +64,7 @@ class WebchatChannel(ChannelBase):
         if s.host in ("127.0.0.1", "localhost"):
             self.allowed_origins |= {f"http://localhost:{s.port}", f"http://127.0.0.1:{s.port}"}
         self._sockets: dict[str, set[asyncio.Event]] = {}
+        self._open: set[web.WebSocketResponse] = set()
         self._append_once: Any = None  # the append-once script, registered on first use
         self._listener: asyncio.Task[None] | None = None
 
@@ -71,6 +72,13 @@ class WebchatChannel(ChannelBase):
     async def start(self) -> None:
         if "web" in self.ctx.roles:
             self._listener = asyncio.create_task(self._listen(), name="webchat-notify")
+
+    async def shutdown(self) -> None:
+        """Before the server waits for open requests: close the sockets (1001, the widget reconnects
+        to another process or to this one once restarted) instead of holding the shutdown."""
+        for ws in list(self._open):
+            with contextlib.suppress(Exception):
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"restart")
 
     async def stop(self) -> None:
         if self._listener is not None:
@@ -173,6 +181,7 @@ class WebchatChannel(ChannelBase):
             after = "0"
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
         await ws.prepare(request)
+        self._open.add(ws)
         wake = asyncio.Event()
         self._sockets.setdefault(session_id, set()).add(wake)
         pump = asyncio.create_task(self._pump(ws, session_id, after, wake))
@@ -187,6 +196,7 @@ class WebchatChannel(ChannelBase):
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
                 await pump
+            self._open.discard(ws)
             events = self._sockets.get(session_id)
             if events is not None:
                 events.discard(wake)

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from redis.asyncio import Redis
 
 from gateway import keys
@@ -63,6 +63,7 @@ class Console:
         self.origins = origins
         self._sockets: set[asyncio.Queue[str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._open: set[web.WebSocketResponse] = set()
 
     # Lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -70,6 +71,12 @@ class Console:
             asyncio.create_task(self._listen(), name="console-notify"),
             asyncio.create_task(self._callbacks_coming_due(), name="console-callbacks"),
         ]
+
+    async def shutdown(self) -> None:
+        """Close the consoles' sockets so the server does not wait for them (pages reconnect)."""
+        for ws in list(self._open):
+            with contextlib.suppress(Exception):
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"restart")
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -347,6 +354,7 @@ class Console:
             user = found[0]
             ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4096)
             await ws.prepare(request)
+            self._open.add(ws)
             queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
             self._sockets.add(queue)
             await desk.seen(user)
@@ -362,6 +370,7 @@ class Console:
                     if frame.type == WSMsgType.TEXT:  # the page's keep-alive: the agent is present
                         await desk.seen(user)
             finally:
+                self._open.discard(ws)
                 self._sockets.discard(queue)
                 pusher.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -131,3 +132,22 @@ async def test_pages_have_a_strict_content_security_policy(make_product: Callabl
         async with session.post(product.url + "/sms/twilio/inbound", data=b"x" * (300 * 1024)) as resp:
             assert resp.status in (403, 413)
     assert product.stop() == 0
+
+
+async def test_ctrl_c_with_a_web_chat_open_stops_promptly(make_product: Callable[..., Product]) -> None:
+    """An open chat socket is closed (1001) at shutdown instead of holding the stop for seconds."""
+    import time
+
+    product = make_product()
+    await product.start()
+    origin = product.url
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{origin}/webchat/session", headers={"Origin": origin}) as resp:
+            token = (await resp.json())["token"]
+        async with session.ws_connect(f"{origin}/webchat/ws?token={token}", headers={"Origin": origin}) as ws:
+            started = time.monotonic()
+            code = await asyncio.to_thread(product.stop)
+            elapsed = time.monotonic() - started
+            closed = await ws.receive(timeout=5)
+    assert code == 0 and elapsed < 5, elapsed
+    assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
