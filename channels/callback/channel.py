@@ -31,12 +31,26 @@ log = logging.getLogger(__name__)
 MAX_KEY = 100
 
 
+# KEYS[1] = the request's hash. ARGV = field, value, ... Writes it whole if new; returns the stored
+# fingerprint of an existing one (nil when just created), so a crash never leaves half a request.
+_CREATE_ONCE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HGET', KEYS[1], 'fingerprint') or '' end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return false
+"""
+
+
+class KeyReused(Exception):
+    """An Idempotency-Key sent again with a different request."""
+
+
 def request_id_for(key: str) -> str:
     return "cb" + hashlib.sha256(key.encode()).hexdigest()[:22]
 
 
 class CallbackChannel(ChannelBase):
     name: ClassVar[str] = "callback"
+    _create: Any = None  # the create-once script, registered on first use
 
     async def send(self, msg: Message) -> SendResult:
         # The confirmation was shown on the page or in the API answer when the request was made.
@@ -65,7 +79,10 @@ class CallbackChannel(ChannelBase):
                 req = validate(fields)
             except ValidationError as exc:
                 return self._page("callback/form.html.j2", values=fields, errors=exc.errors, status=400)
-            request_id = await self.record(req, key)
+            try:
+                request_id = await self.record(req, key)
+            except KeyReused:  # the page went back and was sent again, changed: a new request
+                request_id = await self.record(req, secrets.token_urlsafe(16))
             return self._page("callback/done.html.j2", values={"request_id": request_id, **_view(req)}, errors={})
 
         @routes.post("/api/callbacks")
@@ -85,7 +102,15 @@ class CallbackChannel(ChannelBase):
                 return web.json_response(
                     {"error": {"fields": [{"field": f, "message": m} for f, m in exc.errors.items()]}}, status=400
                 )
-            request_id = await self.record(req, key or secrets.token_urlsafe(16))
+            replayed = bool(key) and await self.ctx.redis.exists(keys.callback(request_id_for(key)))
+            try:
+                request_id = await self.record(req, key or secrets.token_urlsafe(16))
+            except KeyReused:
+                return web.json_response(
+                    {"error": {"code": "idempotency_key_reused",
+                               "message": "Cette clé a déjà servi pour une autre demande de rappel."}},
+                    status=422,
+                )  # fmt: skip
             return web.json_response(
                 {
                     "id": request_id,
@@ -96,28 +121,36 @@ class CallbackChannel(ChannelBase):
                     "message": "Votre demande de rappel est enregistrée.",
                 },
                 status=201,
+                headers={"Idempotent-Replayed": "true"} if replayed else {},
             )
 
         return routes
 
     async def record(self, req: CallbackRequest, key: str) -> str:
-        """Store the request once per key and accept it into the inbound stream."""
+        """Store the request once per key and accept it into the inbound stream.
+
+        Raises ``KeyReused`` when the key already names a different request (not a double submit)."""
         request_id = request_id_for(key)
         rkey = keys.callback(request_id)
-        if await self.ctx.redis.hsetnx(rkey, "id", request_id):
-            await self.ctx.redis.hset(
-                rkey,
-                mapping={
-                    "phone": req.phone,
-                    "slot_start": req.slot_start.isoformat(),
-                    "slot_end": req.slot_end.isoformat(),
-                    "reason": req.reason,
-                    "comment": req.comment,
-                    "name": req.name,
-                    "status": "pending",
-                    "created_ms": now_ms(),
-                },
-            )
+        fingerprint = req.fingerprint()
+        fields = {
+            "id": request_id,
+            "phone": req.phone,
+            "slot_start": req.slot_start.isoformat(),
+            "slot_end": req.slot_end.isoformat(),
+            "reason": req.reason,
+            "comment": req.comment,
+            "name": req.name,
+            "status": "pending",
+            "created_ms": str(now_ms()),
+            "fingerprint": fingerprint,
+        }
+        if self._create is None:
+            self._create = self.ctx.redis.register_script(_CREATE_ONCE)
+        flat = [part for pair in fields.items() for part in pair]
+        stored = await self._create(keys=[rkey], args=flat)
+        if stored and stored != fingerprint:
+            raise KeyReused(request_id)
         await self.ctx.redis.zadd(keys.CALLBACKS_DUE, {request_id: int(req.slot_start.timestamp())})
         reply_channel = "sms" if self.ctx.settings.sms_enabled else self.name
         msg = inbound(

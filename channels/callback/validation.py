@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -54,6 +55,18 @@ class CallbackRequest:
     reason: str
     comment: str
     name: str
+
+    def fingerprint(self) -> str:
+        """What makes two submissions the same request (for Idempotency-Key replays)."""
+        parts = (
+            self.phone,
+            self.slot_start.isoformat(),
+            self.slot_end.isoformat(),
+            self.reason,
+            self.comment,
+            self.name,
+        )
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
     def summary(self) -> str:
         return f"{REASONS[self.reason]}" + (f" : {self.comment}" if self.comment else "")

@@ -61,8 +61,12 @@ async def test_api_stores_one_request_per_idempotency_key(client: TestClient, re
     first = await client.post("/api/callbacks", json=body, headers={"Idempotency-Key": "k-1"})
     again = await client.post("/api/callbacks", json=body, headers={"Idempotency-Key": "k-1"})
     assert first.status == again.status == 201
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
     rid = (await first.json())["id"]
     assert (await again.json())["id"] == rid
+    # The same key for another request is a client bug: refused, the first request untouched.
+    other = await client.post("/api/callbacks", json={**body, "reason": "carte"}, headers={"Idempotency-Key": "k-1"})
+    assert other.status == 422 and (await other.json())["error"]["code"] == "idempotency_key_reused"
     record = await redis.hgetall(keys.callback(rid))
     assert (record["phone"], record["status"], record["reason"]) == ("+33612345678", "pending", "devis")
     assert await redis.zscore(keys.CALLBACKS_DUE, rid) is not None
