@@ -158,9 +158,11 @@ class Dispatcher:
             await self.redis.hdel(mkey, "inflight_ms")
             await self._retry_or_fail(msg, attempt, ProviderUnavailable(f"{type(exc).__name__}"))
             return
-        await self.redis.hdel(mkey, "inflight_ms")
         SEND_SECONDS.labels(msg.channel).observe(time.perf_counter() - started)
+        # "sent" is recorded before the in-flight mark is cleared: killed in between, the message
+        # reads as sent (not sent again); the other way round it would read as never tried.
         await self.conversations.set_status(conv, msg.id, result.status or "sent")
+        await self.redis.hdel(mkey, "inflight_ms")
         if result.meta:
             await self.redis.hset(mkey, mapping={f"send_{k}": str(v) for k, v in result.meta.items()})
         if result.external_id:
@@ -224,8 +226,8 @@ class Dispatcher:
         if found is None:  # the provider never got it: safe to send
             await self.redis.hdel(mkey, "inflight_ms")
             return True
-        await self.redis.hdel(mkey, "inflight_ms")
         await self.conversations.set_status(msg.conversation_id, msg.id, found.status or "sent")
+        await self.redis.hdel(mkey, "inflight_ms")
         if found.external_id:
             await self.conversations.remember_provider_id(msg.channel, found.external_id, msg.conversation_id, msg.id)
         SENT.labels(msg.channel).inc()
@@ -236,8 +238,8 @@ class Dispatcher:
         assert msg.conversation_id
         mkey = keys.message(msg.conversation_id, msg.id)
         await self.redis.hset(mkey, mapping={"last_error": text, "ambiguous_ms": now_ms()})
-        await self.redis.hdel(mkey, "inflight_ms")
         await self.conversations.set_status(msg.conversation_id, msg.id, "unknown")
+        await self.redis.hdel(mkey, "inflight_ms")
         SEND_FAILED.labels(msg.channel, "ambiguous").inc()
         log.warning("send outcome unknown, not repeated", extra=msg.log_fields())
 
