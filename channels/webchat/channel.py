@@ -77,8 +77,8 @@ class WebchatChannel(ChannelBase):
         """Before the server waits for open requests: close the sockets (1001, the widget reconnects
         to another process or to this one once restarted) instead of holding the shutdown."""
         for ws in list(self._open):
-            with contextlib.suppress(Exception):
-                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"restart")
+            with contextlib.suppress(Exception):  # a client that never answers the close is not waited for
+                await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY, message=b"restart"), timeout=1)
 
     async def stop(self) -> None:
         if self._listener is not None:

@@ -75,8 +75,8 @@ class Console:
     async def shutdown(self) -> None:
         """Close the consoles' sockets so the server does not wait for them (pages reconnect)."""
         for ws in list(self._open):
-            with contextlib.suppress(Exception):
-                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"restart")
+            with contextlib.suppress(Exception):  # a client that never answers the close is not waited for
+                await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY, message=b"restart"), timeout=1)
 
     async def stop(self) -> None:
         for task in self._tasks:
