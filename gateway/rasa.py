@@ -13,7 +13,6 @@ registered phone (SMS) or e-mail, whichever channel is enabled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import secrets
@@ -26,6 +25,7 @@ from gateway import keys
 from gateway.agents.waiting import expected_wait_text
 from gateway.envelope import Message
 from gateway.members import MemberStore
+from gateway.otp import otp_digest
 from gateway.responders import Reply, fixed_answer
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,6 @@ UNAVAILABLE_TEXT = (
 
 OTP_TTL_S = 600
 OTP_TEXT = "Votre code de vérification : {code}. Valable 10 minutes. Ne le communiquez à personne."
-
-
-def otp_digest(conv_id: str, code: str) -> str:
-    """Same digest as bot/actions/state.py: the code bound to its conversation."""
-    return hashlib.sha256(f"{conv_id}:{code}".encode()).hexdigest()
 
 
 def otp_requests(payload: Any) -> list[str]:

@@ -12,17 +12,17 @@ Works with redis-py 4 (the bot's virtualenv) and 5+ (the gateway's), ``decode_re
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import json
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway import keys
+from gateway.envelope import now_ms
 from gateway.members import Complaint, MemberStore, complaint_due
+from gateway.otp import otp_digest
 
 VERIFY_TTL_S = 15 * 60
 MAX_FAILURES = 3
@@ -35,15 +35,6 @@ local n = tonumber(ARGV[1])
 if n > tonumber(redis.call('HGET', KEYS[1], 'queue_peak') or '0') then redis.call('HSET', KEYS[1], 'queue_peak', n) end
 return n
 """
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def otp_digest(conv_id: str, code: str) -> str:
-    """Codes are stored as digests bound to their conversation, never in clear."""
-    return hashlib.sha256(f"{conv_id}:{code}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

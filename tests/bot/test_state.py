@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from bot.actions import state
 from gateway import keys
 from gateway.members import Complaint, MemberStore
-from gateway.rasa import otp_digest
+from gateway.otp import otp_digest
 
 
 @pytest.mark.parametrize(
