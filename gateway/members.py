@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar
 
@@ -26,6 +27,28 @@ COVER_LEVELS = ("essentiel", "confort", "renfort", "integral")
 SEGMENTS = ("individuel", "famille", "senior", "entreprise", "etudiant")
 
 ALL_MEMBERS = "mbr:all"
+
+
+AUDIT_MAXLEN = 1_000_000
+
+
+async def audit(
+    redis: Any, member: str, conv_id: str, channel: str, what: str, records: list[str], *, agent: str = ""
+) -> None:
+    """Who (member, conversation, agent if any), what (kind and record ids), when, channel: every
+    disclosure by the bot and every opening of a record by an agent, per member and for everyone."""
+    entry = {
+        "member": member,
+        "conversation": conv_id,
+        "channel": channel,
+        "what": what,
+        "records": json.dumps(records),
+        "at_ms": str(int(time.time() * 1000)),
+    }
+    if agent:
+        entry["agent"] = agent
+    await redis.xadd(keys.member_audit(member), entry)
+    await redis.xadd(keys.AUDIT_ALL, entry, maxlen=AUDIT_MAXLEN, approximate=True)
 
 
 def complaint_due(received: dt.date, urgent: bool) -> dt.date:

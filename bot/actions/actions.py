@@ -22,7 +22,7 @@ from rasa_sdk.types import DomainDict
 from redis.asyncio import Redis
 
 from gateway import keys
-from gateway.members import Card, Claim, Complaint, Membership, MemberStore, Quote
+from gateway.members import Card, Claim, Complaint, Membership, MemberStore, Quote, audit
 
 from . import answers, state
 
@@ -274,7 +274,7 @@ async def answer(
     channel = conv.get("channel", "")
 
     async def disclose(what: str, text: str, records: list[str]) -> None:
-        await state.audit(redis(), member_id, tracker.sender_id, channel, what, records)
+        await audit(redis(), member_id, tracker.sender_id, channel, what, records)
         dispatcher.utter_message(text=text)
 
     if intent == "reimbursement_status":
@@ -354,7 +354,7 @@ class AskClaimChoice(Action):
         conv = await conversation(tracker)
         options = [str(o) for o in tracker.get_slot("claim_options") or []]
         claims = await _claims_in_order(v.member, options)
-        await state.audit(redis(), v.member, tracker.sender_id, conv.get("channel", ""), "claims_list", options)
+        await audit(redis(), v.member, tracker.sender_id, conv.get("channel", ""), "claims_list", options)
         dispatcher.utter_message(text=answers.claims_choice(claims, short=short(conv)))
         return []
 
@@ -375,7 +375,7 @@ class AnswerClaim(Action):
         if not found:
             return events
         claim = found[0]
-        await state.audit(redis(), v.member, tracker.sender_id, conv.get("channel", ""), "claim", [choice])
+        await audit(redis(), v.member, tracker.sender_id, conv.get("channel", ""), "claim", [choice])
         dispatcher.utter_message(text=answers.claim_answer(claim, today(), short=short(conv)))
         return events
 
@@ -432,9 +432,7 @@ class FileComplaint(Action):
             redis(), tracker.sender_id, turn_id(tracker), v.member, str(tracker.get_slot("complaint_subject") or ""),
             urgent, today(),
         )  # fmt: skip
-        await state.audit(
-            redis(), v.member, tracker.sender_id, conv.get("channel", ""), "complaint_filed", [complaint.id]
-        )
+        await audit(redis(), v.member, tracker.sender_id, conv.get("channel", ""), "complaint_filed", [complaint.id])
         dispatcher.utter_message(
             text=answers.complaint_filed(
                 complaint.id, dt.date.fromisoformat(complaint.due_date), urgent, short=short(conv)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,6 @@ from gateway.otp import otp_digest
 VERIFY_TTL_S = 15 * 60
 MAX_FAILURES = 3
 OTP_TTL_S = 10 * 60
-AUDIT_MAXLEN = 1_000_000
 PARIS = ZoneInfo("Europe/Paris")
 # KEYS[1] = the day's counters; ARGV[1] = conversations waiting now. Keeps the day's largest queue.
 QUEUE_PEAK = """
@@ -153,20 +151,6 @@ def parse_member_number(text: str) -> str | None:
 def parse_code(text: str) -> str | None:
     m = OTP_CODE.search(text)
     return m.group(1) + m.group(2) if m else None
-
-
-async def audit(redis: Any, member: str, conv_id: str, channel: str, what: str, records: list[str]) -> None:
-    """Who (member, conversation), what (kind and record ids), when, channel: every disclosure."""
-    entry = {
-        "member": member,
-        "conversation": conv_id,
-        "channel": channel,
-        "what": what,
-        "records": json.dumps(records),
-        "at_ms": str(now_ms()),
-    }
-    await redis.xadd(keys.member_audit(member), entry)
-    await redis.xadd(keys.AUDIT_ALL, entry, maxlen=AUDIT_MAXLEN, approximate=True)
 
 
 async def handoff(

@@ -28,7 +28,7 @@ from gateway.agents.users import SKILL_LABELS, SKILLS, User, Users
 from gateway.agents.waiting import ONLINE_WINDOW_MS
 from gateway.conversations import paris_day
 from gateway.envelope import Message, now_ms
-from gateway.members import Complaint, MemberStore
+from gateway.members import Complaint, MemberStore, audit
 from gateway.router import Router
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,8 @@ class Desk:
             member_id = await self.redis.hget(keys.contact(conv["contact_id"]), "member_id")
         fiche = await self.member_record(str(member_id)) if member_id else None
         if fiche is not None:
-            await self._audit_opening(user, str(member_id), conv_id, conv.get("channel", ""))
+            await audit(self.redis, str(member_id), conv_id, conv.get("channel", ""), "agent_opened_record", [],
+                        agent=user.login)  # fmt: skip
         # Past conversations on every channel: all the contacts known to be this member.
         contacts = set(await self.redis.smembers(keys.member_contacts(str(member_id)))) if member_id else set()
         if conv.get("contact_id"):
@@ -211,19 +212,6 @@ class Desk:
         for kind in ("claims", "complaints", "quotes", "card", "membership"):
             record[kind] = await store.records(member_id, kind)
         return record
-
-    async def _audit_opening(self, user: User, member_id: str, conv_id: str, channel: str) -> None:
-        entry = {
-            "member": member_id,
-            "conversation": conv_id,
-            "channel": channel,
-            "what": "agent_opened_record",
-            "agent": user.login,
-            "records": "[]",
-            "at_ms": str(now_ms()),
-        }
-        await self.redis.xadd(keys.member_audit(member_id), entry)
-        await self.redis.xadd(keys.AUDIT_ALL, entry, maxlen=1_000_000, approximate=True)
 
     # Taking ------------------------------------------------------------------------------
     async def take(self, user: User, conv_id: str) -> dict[str, Any]:

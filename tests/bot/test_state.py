@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from bot.actions import state
 from gateway import keys
-from gateway.members import Complaint, MemberStore
+from gateway.members import Complaint, MemberStore, audit
 from gateway.otp import otp_digest
 
 
@@ -69,7 +69,7 @@ async def test_filing_is_once_per_turn_with_its_due_date(redis: Redis) -> None:
 
 
 async def test_audit_and_handoff_records(redis: Redis) -> None:
-    await state.audit(redis, "M0000042", "c1", "sms", "claim", ["S1"])
+    await audit(redis, "M0000042", "c1", "sms", "claim", ["S1"])
     [(_, entry)] = await redis.xrange(keys.member_audit("M0000042"))
     assert entry["what"] == "claim" and entry["channel"] == "sms" and entry["records"] == '["S1"]'
     assert await redis.xlen(keys.AUDIT_ALL) == 1
