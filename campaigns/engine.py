@@ -33,7 +33,7 @@ from campaigns.render import Renderer, RenderError
 from campaigns.rules import PARIS, Estimate, end_of_day, estimate, fr_date, latest_notice_date
 from gateway import keys
 from gateway.envelope import Message
-from gateway.members import ALL_MEMBERS, Member, field_names
+from gateway.members import ALL_MEMBERS, MemberStore
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class Campaigns:
         self._claim = redis.register_script(_CLAIM)
         self._reclaim = redis.register_script(_RECLAIM)
         self._renderers: dict[str, Renderer] = {}
+        self.store = MemberStore(redis)
 
     # Storage --------------------------------------------------------------------------------
     async def save(self, campaign: Campaign) -> None:
@@ -123,18 +124,12 @@ class Campaigns:
     async def members(self, campaign: Campaign, today: dt.date | None = None) -> AsyncIterator[dict[str, str]]:
         """The audience's member records, in batches read with one round trip each."""
         today = today or dt.datetime.now(PARIS).date()
-        names = field_names(Member)
         if campaign.audience.members:
             candidates: AsyncIterator[list[str]] = _chunks(sorted(set(campaign.audience.members)))
         else:
             candidates = _scan(self.redis, ALL_MEMBERS)
         async for batch in candidates:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for number in batch:
-                    pipe.hmget(keys.member(number), names)
-                rows = await pipe.execute()
-            for row in rows:
-                member = dict(zip(names, (v or "" for v in row), strict=True))
+            for member in await self.store.read_many(batch):
                 if member["number"] and campaign.audience.matches(member, today):
                     yield member
 
@@ -345,20 +340,15 @@ class Campaigns:
         self, campaign: Campaign, batch: list[tuple[str, tuple[str, ...]]], now: float, opted: dict[str, set[str]]
     ) -> int:
         """Render and hand a batch of notices to the outbound stream: three round trips for the batch."""
-        names = field_names(Member)
         numbers = [n for n, _ in batch]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for number in numbers:
-                pipe.hmget(keys.member(number), names)
-            pipe.hmget(key(campaign.id, "deadline"), numbers)
-            *rows, deadlines = await pipe.execute()
+        rows = await self.store.read_many(numbers)
+        deadlines = await self.redis.hmget(key(campaign.id, "deadline"), numbers)
         renderer = self.renderer(campaign)
         outbox: list[Message] = []
         records: dict[str, str] = {}
         postal: dict[str, float] = {}
         watch: dict[str, float] = {}
-        for (number, tried), row, raw_deadline in zip(batch, rows, deadlines, strict=True):
-            member = dict(zip(names, (v or "" for v in row), strict=True))
+        for (number, tried), member, raw_deadline in zip(batch, rows, deadlines, strict=True):
             deadline = float(raw_deadline or now)
             tried_now = list(tried)
             msg: Message | None = None
@@ -375,7 +365,7 @@ class Campaigns:
                     continue
                 meta: dict[str, Any] = {"campaign": campaign.id}
                 if channel == "email":
-                    meta.update(thread={"subject": notice.subject}, html=notice.html, auto_generated=True)
+                    meta.update(thread={"subject": notice.subject}, auto_generated=True)  # HTML added when sent
                     if not campaign.mandatory:
                         meta["list_unsubscribe"] = True
                 msg = Message(

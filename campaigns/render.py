@@ -9,17 +9,18 @@ variable is an error at preview time, not a blank in 100,000 messages. Filters:
 from __future__ import annotations
 
 import datetime as dt
-import html
+import functools
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from babel import Locale
 from babel.numbers import format_currency, format_decimal
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from campaigns.rules import fr_date
+from channels.email.notice import notice_html
 from channels.sms.encoding import sms_info
 from gateway.settings import ROOT
 
@@ -31,6 +32,23 @@ class RenderError(ValueError):
     pass
 
 
+def _memo(func: Any) -> Any:
+    """Formatting runs for every member with few distinct values: remember them (unhashable ones pass through)."""
+    cached = functools.lru_cache(maxsize=4096)(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any) -> str:
+        try:
+            return str(cached(*args))
+        except TypeError as exc:
+            if "unhashable" not in str(exc):
+                raise
+            return str(func(*args))
+
+    return wrapper
+
+
+@_memo
 def _date(value: Any) -> str:
     if isinstance(value, dt.datetime):
         value = value.date()
@@ -51,10 +69,12 @@ def _number(value: Any) -> Decimal:
         raise RenderError(f"nombre illisible : {value!r}") from exc
 
 
+@_memo
 def _euros(value: Any) -> str:
     return str(format_currency(_number(value), "EUR", locale=LOCALE))
 
 
+@_memo
 def _percent(value: Any, digits: int = 1) -> str:
     """``3.5`` → « 3,5 % » (the value is already a percentage)."""
     number = _number(value)
@@ -85,7 +105,11 @@ class Rendered:
     channel: str
     text: str
     subject: str = ""
-    html: str = ""
+
+    @property
+    def html(self) -> str:
+        """The e-mail's HTML part, as the e-mail channel builds it when sending."""
+        return notice_html(self.subject, self.text) if self.channel == "email" else ""
 
     def preview(self) -> dict[str, Any]:
         out: dict[str, Any] = {"channel": self.channel, "text": self.text}
@@ -97,6 +121,84 @@ class Rendered:
         return out
 
 
+def reads(source: str) -> dict[str, tuple[str, ...] | None]:
+    """The fields of ``member`` and ``campaign`` a template reads (``None``: it uses the whole object).
+
+    A part of a notice depends only on those fields and the campaign's constant values, so it is
+    rendered once per distinct set of them: a subject once per campaign, an SMS once per amount.
+    """
+    ast = ENV.parse(source)
+    fields: dict[str, set[str]] = {"member": set(), "campaign": set()}
+    through_field = 0
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        target = getattr(node, "node", None)
+        if not isinstance(target, nodes.Name) or target.name not in fields:
+            continue
+        if isinstance(node, nodes.Getattr):
+            fields[target.name].add(node.attr)
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            fields[target.name].add(node.arg.value)
+        else:
+            continue
+        through_field += 1
+    named = sum(1 for n in ast.find_all(nodes.Name) if n.name in fields)
+    if named != through_field:  # ``member`` passed whole, looped over, indexed by a variable...
+        return {name: None for name in fields}
+    return {name: tuple(sorted(used)) for name, used in fields.items()}
+
+
+class _Part:
+    """One compiled template part and the renders already made, keyed by the fields it reads.
+
+    A part that reads something different for nearly every member (a name) stops remembering
+    after a while: looking up would only cost time.
+    """
+
+    CACHE = 20_000
+
+    def __init__(self, source: str) -> None:
+        self.template: Template = ENV.from_string(source)
+        used = reads(source)
+        member, campaign = used["member"], used["campaign"]
+        self.fields: tuple[tuple[str, ...], tuple[str, ...]] | None = (
+            None if member is None or campaign is None else (member, campaign)
+        )
+        self.done: dict[tuple[Any, ...], str] = {}
+        self.hits = self.misses = 0
+        self.globals = dict(self.template.globals)  # copied once, not merged again for every member
+
+    def _render(self, context: dict[str, Any]) -> str:
+        """``Template.render`` without re-merging the environment's globals into each context."""
+        template = self.template
+        ctx = template.new_context({**self.globals, **context}, shared=True)
+        try:
+            return str(template.environment.concat(template.root_render_func(ctx))).strip()
+        except Exception:
+            template.environment.handle_exception()
+            raise  # handle_exception always raises (with the template's line in the traceback)
+
+    def render(self, context: dict[str, Any]) -> str:
+        if self.fields is None:
+            return self._render(context)
+        member, campaign = context["member"], context["campaign"]
+        key = (*[member.get(f) for f in self.fields[0]], None, *[campaign.get(f) for f in self.fields[1]])
+        try:
+            out = self.done.get(key)
+        except TypeError:  # an unhashable value: render without remembering
+            return self._render(context)
+        if out is not None:
+            self.hits += 1
+            return out
+        out = self._render(context)
+        self.misses += 1
+        if self.misses >= 1000 and self.hits < self.misses:
+            self.fields = None  # nearly every member differs
+            self.done.clear()
+        elif len(self.done) < self.CACHE:
+            self.done[key] = out
+        return out
+
+
 class Renderer:
     """Compiled once per campaign, then rendered for each member."""
 
@@ -104,7 +206,7 @@ class Renderer:
         self.values = values
         try:
             self.compiled = {
-                channel: {part: ENV.from_string(source) for part, source in parts.items() if source}
+                channel: {part: _Part(source) for part, source in parts.items() if source}
                 for channel, parts in templates.items()
             }
         except TemplateError as exc:
@@ -114,24 +216,16 @@ class Renderer:
         parts = self.compiled.get(channel) or {}
         if "text" not in parts:
             raise RenderError(f"pas de modèle pour le canal {channel}")
-        context = {"member": member, "campaign": campaign, **self.values}
+        context = {**self.values, "member": member, "campaign": campaign}
         try:
-            text = parts["text"].render(context).strip()
-            subject = parts["subject"].render(context).strip() if "subject" in parts else ""
+            text = parts["text"].render(context)
+            subject = parts["subject"].render(context) if "subject" in parts else ""
         except (TemplateError, RenderError, ArithmeticError, TypeError, ValueError) as exc:
             raise RenderError(f"{channel} : {exc}") from exc
         if not text:
             raise RenderError(f"{channel} : le message rendu est vide")
         if channel == "sms":  # typographic spaces are not GSM-7: they would make every SMS UCS-2
             text = text.replace("\u202f", " ").replace("\xa0", " ")
-        page = ""
         if channel == "email":
             subject = subject or str(campaign.get("title") or "Information de votre mutuelle")
-            paragraphs = "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in text.split("\n\n"))
-            page = (
-                '<!doctype html><html lang="fr"><head><meta charset="utf-8">'
-                f"<title>{html.escape(subject)}</title></head>"
-                '<body style="font-family:Arial,sans-serif;font-size:15px;line-height:1.5;color:#1d2733">'
-                f"{paragraphs}</body></html>"
-            )
-        return Rendered(channel=channel, text=text, subject=subject, html=page)
+        return Rendered(channel=channel, text=text, subject=subject)

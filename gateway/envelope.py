@@ -6,11 +6,12 @@ stream entry and back, with no I/O.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Literal
+
+import orjson
 
 Direction = Literal["in", "out"]
 
@@ -90,11 +91,11 @@ class Message:
     def to_json(self) -> str:
         data = {name: getattr(self, name) for name in self.FIELDS}
         data["attachments"] = [asdict(a) for a in self.attachments]
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return orjson.dumps(data).decode()  # UTF-8, compact: a stream entry is written per message
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Message:
-        data = json.loads(raw)
+        data = orjson.loads(raw)
         data["attachments"] = tuple(Attachment(**a) for a in data.get("attachments") or ())
         return cls(**{k: v for k, v in data.items() if k in cls.FIELDS})
 

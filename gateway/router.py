@@ -86,17 +86,13 @@ class Router:
         )
 
     async def enqueue_many(self, outs: list[Message]) -> int:
-        """Store and queue many outbound messages (a campaign batch) in one round trip; returns how many
-        were new. Each is stored once (fields set only if absent) and accepted once (de-duplicated)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for out in outs:
-                assert out.conversation_id
-                # Only the delivery record (the text lives in the stream entry): a notice's history
-                # is its status, and a million notices are not kept twice.
-                pipe.hsetnx(keys.message(out.conversation_id, out.id), "status", "queued")
-                await self.streams.accept_in(pipe, "out", out, OUT_DEDUP_PREFIX + out.id)
-            results = await pipe.execute()
-        new = sum(1 for r in results[1::2] if int(r[1]))
+        """Queue many outbound messages (a campaign batch), each once (de-duplicated on its id), with one
+        script per stream shard; returns how many were new. The stream entry is the only copy of the
+        text: the dispatcher writes the delivery record (``keys.message``) when it handles the entry,
+        and a million notices are not kept twice."""
+        for out in outs:
+            assert out.conversation_id
+        new = await self.streams.accept_many("out", [(out, OUT_DEDUP_PREFIX + out.id) for out in outs])
         REPLIES_QUEUED.labels("campaign").inc(new)
         return new
 

@@ -40,6 +40,22 @@ redis.call('SET', KEYS[1], ref, 'EX', ARGV[1])
 return {ref, 1}
 """
 
+# The same for a batch bound for one shard. KEYS[1] = stream, KEYS[2..n+1] = seen markers.
+# ARGV = ttl, maxlen, then payload and message id of each. Returns 1 (new) or 0 per message.
+_ACCEPT_MANY = """
+local out = {}
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    out[i - 1] = 0
+  else
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[2 * i - 1])
+    redis.call('SET', KEYS[i], id .. ' ' .. ARGV[2 * i], 'EX', ARGV[1])
+    out[i - 1] = 1
+  end
+end
+return out
+"""
+
 # KEYS[1] = stream, KEYS[2] = dead stream, KEYS[3] = attempts hash.
 # ARGV = group, entry id, payload, error text.
 _BURY = """
@@ -64,6 +80,7 @@ class Streams:
         self.maxlen = maxlen
         self.dedup_ttl_s = dedup_ttl_s
         self._accept = redis.register_script(_ACCEPT)
+        self._accept_many = redis.register_script(_ACCEPT_MANY)
         self._bury = redis.register_script(_BURY)
 
     def shard(self, urn: str) -> int:
@@ -80,14 +97,22 @@ class Streams:
         entry_id, _, msg_id = str(ref).partition(" ")
         return Accepted(entry_id=entry_id, msg_id=msg_id or msg.id, new=bool(int(new)))
 
-    async def accept_in(self, pipe: Any, kind: str, msg: Message, dedup_id: str) -> None:
-        """Queue ``accept`` on a pipeline (its reply: [ref, new]); awaiting only queues it."""
-        shard = self.shard(msg.urn)
-        await self._accept(
-            keys=[keys.seen(kind, shard, dedup_id), keys.stream(kind, shard)],
-            args=[self.dedup_ttl_s, self.maxlen, msg.to_json(), msg.id],
-            client=pipe,
-        )
+    async def accept_many(self, kind: str, batch: list[tuple[Message, str]]) -> int:
+        """``accept`` for a batch of (message, de-duplication id): one script per shard, whose keys
+        share the shard's hash tag (cluster-safe); returns how many were new."""
+        by_shard: dict[int, list[tuple[Message, str]]] = {}
+        for msg, dedup_id in batch:
+            by_shard.setdefault(self.shard(msg.urn), []).append((msg, dedup_id))
+        new = 0
+        for shard, items in by_shard.items():
+            args: list[Any] = [self.dedup_ttl_s, self.maxlen]
+            for msg, _ in items:
+                args += (msg.to_json(), msg.id)
+            flags = await self._accept_many(
+                keys=[keys.stream(kind, shard), *(keys.seen(kind, shard, d) for _, d in items)], args=args
+            )
+            new += sum(int(f) for f in flags)
+        return new
 
     async def ensure_groups(self, kind: str, group: str) -> None:
         for shard in range(self.shards):

@@ -25,6 +25,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from redis.exceptions import RedisError
 
 from channels.base import ChannelBase, ChannelContext, RateLimit
+from channels.email.notice import notice_html
 from channels.email.parse import CHANNEL, parse_email
 from channels.email.relay import SmtpPool
 from gateway import keys
@@ -120,8 +121,9 @@ class EmailChannel(ChannelBase):
             if msg.meta.get("list_unsubscribe"):  # only on information members may decline
                 mail["List-Unsubscribe"] = f"<mailto:desabonnement@{s.email_domain}?subject=desabonnement>"
             mail.set_content(msg.text)
-            if isinstance(msg.meta.get("html"), str) and msg.meta["html"]:
-                mail.add_alternative(msg.meta["html"], subtype="html")
+            page = msg.meta.get("html")
+            mail.add_alternative(page if isinstance(page, str) and page else notice_html(mail["Subject"], msg.text),
+                                 subtype="html")  # fmt: skip
             return mail
         mail["Auto-Submitted"] = "auto-replied"
         context = {"text": msg.text, "subject": mail["Subject"]}

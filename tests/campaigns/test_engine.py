@@ -93,6 +93,7 @@ async def test_opt_out_failure_and_nobody_fall_back(engine: Campaigns, redis: Re
     assert [p["member"] for p in await engine.postal(campaign)] == ["M0000003"]
     # Member 2's SMS fails at the provider: the watchdog sends the e-mail.
     sms = by_member["M0000002"]
+    await redis.hset(keys.message(str(sms.conversation_id), sms.id), "sending_ms", 1)  # the dispatcher's record
     await Conversations(redis).set_status(str(sms.conversation_id), sms.id, "failed", error_code="30003")
     await engine.tick(now + 4 * 3600 + 1)
     retried = [m for m in await notices(redis) if m.id == "c." + campaign.id + ".M0000002.1"]
