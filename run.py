@@ -93,7 +93,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     import asyncio
 
     from gateway.member_import import import_directory
-    from gateway.service import connect, private_redis_url
+    from gateway.redis_client import connect
+    from gateway.service import private_redis_url
     from gateway.settings import Settings
 
     settings = Settings.from_env()
@@ -123,7 +124,8 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     import getpass
 
     from gateway.agents.users import UserError, Users
-    from gateway.service import connect, private_redis_url
+    from gateway.redis_client import connect
+    from gateway.service import private_redis_url
     from gateway.settings import Settings
 
     if args.password_stdin:

@@ -40,6 +40,7 @@ from gateway.contacts import Contacts  # noqa: E402
 from gateway.conversations import Conversations  # noqa: E402
 from gateway.envelope import Message  # noqa: E402
 from gateway.members import Member, MemberStore  # noqa: E402
+from gateway.redis_client import connect  # noqa: E402
 from gateway.redis_server import PrivateRedis  # noqa: E402
 from gateway.responders import AckResponder  # noqa: E402
 from gateway.router import Router  # noqa: E402
@@ -115,7 +116,7 @@ async def load_members(redis: Redis, n: int, *, email_only: bool = False) -> lis
 
 
 async def plan_and_enqueue(url: str, size: int) -> dict[str, float]:
-    redis = Redis.from_url(url, decode_responses=True)
+    redis = connect(url)
     await redis.flushall(asynchronous=True)
     t0 = time.perf_counter()
     await load_members(redis, size)
@@ -158,7 +159,7 @@ async def mail_dispatch(url: str, mails: int) -> tuple[float, float]:
         sink = subprocess.Popen([sys.executable, "-c", SINK, str(mails), str(port)], stdout=subprocess.PIPE, text=True)
         assert sink.stdout is not None
         assert sink.stdout.readline().strip() == "ready"
-        redis = Redis.from_url(url, decode_responses=True)
+        redis = connect(url)
         await redis.flushall(asynchronous=True)
         settings = Settings.from_env({
             "REDIS_URL": url, "SMTP_URL": f"smtp://127.0.0.1:{port}", "EMAIL_RATE_PER_S": "1000000",

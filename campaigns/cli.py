@@ -27,7 +27,8 @@ from campaigns.engine import Campaigns
 from campaigns.model import CampaignError, context, from_input
 from campaigns.rules import PARIS
 from campaigns.web import PROOF_COLUMNS
-from gateway.service import connect, private_redis_url
+from gateway.redis_client import connect
+from gateway.service import private_redis_url
 from gateway.settings import Settings
 
 

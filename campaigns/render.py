@@ -130,7 +130,10 @@ def reads(source: str) -> dict[str, tuple[str, ...] | None]:
     ast = ENV.parse(source)
     fields: dict[str, set[str]] = {"member": set(), "campaign": set()}
     through_field = 0
+    called = {id(call.node) for call in ast.find_all(nodes.Call)}  # member.items(): not a field
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        if id(node) in called:
+            continue
         target = getattr(node, "node", None)
         if not isinstance(target, nodes.Name) or target.name not in fields:
             continue
@@ -170,11 +173,13 @@ class _Part:
     def _render(self, context: dict[str, Any]) -> str:
         """``Template.render`` without re-merging the environment's globals into each context."""
         template = self.template
-        ctx = template.new_context({**self.globals, **context}, shared=True)
+        env = template.environment
+        # Template.new_context would iterate the template's ChainMap of globals for every member.
+        ctx = env.context_class(env, {**self.globals, **context}, template.name, template.blocks, globals=self.globals)
         try:
-            return str(template.environment.concat(template.root_render_func(ctx))).strip()
+            return str(env.concat(template.root_render_func(ctx))).strip()
         except Exception:
-            template.environment.handle_exception()
+            env.handle_exception()
             raise  # handle_exception always raises (with the template's line in the traceback)
 
     def render(self, context: dict[str, Any]) -> str:

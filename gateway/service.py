@@ -29,13 +29,9 @@ import urllib.request
 from collections.abc import Iterator
 
 from aiohttp import web
-from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.app import Gateway
+from gateway.redis_client import connect
 from gateway.redis_server import PrivateRedis, free_port
 from gateway.settings import ROOT, Settings
 
@@ -43,23 +39,6 @@ log = logging.getLogger(__name__)
 
 WORKER_NICENESS = 19
 _PR_SET_PDEATHSIG = 1
-
-
-def connect(url: str, max_connections: int = 2000) -> Redis:
-    """A client that reconnects by itself after Redis restarts.
-
-    redis-py's default pool refuses a 101st concurrent command; a burst of webhooks
-    needs more, and Redis serves thousands of clients, so the bound is set high.
-    """
-    pool = ConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        decode_responses=True,
-        socket_keepalive=True,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
-    )
-    return Redis(connection_pool=pool)
 
 
 def banner(settings: Settings, redis_desc: str) -> str:

@@ -42,15 +42,16 @@ return {ref, 1}
 
 # The same for a batch bound for one shard. KEYS[1] = stream, KEYS[2..n+1] = seen markers.
 # ARGV = ttl, maxlen, then payload and message id of each. Returns 1 (new) or 0 per message.
+# The marker holds " <message id>" (no entry id: nobody asks a batch for it), set first with NX
+# so a message already seen costs one command; the script runs whole or not at all.
 _ACCEPT_MANY = """
 local out = {}
 for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    out[i - 1] = 0
-  else
-    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[2 * i - 1])
-    redis.call('SET', KEYS[i], id .. ' ' .. ARGV[2 * i], 'EX', ARGV[1])
+  if redis.call('SET', KEYS[i], ' ' .. ARGV[2 * i], 'NX', 'EX', ARGV[1]) then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[2 * i - 1])
     out[i - 1] = 1
+  else
+    out[i - 1] = 0
   end
 end
 return out

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from gateway.redis_client import connect
 from gateway.redis_server import PrivateRedis
 from gateway.settings import Settings
 
@@ -28,7 +29,7 @@ def redis_url(redis_server: PrivateRedis) -> str:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
+    client = connect(redis_url)  # the product's client
     await client.flushall()
     yield client
     await client.aclose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from campaigns.model import CampaignError, from_input
-from campaigns.render import Renderer, RenderError, default_templates
+from campaigns.render import Renderer, RenderError, default_templates, reads
 
 MEMBER = {"first_name": "Camille", "last_name": "Durand", "contribution_eur": "1234.5", "cover_level": "confort"}
 CAMPAIGN = {"title": "Évolution de votre cotisation", "effective_date": "2027-01-01"}
@@ -45,3 +45,30 @@ def test_a_bad_template_is_refused_before_sending() -> None:
         from_input({"kind": "information", "title": "x", "effective_date": "2027-01-01",
                     "date_field": "contribution_call_date", "channels": ["fax"]})  # fmt: skip
     assert set(both.value.errors) == {"title", "effective_date", "channels"}
+
+
+def test_parts_rendered_once_per_distinct_fields_still_fit_each_member() -> None:
+    renderer = Renderer(default_templates("contribution_change"), {"new_contribution": "70", "change_percent": "2"})
+    members = [{**MEMBER, "last_name": f"Durand{i}", "contribution_eur": ("60", "65")[i % 2]} for i in range(2500)]
+    for i, m in enumerate(members):  # SMS: one render per amount; e-mail: per name (stops remembering)
+        sms, mail = renderer.render("sms", m, CAMPAIGN), renderer.render("email", m, CAMPAIGN)
+        assert ("60,00 € à 70,00 €" if i % 2 == 0 else "65,00 € à 70,00 €") in sms.text
+        assert f"Bonjour Camille Durand{i}," in mail.text
+        assert mail.subject == "Évolution de votre cotisation au 1er janvier 2027"
+    sms_part, text_part = renderer.compiled["sms"]["text"], renderer.compiled["email"]["text"]
+    assert (sms_part.misses, len(sms_part.done)) == (2, 2)
+    assert text_part.fields is None  # every member differs: looking up would only cost time
+
+
+def test_what_a_template_reads_decides_what_is_remembered() -> None:
+    assert reads("{{ member.first_name }} {{ member['last_name'] }} {{ campaign.title }} {{ x }}") == {
+        "member": ("first_name", "last_name"),
+        "campaign": ("title",),
+    }
+    whole = "{% for k, v in member.items() %}{{ k }}{% endfor %}{{ member[key] }}{{ member }}"
+    for source in (whole, "{{ member[key] }}", "{{ member }}", "{% for k in member.keys() %}{{ k }}{% endfor %}"):
+        assert reads(source) == {"member": None, "campaign": None}
+    # A template that reads the whole record is rendered for each member, never from memory.
+    renderer = Renderer({"sms": {"text": "{{ member | length }} champs, {{ member.first_name }}"}}, {})
+    assert renderer.render("sms", {"first_name": "Léa"}, CAMPAIGN).text == "1 champs, Léa"
+    assert renderer.render("sms", {"first_name": "Léa", "x": "y"}, CAMPAIGN).text == "2 champs, Léa"
