@@ -150,12 +150,18 @@ class Campaigns:
                 return channel
         return None
 
-    async def opted_out(self) -> dict[str, set[str]]:
-        return {c: set(await self.redis.smembers(keys.opt_out(c))) for c in ("sms", "email")}
+    async def opted_out(self, campaign: Campaign) -> dict[str, set[str]]:
+        """Addresses not to use, per channel: opted out of everything (STOP), and for information
+        that is not mandatory, also those that declined it (List-Unsubscribe)."""
+        out = {c: set(await self.redis.smembers(keys.opt_out(c))) for c in ("sms", "email")}
+        if not campaign.mandatory:
+            for channel in out:
+                out[channel] |= set(await self.redis.smembers(keys.info_opt_out(channel)))
+        return out
 
     async def count(self, campaign: Campaign) -> dict[str, Any]:
         """Audience size and the channel each member would get now (``none``: postal mail)."""
-        opted = await self.opted_out()
+        opted = await self.opted_out(campaign)
         by_channel: Counter[str] = Counter()
         async for member in self.members(campaign):
             by_channel[self.first_channel(campaign, member, opted) or "none"] += 1
@@ -183,7 +189,7 @@ class Campaigns:
         now = (now or dt.datetime.now(PARIS)).astimezone(PARIS)
         window = campaign.send_window()
         start = window.next_open(max(start_at.astimezone(PARIS), now))
-        opted = await self.opted_out()
+        opted = await self.opted_out(campaign)
         plan: list[tuple[str, float, float]] = []  # member, planned (s), deadline (s)
         counts: Counter[str] = Counter()
         late: list[dt.date] = []
@@ -338,7 +344,7 @@ class Campaigns:
             return 0
         if campaign.state == "scheduled":
             await self.set_state(campaign, "sending", started_ms=str(int(now * 1000)))
-        opted = await self.opted_out()
+        opted = await self.opted_out(campaign)
         # Lanes of a few hundred notices run side by side: one renders while Redis works for another.
         # A lane that fails leaves its members in flight, taken back after ``reclaim_s``.
         lanes = [claimed[i : i + LANE] for i in range(0, len(claimed), LANE)]
@@ -383,7 +389,7 @@ class Campaigns:
                                                             "error": str(exc)[:200]})  # fmt: skip
                     tried_now.append(channel)
                     continue
-                meta: dict[str, Any] = {"campaign": campaign.id}
+                meta: dict[str, Any] = {"campaign": campaign.id, "member": number}
                 if channel == "email":
                     meta.update(thread={"subject": notice.subject}, auto_generated=True)  # HTML added when sent
                     if not campaign.mandatory:
@@ -428,7 +434,7 @@ class Campaigns:
         due = await self.redis.zrangebyscore(key(campaign.id, "watch"), "-inf", now, start=0, num=BATCH)
         if not due:
             return
-        opted = await self.opted_out()
+        opted = await self.opted_out(campaign)
         for number in due:
             raw = await self.redis.hget(key(campaign.id, "r"), number)
             if not raw:

@@ -17,11 +17,16 @@ from aiohttp import web
 from campaigns.engine import Campaigns
 from campaigns.model import KINDS, CampaignError, from_input, key
 from campaigns.rules import PARIS
+from gateway import unsubscribe
 from gateway.agents.desk import DeskError
 from gateway.members import COVER_LEVELS, SEGMENTS
 
 if TYPE_CHECKING:
+    from jinja2 import Environment
+    from redis.asyncio import Redis
+
     from gateway.agents.console import Console
+    from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 ROLES = ("communications", "supervisor")
@@ -155,5 +160,33 @@ def routes(console: Console, campaigns: Campaigns) -> web.RouteTableDef:
     @guard
     async def postal(request: web.Request) -> web.Response:
         return web.json_response(await campaigns.postal(await load(request)))
+
+    return r
+
+
+def public_routes(settings: Settings, redis: Redis, templates: Environment) -> web.RouteTableDef:
+    """The unsubscribe links of information e-mails: a confirmation page (a GET changes nothing, so
+    link scanners do no harm), and the POST that mail clients send for one-click (RFC 8058)."""
+    r = web.RouteTableDef()
+
+    def page(state: str, token: str = "", status: int = 200) -> web.Response:
+        html = templates.get_template("unsubscribe/page.html.j2").render(state=state, token=token)
+        return web.Response(text=html, content_type="text/html", status=status)
+
+    @r.get("/desabonnement/{token}")
+    async def confirm(request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        if unsubscribe.member_of(settings.secret_key, token) is None:
+            return page("invalid", status=404)
+        return page("confirm", token)
+
+    @r.post("/desabonnement/{token}")
+    async def one_click(request: web.Request) -> web.Response:
+        number = unsubscribe.member_of(settings.secret_key, request.match_info["token"])
+        if number is None:
+            return page("invalid", status=404)
+        await unsubscribe.unsubscribe(redis, number, "web")
+        log.info("information e-mails declined", extra={"via": "link"})
+        return page("done")
 
     return r

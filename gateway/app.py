@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from campaigns.engine import Campaigns
+from campaigns.web import public_routes as unsubscribe_routes
 from campaigns.web import routes as campaign_routes
 from channels import registry
 from channels.base import AcceptResult, Channel, ChannelContext
@@ -229,6 +230,7 @@ class Gateway:
             app.add_routes(channel.routes())
         app.add_routes(self.console.routes())
         app.add_routes(campaign_routes(self.console, self.campaigns))
+        app.add_routes(unsubscribe_routes(self.settings, self.redis, self.ctx.templates))
         app.cleanup_ctx.append(self._lifecycle)
         app.on_shutdown.append(self._close_sockets)
         return app

@@ -100,7 +100,10 @@ class Dispatcher:
             pipe.hget(keys.message(conv, msg.id), "status")
             pipe.sismember(keys.opt_out(msg.channel), msg.urn)
             pipe.hget(keys.message(conv, msg.id), "inflight_ms")
-            status, opted_out, inflight = await pipe.execute()
+            # Information the member declined since it was queued (List-Unsubscribe) is not sent either.
+            pipe.sismember(keys.info_opt_out(msg.channel), msg.urn if msg.meta.get("list_unsubscribe") else "")
+            status, opted_out, inflight, declined = await pipe.execute()
+            opted_out = opted_out or declined
         if status in FINAL_STATES or status in ("sent", "unknown"):
             return  # already done: a replay after a crash
         channel = self.channels.get(msg.channel)

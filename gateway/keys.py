@@ -99,6 +99,11 @@ def opt_out(channel: str) -> str:
     return f"{PREFIX}:optout:{channel}"
 
 
+def info_opt_out(channel: str) -> str:
+    """Addresses that declined non-mandatory information on ``channel`` (mandatory notices still go)."""
+    return f"{PREFIX}:optout-info:{channel}"
+
+
 # Rate limiting (GCRA): one key per bucket.
 def rate(bucket: str) -> str:
     return f"{PREFIX}:rate:{bucket}"

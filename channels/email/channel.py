@@ -28,7 +28,7 @@ from channels.base import ChannelBase, ChannelContext, RateLimit
 from channels.email.notice import notice_html
 from channels.email.parse import CHANNEL, parse_email
 from channels.email.relay import SmtpPool
-from gateway import keys
+from gateway import keys, unsubscribe
 from gateway.envelope import Message, SendResult
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ class _Handler:
         except Exception:
             log.warning("unreadable e-mail refused", extra={"channel": CHANNEL})
             return "550 5.6.0 Message illisible / unreadable message"
+        if self.channel.for_unsubscribe(envelope.rcpt_tos):
+            return await self.channel.unsubscribe(msg)
         try:
             result = await self.channel.ctx.accept(msg)
         except (RedisError, OSError):
@@ -99,6 +101,26 @@ class EmailChannel(ChannelBase):
             await self._pool.close()
             self._pool = None
 
+    def for_unsubscribe(self, recipients: list[str]) -> bool:
+        """Mail to ``desabonnement@EMAIL_DOMAIN`` (the List-Unsubscribe mailto) is a request, not a message."""
+        target = f"{unsubscribe.LOCAL_PART}@{self.ctx.settings.email_domain}".lower()
+        return any(r.strip().strip("<>").lower() == target for r in recipients)
+
+    async def unsubscribe(self, msg: Message) -> str:
+        """Honour an unsubscribe mail: the token in its subject, else its sender. Never answered."""
+        if msg.automated:  # a bounce or an auto-reply to the unsubscribe address is no request
+            return "250 2.0.0 OK"
+        number = unsubscribe.member_of(self.ctx.settings.secret_key, str(msg.meta.get("subject") or ""))
+        try:
+            if number is not None:
+                await unsubscribe.unsubscribe(self.ctx.redis, number, CHANNEL)
+            else:
+                await unsubscribe.unsubscribe_address(self.ctx.redis, msg.urn.removeprefix("mailto:"), CHANNEL)
+        except (RedisError, OSError):
+            return "451 4.3.0 Réessayez plus tard / try again later"
+        log.info("information e-mails declined", extra={"via": "mailto", "token": number is not None})
+        return "250 2.0.0 OK"
+
     def rate_limits(self, msg: Message) -> list[RateLimit]:
         return [RateLimit("email", self.ctx.settings.email_rate_per_s, burst=10)]
 
@@ -118,8 +140,11 @@ class EmailChannel(ChannelBase):
             mail["References"] = " ".join(f"<{r}>" for r in refs[-20:])
         if msg.meta.get("campaign"):  # a notice: its own text and HTML, sent on our initiative
             mail["Auto-Submitted"] = "auto-generated"
-            if msg.meta.get("list_unsubscribe"):  # only on information members may decline
-                mail["List-Unsubscribe"] = f"<mailto:desabonnement@{s.email_domain}?subject=desabonnement>"
+            if msg.meta.get("list_unsubscribe") and msg.meta.get("member"):  # information members may decline
+                for name, value in unsubscribe.headers(
+                    s.secret_key, s.public_url, s.email_domain, str(msg.meta["member"])
+                ).items():
+                    mail[name] = value
             mail.set_content(msg.text)
             page = msg.meta.get("html")
             mail.add_alternative(page if isinstance(page, str) and page else notice_html(mail["Subject"], msg.text),

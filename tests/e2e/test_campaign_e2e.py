@@ -13,8 +13,11 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
+from email.message import EmailMessage
 from pathlib import Path
 
+import aiohttp
+import aiosmtplib
 import pytest
 from redis.asyncio import Redis
 
@@ -180,3 +183,78 @@ async def test_kill_9_mid_campaign_of_10000_each_member_notified_once(
     duplicates = len(smtp_sink.received) - len(mail_ids)
     print(f"kill -9 after {at_kill} of 10,000 notices: 5,000 SMS once each; 5,000 e-mails, {duplicates} redelivered")
     assert again.stop() == 0
+
+
+async def test_information_can_be_declined_by_link_or_mail_and_mandatory_notices_still_go(
+    make_product: Callable[..., Product], fake_twilio: FakeTwilio, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    product = make_product(EMAIL_RATE_PER_S="500", SMS_RATE_PER_S="500")
+    product.env["PUBLIC_URL"] = product.url
+    await product.start()
+    redis: Redis = await redis_of(product)
+    members = [
+        Member(f"M8{i:06d}", "Camille", f"Durand{i}", "1975-03-12", f"+3319800{i:04d}", f"u{i}@example.fr",
+               "confort", "Bretagne", "famille", "64.20", "2027-03-10")
+        for i in range(1, 4)
+    ]  # fmt: skip
+    store = MemberStore(redis)
+    async with redis.pipeline(transaction=False) as pipe:
+        for m in members:
+            store.write(pipe, m)
+        await pipe.execute()
+    effective = (TODAY.date() + dt.timedelta(days=70)).replace(day=1)
+
+    async def send(kind: str, n_expected: int) -> None:
+        spec = {
+            "kind": kind, "title": "Votre espace adhérent évolue", "effective_date": effective.isoformat(),
+            "channels": ["email", "sms"], "audience": {"members": [m.number for m in members]},
+            "window": {"start": "00:00", "end": "23:59", "weekdays": [1, 2, 3, 4, 5, 6]},
+            "values": {"message": "Il change d'adresse le mois prochain."} if kind == "information"
+            else {"new_contribution": "67.10", "change_percent": "4.5"},
+        }  # fmt: skip
+        path = tmp_path / f"{kind}.json"
+        path.write_text(json.dumps(spec), encoding="utf-8")
+        campaign_cli(product, "schedule", campaign_cli(product, "create", str(path)).strip())
+        for _ in range(300):
+            if len(fake_twilio.messages) + len(smtp_sink.received) >= n_expected:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        assert len(fake_twilio.messages) + len(smtp_sink.received) == n_expected
+
+    await send("information", 3)
+    mails = {r.rcpt_tos[0]: r.message for r in smtp_sink.received}
+    assert set(mails) == {"u1@example.fr", "u2@example.fr", "u3@example.fr"}
+    header = str(mails["u1@example.fr"]["List-Unsubscribe"])
+    link, mailto = (part.strip(" <>") for part in header.split(","))
+    assert link.startswith(f"{product.url}/desabonnement/M8000001.") and mailto.startswith("mailto:desabonnement@")
+    assert mails["u1@example.fr"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(link) as page:  # a link scanner opening it changes nothing
+            assert page.status == 200 and "Me désabonner" in await page.text()
+        assert not await redis.smembers(keys.info_opt_out("email"))
+        async with http.post(link.replace("M8000001.", "M8000003."), data={"List-Unsubscribe": "One-Click"}) as forged:
+            assert forged.status == 404  # a token made for another member
+        async with http.post(link, data={"List-Unsubscribe": "One-Click"}) as done:  # as Gmail does (RFC 8058)
+            assert done.status == 200 and "Vous ne recevrez plus" in await done.text()
+    # Member 2 uses the mailto instead: a mail to the address, the token as subject, to our SMTP listener.
+    request = EmailMessage()
+    request["From"], request["To"] = "u2@example.fr", mailto.removeprefix("mailto:").split("?")[0]
+    request["Subject"] = str(mails["u2@example.fr"]["List-Unsubscribe"]).split("subject=")[1].rstrip(">")
+    request.set_content("")
+    await aiosmtplib.send(request, hostname="127.0.0.1", port=product.smtp_port)
+    assert await redis.smembers(keys.info_opt_out("email")) == {"mailto:u1@example.fr", "mailto:u2@example.fr"}
+    assert [e["what"] for _, e in await redis.xrange(keys.member_audit("M8000002"))] == [
+        "unsubscribed_information_email"
+    ]
+
+    smtp_sink.received.clear()
+    await send("information", 3)  # members 1 and 2 get this one by SMS
+    assert {r.rcpt_tos[0] for r in smtp_sink.received} == {"u3@example.fr"}
+    assert {m.to for m in fake_twilio.messages} == {"+33198000001", "+33198000002"}
+    smtp_sink.received.clear()
+    await send("contribution_change", 3 + 2)  # a mandatory notice goes by e-mail to all three
+    assert {r.rcpt_tos[0] for r in smtp_sink.received} == {"u1@example.fr", "u2@example.fr", "u3@example.fr"}
+    assert all(r.message["List-Unsubscribe"] is None for r in smtp_sink.received)
+    await redis.aclose()
+    assert product.stop() == 0
