@@ -22,6 +22,7 @@ PARIS = ZoneInfo("Europe/Paris")
 
 # Progress order of delivery states: a callback may only move a message forward.
 _RANK = {"queued": 0, "sending": 1, "unknown": 1.5, "sent": 2, "undelivered": 3, "failed": 3, "delivered": 4, "read": 5}
+_RANK_JSON = json.dumps(_RANK)
 
 # KEYS[1] = message hash. ARGV = status, rank table json, now ms, error code, error message.
 _ADVANCE = """
@@ -122,9 +123,34 @@ class Conversations:
         """Move an outbound message's delivery status forward (never back)."""
         res = await self._advance(
             keys=[keys.message(conv_id, msg_id)],
-            args=[status, json.dumps(_RANK), now_ms(), error_code, error[:500]],
+            args=[status, _RANK_JSON, now_ms(), error_code, error[:500]],
         )
         return int(res) == 1
+
+    async def record_sent(
+        self, channel: str, conv_id: str, msg_id: str, status: str, external_id: str | None, meta: dict[str, Any]
+    ) -> None:
+        """A send's outcome in one round trip: the status first, then the in-flight mark cleared (killed
+        in between, the message reads as sent, never as untried), the provider's id both ways, and
+        callbacks that raced ahead of the send's answer applied."""
+        mkey = keys.message(conv_id, msg_id)
+        fields = {f"send_{k}": str(v) for k, v in meta.items()}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self._advance(keys=[mkey], args=[status, _RANK_JSON, now_ms(), "", ""], client=pipe)
+            pipe.hdel(mkey, "inflight_ms")
+            if external_id:
+                fields["external_id"] = external_id
+                pipe.set(keys.provider_ref(channel, external_id), f"{conv_id} {msg_id}", ex=30 * 24 * 3600)
+                pipe.lrange(_parked(channel, external_id), 0, -1)
+            if fields:
+                pipe.hset(mkey, mapping=fields)
+            results = await pipe.execute()
+        parked = results[3] if external_id else []
+        for raw in parked:
+            upd = json.loads(raw)
+            await self.set_status(conv_id, msg_id, upd["status"], error_code=upd["code"], error=upd["error"])
+        if parked and external_id:
+            await self.redis.delete(_parked(channel, external_id))
 
     async def remember_provider_id(self, channel: str, external_id: str, conv_id: str, msg_id: str) -> None:
         await self.redis.set(keys.provider_ref(channel, external_id), f"{conv_id} {msg_id}", ex=30 * 24 * 3600)

@@ -164,12 +164,9 @@ class Dispatcher:
         SEND_SECONDS.labels(msg.channel).observe(time.perf_counter() - started)
         # "sent" is recorded before the in-flight mark is cleared: killed in between, the message
         # reads as sent (not sent again); the other way round it would read as never tried.
-        await self.conversations.set_status(conv, msg.id, result.status or "sent")
-        await self.redis.hdel(mkey, "inflight_ms")
-        if result.meta:
-            await self.redis.hset(mkey, mapping={f"send_{k}": str(v) for k, v in result.meta.items()})
-        if result.external_id:
-            await self.conversations.remember_provider_id(msg.channel, result.external_id, conv, msg.id)
+        await self.conversations.record_sent(
+            msg.channel, conv, msg.id, result.status or "sent", result.external_id, result.meta or {}
+        )
         SENT.labels(msg.channel).inc()
         log.debug("sent", extra={**msg.log_fields(), "attempt": attempt})
 
