@@ -42,6 +42,9 @@ RECLAIM_S = 120
 BATCH = 500
 LANE = 250  # notices rendered and queued together (see _send_due)
 DELIVERY_WAIT_S = {"sms": 4 * 3600, "email": 30}  # then the watchdog looks at the notice's status
+# An e-mail accepted by the relay may still bounce: it is done once this long passed without a bounce
+# (a bounce that arrives reports the notice failed and brings the watchdog back at once, see recheck).
+BOUNCE_WAIT_S = 4 * 3600
 DELIVERED = ("delivered", "read")
 FAILED = ("failed", "undelivered")
 
@@ -442,6 +445,11 @@ class Campaigns:
                 continue
             record = json.loads(raw)
             status = await self.redis.hget(keys.message(record["conv"], record["msg"]), "status") or "queued"
+            if record["channel"] == "email" and status == "sent":  # no bounce yet: wait out the bounce window
+                settled = min(record.get("queued_ms", 0) / 1000 + BOUNCE_WAIT_S, record["deadline"] - 24 * 3600)
+                if now < settled:
+                    await self.redis.zadd(key(campaign.id, "watch"), {number: settled})
+                    continue
             done = status in DELIVERED or (record["channel"] == "email" and status == "sent")
             if done:
                 await self.redis.zrem(key(campaign.id, "watch"), number)
@@ -451,6 +459,15 @@ class Campaigns:
                 await self._notify(campaign, number, now, opted, (*record["tried"], record["channel"]))
             else:  # still in the dispatcher's hands (throttled, retrying): look again soon
                 await self.redis.zadd(key(campaign.id, "watch"), {number: now + 60})
+
+    async def recheck(self, msg_id: str) -> bool:
+        """A notice reported failed (a provider's callback, a bounce): the watchdog looks at its member
+        on its next round instead of at the planned time. Other messages are not campaign notices."""
+        parts = msg_id.split(".")
+        if len(parts) != 4 or parts[0] != "c":
+            return False
+        _, cid, number, _ = parts
+        return bool(await self.redis.zadd(key(cid, "watch"), {number: 0}, xx=True, ch=True))
 
     async def _maybe_done(self, campaign: Campaign) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -122,7 +122,9 @@ class Gateway:
 
     async def status(self, update: StatusUpdate) -> None:
         STATUS_UPDATES.labels(update.channel, update.status).inc()
-        await self.conversations.apply_status(update)
+        moved = await self.conversations.apply_status(update)
+        if moved and update.status in ("failed", "undelivered"):  # a notice that failed: its fallback now
+            await self.campaigns.recheck(moved.partition(" ")[2])
 
     # Workers --------------------------------------------------------------------------
     async def start_workers(self) -> None:

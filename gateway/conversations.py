@@ -163,8 +163,9 @@ class Conversations:
         if parked:
             await self.redis.delete(_parked(channel, external_id))
 
-    async def apply_status(self, update: StatusUpdate) -> bool:
-        """Apply a provider's status callback; callbacks may arrive twice or out of order."""
+    async def apply_status(self, update: StatusUpdate) -> str:
+        """Apply a provider's status callback; callbacks may arrive twice or out of order. Returns
+        "<conversation> <message>" when the status moved forward, else ""."""
         ref = await self.redis.get(keys.provider_ref(update.channel, update.external_id))
         if not ref and update.ref and " " in update.ref:
             # A send whose answer we never got (killed mid-request): the callback names our message.
@@ -181,11 +182,12 @@ class Conversations:
                 ),
             )
             await self.redis.expire(key, 3600)
-            return False
+            return ""
         conv_id, _, msg_id = str(ref).partition(" ")
-        return await self.set_status(
+        moved = await self.set_status(
             conv_id, msg_id, update.status, error_code=update.error_code or "", error=update.error_message or ""
         )
+        return f"{conv_id} {msg_id}" if moved else ""
 
 
 def paris_day(ms: int | None = None) -> str:

@@ -26,10 +26,10 @@ from redis.exceptions import RedisError
 
 from channels.base import ChannelBase, ChannelContext, RateLimit
 from channels.email.notice import notice_html
-from channels.email.parse import CHANNEL, parse_email
+from channels.email.parse import CHANNEL, Bounce, bounces, parse_email
 from channels.email.relay import SmtpPool
 from gateway import keys, unsubscribe
-from gateway.envelope import Message, SendResult
+from gateway.envelope import Message, SendResult, StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,10 @@ class _Handler:
             return "550 5.6.0 Message illisible / unreadable message"
         if self.channel.for_unsubscribe(envelope.rcpt_tos):
             return await self.channel.unsubscribe(msg)
+        if str(msg.meta.get("automated_reason") or "").startswith("report:"):
+            failures = [b for b in bounces(raw) if b.original_id.endswith(f"@{self.channel.ctx.settings.email_domain}")]
+            if failures:  # a notice or reply of ours bounced: its status, not a message to store
+                return await self.channel.bounced(failures)
         try:
             result = await self.channel.ctx.accept(msg)
         except (RedisError, OSError):
@@ -119,6 +123,18 @@ class EmailChannel(ChannelBase):
         except (RedisError, OSError):
             return "451 4.3.0 Réessayez plus tard / try again later"
         log.info("information e-mails declined", extra={"via": "mailto", "token": number is not None})
+        return "250 2.0.0 OK"
+
+    async def bounced(self, failures: list[Bounce]) -> str:
+        """Mark the mails a DSN reports failed (a campaign notice then goes to its next channel)."""
+        try:
+            for failure in failures:
+                await self.ctx.status(
+                    StatusUpdate(CHANNEL, failure.original_id, "failed", failure.status or "5.0.0", failure.diagnostic)
+                )
+        except (RedisError, OSError):
+            return "451 4.3.0 Réessayez plus tard / try again later"
+        log.info("bounce applied", extra={"channel": CHANNEL, "codes": [f.status for f in failures][:5]})
         return "250 2.0.0 OK"
 
     def rate_limits(self, msg: Message) -> list[RateLimit]:

@@ -7,6 +7,7 @@ import email
 import email.policy
 import hashlib
 import re
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
 from typing import Any
@@ -191,3 +192,44 @@ def parse_email(raw: bytes, envelope_from: str | None = None) -> Message:
         meta=meta,
         automated=reason is not None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Bounce:
+    """A permanent delivery failure reported by a delivery status notification (RFC 3464)."""
+
+    original_id: str  # the Message-ID of the mail that failed, without <>
+    status: str  # the enhanced status code, "5.1.1"
+    diagnostic: str
+
+
+def bounces(raw: bytes) -> list[Bounce]:
+    """The recipients a DSN reports as failed, with the Message-ID of the original mail; [] for any
+    other mail, a delay warning, or a report too damaged to read (then it is kept as a message)."""
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        if msg.get_content_type() != "multipart/report":
+            return []
+        original = ""
+        failed: list[tuple[str, str]] = []
+        for part in msg.walk():
+            ctype = part.get_content_type()
+            if ctype == "message/delivery-status":
+                for block in part.get_payload():
+                    if isinstance(block, EmailMessage) and str(block.get("Action", "")).strip().lower() == "failed":
+                        status = str(block.get("Status", "")).strip()[:20]
+                        diagnostic = " ".join(str(block.get("Diagnostic-Code", "")).split())[:300]
+                        failed.append((status, diagnostic))
+            elif ctype == "message/rfc822" and not original:
+                inner = part.get_payload()
+                first = inner[0] if isinstance(inner, list) and inner else None
+                if isinstance(first, EmailMessage):
+                    original = next(iter(message_ids(str(first.get("Message-ID", "")))), "")
+            elif ctype in ("text/rfc822-headers", "message/rfc822-headers") and not original:
+                headers = email.message_from_string(_decode_part(part), policy=email.policy.default)
+                original = next(iter(message_ids(str(headers.get("Message-ID", "")))), "")
+        if not original:
+            original = next(iter(message_ids(str(msg.get("In-Reply-To", "")))), "")
+        return [Bounce(original, status, diagnostic) for status, diagnostic in failed] if original else []
+    except Exception:  # hostile or broken reports must not stop the listener
+        return []

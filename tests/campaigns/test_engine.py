@@ -10,7 +10,7 @@ import json
 import pytest
 from redis.asyncio import Redis
 
-from campaigns.engine import RECLAIM_S, Campaigns
+from campaigns.engine import BOUNCE_WAIT_S, RECLAIM_S, Campaigns
 from campaigns.model import CampaignError, from_input, key
 from campaigns.rules import PARIS
 from gateway import keys
@@ -159,3 +159,36 @@ async def test_paused_campaigns_send_nothing_until_resumed(engine: Campaigns, re
     assert await engine.tick(sunday) == 0  # never on a Sunday
     record = json.loads(await redis.hget(key(campaign.id, "r"), "M0000001"))
     assert record["channel"] == "sms" and record["deadline"] > 0
+
+
+async def test_an_email_is_done_only_once_its_bounce_window_passed(engine: Campaigns, redis: Redis) -> None:
+    await load(redis, [member(1, phone=True)])
+    campaign = from_input(campaign_input(channels=["email", "sms"]))
+    await engine.save(campaign)
+    await engine.schedule(campaign, TUESDAY_10AM, now=TUESDAY_10AM)
+    now = TUESDAY_10AM.timestamp()
+    await engine.tick(now)
+    (mail,) = await notices(redis)
+    mkey = keys.message(str(mail.conversation_id), mail.id)
+    await redis.hset(mkey, "sending_ms", 1)  # the dispatcher's record, then the relay took it
+    await Conversations(redis).set_status(str(mail.conversation_id), mail.id, "sent")
+    await engine.tick(now + 31)  # accepted by the relay, but a bounce may still come
+    assert await redis.zscore(key(campaign.id, "watch"), "M0000001") == now + BOUNCE_WAIT_S
+    # A bounce an hour later: reported failed, the watchdog comes back at once and sends the SMS.
+    await Conversations(redis).set_status(str(mail.conversation_id), mail.id, "failed", error_code="5.1.1")
+    assert await engine.recheck(mail.id) and not await engine.recheck("c.other.M0000009.0")
+    await engine.tick(now + 3600)
+    assert [m.channel for m in await notices(redis)] == ["email", "sms"]
+    # Another member's e-mail with no bounce is done after the window, with no fallback.
+    await load(redis, [member(2, phone=True)])
+    other = from_input(campaign_input(channels=["email", "sms"], audience={"members": ["M0000002"]}))
+    await engine.save(other)
+    await engine.schedule(other, TUESDAY_10AM, now=TUESDAY_10AM)
+    await engine.tick(now)
+    mail2 = next(m for m in await notices(redis) if m.id.startswith(f"c.{other.id}."))
+    await redis.hset(keys.message(str(mail2.conversation_id), mail2.id), "sending_ms", 1)
+    await Conversations(redis).set_status(str(mail2.conversation_id), mail2.id, "sent")
+    await engine.tick(now + 31)
+    await engine.tick(now + BOUNCE_WAIT_S + 1)
+    assert not await redis.zcard(key(other.id, "watch"))
+    assert [m.channel for m in await notices(redis) if m.id.startswith(f"c.{other.id}.")] == ["email"]

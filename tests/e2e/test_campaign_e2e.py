@@ -258,3 +258,66 @@ async def test_information_can_be_declined_by_link_or_mail_and_mandatory_notices
     assert all(r.message["List-Unsubscribe"] is None for r in smtp_sink.received)
     await redis.aclose()
     assert product.stop() == 0
+
+
+async def test_a_bounced_notice_goes_out_on_the_next_channel(
+    make_product: Callable[..., Product], fake_twilio: FakeTwilio, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    product = make_product(EMAIL_RATE_PER_S="500", SMS_RATE_PER_S="500")
+    await product.start()
+    redis: Redis = await redis_of(product)
+    members = [
+        Member(f"M7{i:06d}", "Camille", f"Durand{i}", "1975-03-12", f"+3319700{i:04d}", f"b{i}@example.fr",
+               "confort", "Bretagne", "famille", "64.20", "2027-03-10")
+        for i in range(1, 3)
+    ]  # fmt: skip
+    store = MemberStore(redis)
+    async with redis.pipeline(transaction=False) as pipe:
+        for m in members:
+            store.write(pipe, m)
+        await pipe.execute()
+    spec = {
+        "kind": "benefit_change", "title": "Vos garanties évoluent",
+        "effective_date": (TODAY.date() + dt.timedelta(days=70)).replace(day=1).isoformat(),
+        "channels": ["email", "sms"], "audience": {"members": [m.number for m in members]},
+        "window": {"start": "00:00", "end": "23:59", "weekdays": [1, 2, 3, 4, 5, 6]},
+        "values": {"change_summary": "Le forfait optique passe à 200 €."},
+    }  # fmt: skip
+    path = tmp_path / "garanties.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    cid = campaign_cli(product, "create", str(path)).strip()
+    campaign_cli(product, "schedule", cid)
+    for _ in range(300):
+        if len(smtp_sink.received) >= 2:
+            break
+        await asyncio.sleep(0.1)
+    notice = next(r.message for r in smtp_sink.received if r.rcpt_tos == ["b1@example.fr"])
+    # The member's provider refuses the address a while later: a DSN comes back to our SMTP listener.
+    dsn = (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.fr>\r\nTo: notices@mutuelle.example\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="R"\r\n\r\n'
+        "--R\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+        "--R\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.fr\r\n\r\n"
+        "Final-Recipient: rfc822; b1@example.fr\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n"
+        f"--R\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {notice['Message-ID']}\r\n"
+        "To: b1@example.fr\r\n--R--\r\n"
+    )
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=product.smtp_port) as smtp:  # null sender, as DSNs
+        await smtp.sendmail("", ["notices@mutuelle.example"], dsn.encode())
+    for _ in range(100):
+        if fake_twilio.messages:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2.0)  # member 2's notice was not refused: no SMS for them
+    assert [m.to for m in fake_twilio.messages] == ["+33197000001"]
+    assert "Le forfait optique passe à 200 €." in fake_twilio.messages[0].body
+    assert len(smtp_sink.received) == 2  # the bounce was not answered
+    proof = {row["member"]: row for row in csv.DictReader(io.StringIO(campaign_cli(product, "proof", cid)))}
+    assert (proof["M7000001"]["channel"], proof["M7000001"]["tried"]) == ("sms", "email")
+    assert (proof["M7000002"]["channel"], proof["M7000002"]["tried"]) == ("email", "")
+    first = await redis.hgetall(keys.message(f"c.{cid}.M7000001", f"c.{cid}.M7000001.0"))
+    assert (first["status"], first["error_code"]) == ("failed", "5.1.1")
+    await redis.aclose()
+    assert product.stop() == 0
