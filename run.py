@@ -230,6 +230,7 @@ def main() -> int:
     p_camp.add_argument("target", nargs="?", help="a campaign id (a JSON file for create)")
     p_camp.add_argument("--start", help="schedule: start (Europe/Paris), default now")
     p_camp.add_argument("--out", help="proof: CSV file to write")
+    p_camp.add_argument("--list", help="create: a file of member numbers (text or CSV) as the audience")
     sub.add_parser("test", help="install test dependencies and run lint, types and tests (extra args go to pytest)")
     args, extra = parser.parse_known_args()
     if extra and args.command != "test":

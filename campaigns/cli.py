@@ -1,6 +1,7 @@
 """``run.py campaign …``: the campaign commands for communications staff and operators.
 
-run.py campaign create FILE.json        validate and store a draft (prints its id)
+run.py campaign create FILE.json [--list MEMBERS.csv]   validate and store a draft (prints its id);
+                                        the audience may be a file of member numbers
 run.py campaign list
 run.py campaign count ID                audience size and the channel each member would get
 run.py campaign preview ID              the notice per channel for the first member (SMS encoding, segments)
@@ -61,7 +62,25 @@ async def _act(args: argparse.Namespace, engine: Campaigns) -> int:
         except (OSError, ValueError) as exc:
             raise CampaignError({"fichier": f"illisible ({exc})"}) from exc
         campaign = from_input(data, created_by="cli")
+        text = ""
+        if args.list:
+            try:
+                raw = Path(args.list).read_bytes()
+            except OSError as exc:
+                raise CampaignError({"liste": f"illisible ({exc})"}) from exc
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                text = raw.decode("cp1252", errors="replace")  # a spreadsheet's "CSV (séparateur ;)"
         await engine.save(campaign)
+        if args.list:
+            try:
+                got = await engine.import_list(campaign, text)
+            except CampaignError:
+                await engine.cancel(campaign)  # never a draft aimed at everyone by mistake
+                raise
+            print(f"liste importée : {got['members']} adhérents, dont {got['unknown']} inconnus ; "
+                  f"{got['bad_count']} ligne(s) ignorée(s) {got['bad_lines'] or ''}", file=sys.stderr)  # fmt: skip
         print(campaign.id)
         return 0
     if args.action == "list":

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from campaigns.model import ALL, Campaign, CampaignError, context, key
+from campaigns.model import ALL, Campaign, CampaignError, context, key, parse_member_list
 from campaigns.render import Renderer, RenderError
 from campaigns.rules import PARIS, Estimate, end_of_day, estimate, fr_date, latest_notice_date
 from gateway import keys
@@ -137,14 +137,39 @@ class Campaigns:
     async def members(self, campaign: Campaign, today: dt.date | None = None) -> AsyncIterator[dict[str, str]]:
         """The audience's member records, in batches read with one round trip each."""
         today = today or dt.datetime.now(PARIS).date()
-        if campaign.audience.members:
-            candidates: AsyncIterator[list[str]] = _chunks(sorted(set(campaign.audience.members)))
+        if campaign.audience.uploaded:
+            candidates: AsyncIterator[list[str]] = _scan(self.redis, key(campaign.id, "list"))
+        elif campaign.audience.members:
+            candidates = _chunks(sorted(set(campaign.audience.members)))
         else:
             candidates = _scan(self.redis, ALL_MEMBERS)
         async for batch in candidates:
             for member in await self.store.read_many(batch):
                 if member["number"] and campaign.audience.matches(member, today):
                     yield member
+
+    async def import_list(self, campaign: Campaign, text: str) -> dict[str, Any]:
+        """A draft's audience from an uploaded file of member numbers (see ``parse_member_list``), kept
+        in Redis whatever its size; the filters still apply. Replaces a previous list."""
+        if campaign.state != "draft":
+            raise CampaignError({"file": "la liste d'une campagne se change tant qu'elle est un brouillon"})
+        numbers, bad = parse_member_list(text)
+        if not numbers:
+            raise CampaignError({"file": "aucun numéro d'adhérent reconnu dans ce fichier (un numéro par ligne, "
+                                         "ou une colonne « numéro » d'un fichier CSV)"})  # fmt: skip
+        lkey = key(campaign.id, "list")
+        await self.redis.delete(lkey)
+        unknown = 0
+        for i in range(0, len(numbers), 5000):
+            chunk = numbers[i : i + 5000]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.sadd(lkey, *chunk)
+                pipe.smismember(ALL_MEMBERS, chunk)
+                _, known = await pipe.execute()
+            unknown += sum(1 for k in known if not int(k))
+        campaign.audience.uploaded = len(numbers)
+        await self.save(campaign)
+        return {"members": len(numbers), "unknown": unknown, "bad_lines": bad[:20], "bad_count": len(bad)}
 
     def first_channel(self, campaign: Campaign, member: dict[str, str], opted_out: dict[str, set[str]]) -> str | None:
         for channel in campaign.channels:

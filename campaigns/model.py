@@ -9,10 +9,13 @@ cancelled. Only a draft can be edited.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
+import re
 import secrets
 import time
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,7 +52,8 @@ class Audience:
     segments: list[str] = field(default_factory=list)
     age_min: int | None = None
     age_max: int | None = None
-    members: list[str] = field(default_factory=list)  # an uploaded list (then the filters still apply)
+    members: list[str] = field(default_factory=list)  # a list given inline (then the filters still apply)
+    uploaded: int = 0  # members in the imported file's list, kept in Redis (``camp:{id}:list``)
 
     def matches(self, member: dict[str, str], today: dt.date) -> bool:
         if self.cover_levels and member.get("cover_level") not in self.cover_levels:
@@ -72,6 +76,8 @@ class Audience:
 
     def describe(self) -> str:
         parts = []
+        if self.uploaded:
+            parts.append(f"liste importée de {self.uploaded} adhérents")
         if self.members:
             parts.append(f"liste de {len(self.members)} adhérents")
         if self.cover_levels:
@@ -225,3 +231,42 @@ def context(campaign: Campaign, member: dict[str, Any]) -> dict[str, Any]:
     """What templates see as ``campaign``: the effective date is the member's own for per-member campaigns."""
     effective = campaign.effective_date or str(member.get(campaign.date_field) or "")
     return {"title": campaign.title, "kind": campaign.kind, "effective_date": effective, "id": campaign.id}
+
+
+MEMBER_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,39}$")  # as the member import accepts them
+_NUMBER_COLUMNS = ("numero_adherent", "numero", "adherent", "number", "member", "membre")
+
+
+def parse_member_list(text: str) -> tuple[list[str], list[int]]:
+    """Member numbers from an uploaded file: one per line, or a CSV (comma, semicolon as French
+    spreadsheets write it, or tab) whose number column is named numéro, adhérent, number..., else its
+    first column. Returns the numbers (each once, in file order) and the lines that hold none."""
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), "")
+    delimiter = next((d for d in (";", "\t", ",") if d in first), ";")
+    rows = list(csv.reader(lines, delimiter=delimiter))
+    column, start = 0, 0
+    if rows:
+        header = [_plain(cell) for cell in rows[0]]
+        named = next((header.index(name) for name in _NUMBER_COLUMNS if name in header), None)
+        if named is not None:
+            column, start = named, 1
+        elif rows[0] and not MEMBER_NUMBER.match(rows[0][0].strip()):
+            start = 1  # a header we do not know: its first column is taken
+    numbers: dict[str, None] = {}
+    bad: list[int] = []
+    for i, row in enumerate(rows[start:], start=start + 1):
+        if not any(cell.strip() for cell in row):
+            continue
+        value = row[column].strip() if column < len(row) else ""
+        if MEMBER_NUMBER.match(value):
+            numbers.setdefault(value)
+        else:
+            bad.append(i)
+    return list(numbers), bad
+
+
+def _plain(cell: str) -> str:
+    """A header cell compared without case, accents, spaces or "n°"."""
+    folded = unicodedata.normalize("NFKD", cell.strip().lower().replace("n°", "numero"))
+    return "".join(c for c in folded if not unicodedata.combining(c)).replace(" ", "_").replace("'", "_")

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ROLES = ("communications", "supervisor")
+MAX_LIST_BYTES = 20 * 2**20  # about two million member numbers
 PROOF_COLUMNS = ["member", "channel", "tried", "status", "queued_at", "sent_at", "delivered_at", "deadline", "on_time"]
 
 
@@ -75,6 +76,29 @@ def routes(console: Console, campaigns: Campaigns) -> web.RouteTableDef:
         await campaigns.save(campaign)
         log.info("campaign created", extra={"campaign": campaign.id, "user": request[USER_KEY].login})
         return web.json_response(campaign.public(), status=201)
+
+    @r.post("/console/api/campaigns/{cid}/audience")
+    @guard
+    async def upload(request: web.Request) -> web.Response:
+        """The audience as a file of member numbers (text or CSV), sent as the request body."""
+        campaign = await load(request)
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > MAX_LIST_BYTES:
+                return invalid(
+                    CampaignError({"file": f"fichier trop volumineux (au plus {MAX_LIST_BYTES // 2**20} Mo)"})
+                )
+        try:
+            text = bytes(body).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = bytes(body).decode("cp1252", errors="replace")  # a spreadsheet's "CSV (séparateur ;)"
+        try:
+            result = await campaigns.import_list(campaign, text)
+        except CampaignError as exc:
+            return invalid(exc)
+        log.info("campaign list imported", extra={"campaign": campaign.id, "members": result["members"]})
+        return web.json_response(result)
 
     @r.get("/console/api/campaigns/{cid}")
     @guard

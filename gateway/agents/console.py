@@ -150,7 +150,7 @@ class Console:
                 user, csrf = found
                 if user.role not in roles:
                     return web.json_response({"error": "forbidden", "detail": "Accès réservé."}, status=403)
-                if request.method == "POST" and (
+                if request.method not in ("GET", "HEAD") and (
                     not self._origin_ok(request) or not csrf_ok(csrf, request.headers.get("X-CSRF-Token"))
                 ):
                     return web.json_response(

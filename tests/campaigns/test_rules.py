@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from campaigns.model import parse_member_list
 from campaigns.rules import PARIS, SendWindow, end_of_day, estimate, latest_notice_date
 
 
@@ -52,3 +53,12 @@ def test_sending_time_counts_only_open_hours() -> None:
     est = estimate({"email": 72_000, "sms": 10_000}, {"email": 20.0, "sms": 10.0}, friday_6pm, window)
     assert est.seconds == 3600  # channels in parallel: 72,000 e-mails at 20/s
     assert est.finish == dt.datetime(2027, 3, 26, 19, 0, tzinfo=PARIS)
+
+
+def test_a_member_list_from_a_spreadsheet_or_a_plain_file() -> None:
+    sheet = "\ufeffNom;N° adhérent;Ville\nDurand;M0000001;Brest\n\nMartin;M0000002;Rennes\nX;pas un numéro;Y\nDurand;M0000001;Brest\n"
+    assert parse_member_list(sheet) == (["M0000001", "M0000002"], [5])
+    assert parse_member_list("M0000003\r\nM0000004\r\n  M0000005  \r\n") == (["M0000003", "M0000004", "M0000005"], [])
+    assert parse_member_list("numero,email\nM0000006,a@b.fr\n") == (["M0000006"], [])
+    assert parse_member_list("Liste de juin\nM0000007\n") == (["M0000007"], [])  # an unknown header line
+    assert parse_member_list("") == ([], [])

@@ -106,6 +106,25 @@ async def test_staff_create_preview_schedule_and_follow_a_campaign(
         proof = (await (await download_info.value).path()).read_text(encoding="utf-8")
         assert proof.splitlines()[0].startswith("member,channel,tried,status")
         assert len(proof.splitlines()) == 41
+
+        # A second draft whose audience is a spreadsheet's CSV (semicolons, Windows-1252 accents).
+        await page.click("#new")
+        await page.select_option("select[name=kind]", "contribution_change")
+        await page.fill("input[name=effective_date]", effective.isoformat())
+        await page.fill("input[name=regions]", "")
+        await page.uncheck("input[name=cover_levels][value=renfort]")
+        sheet = "N° adhérent;Nom\r\nM7000001;Roux1\r\nM7000002;Roux2\r\n???;Illisible\r\nM7000002;Roux2\r\nM7999999;Inconnu\r\n"
+        await page.set_input_files(
+            "input[name=list]", files=[{"name": "liste.csv", "mimeType": "text/csv", "buffer": sheet.encode("cp1252")}]
+        )
+        await page.click("#create button[type=submit]")
+        await page.wait_for_selector("#count", timeout=10_000)
+        assert (await page.inner_text("#toast")) == (
+            "Liste importée : 3 adhérents, dont 1 inconnus à ce jour ; 1 ligne(s) ignorée(s) (ligne 4)."
+        )
+        await page.click("#count")
+        await page.wait_for_selector("#count-result")
+        assert (await page.inner_text("#count-result")).startswith("2 adhérents : sms 2")
         await browser.close()
     assert sorted(m.to for m in fake_twilio.messages) == [f"+3346571{i:04d}" for i in range(1, 41)]
     assert errors == []

@@ -279,13 +279,17 @@ async def test_a_bounced_notice_goes_out_on_the_next_channel(
     spec = {
         "kind": "benefit_change", "title": "Vos garanties évoluent",
         "effective_date": (TODAY.date() + dt.timedelta(days=70)).replace(day=1).isoformat(),
-        "channels": ["email", "sms"], "audience": {"members": [m.number for m in members]},
+        "channels": ["email", "sms"],
         "window": {"start": "00:00", "end": "23:59", "weekdays": [1, 2, 3, 4, 5, 6]},
         "values": {"change_summary": "Le forfait optique passe à 200 €."},
     }  # fmt: skip
     path = tmp_path / "garanties.json"
     path.write_text(json.dumps(spec), encoding="utf-8")
-    cid = campaign_cli(product, "create", str(path)).strip()
+    audience = tmp_path / "liste.csv"  # the audience as a spreadsheet exports it
+    audience.write_bytes(
+        "N° adhérent;Nom\r\n".encode("cp1252") + b"".join(f"{m.number};{m.last_name}\r\n".encode() for m in members)
+    )
+    cid = campaign_cli(product, "create", str(path), "--list", str(audience)).strip()
     campaign_cli(product, "schedule", cid)
     for _ in range(300):
         if len(smtp_sink.received) >= 2:

@@ -38,6 +38,13 @@
     return data;
   }
 
+  async function upload(path, file) {
+    const resp = await fetch(path, { method: "POST", credentials: "same-origin", headers: { "Content-Type": "text/csv", "X-CSRF-Token": csrf }, body: file });
+    const data = await resp.json().catch(() => ({}));
+    if (!resp.ok) throw new Error(data.fields ? Object.values(data.fields).join(" ") : (data.detail || "Refusé."));
+    return data;
+  }
+
   async function loadList() {
     const rows = await api("/console/api/campaigns");
     document.getElementById("list").replaceChildren(...rows.map((c) => el("li", { class: `item ${c.id === current ? "current" : ""}`, "data-id": c.id, onclick: () => open(c.id) },
@@ -77,11 +84,23 @@
       window: { start: fd.get("start"), end: fd.get("end") },
     };
     const errors = document.getElementById("create-errors");
+    const file = fd.get("list");
     try {
       const c = await api("/console/api/campaigns", body);
+      if (file && file.size) {
+        try {
+          const r = await upload(`/console/api/campaigns/${c.id}/audience`, file);
+          toast(`Liste importée : ${r.members} adhérents` + (r.unknown ? `, dont ${r.unknown} inconnus à ce jour` : "")
+            + (r.bad_count ? ` ; ${r.bad_count} ligne(s) ignorée(s) (ligne ${r.bad_lines.join(", ")})` : "") + ".");
+        } catch (err) {
+          await api(`/console/api/campaigns/${c.id}/cancel`, {});  // never a draft aimed at everyone by mistake
+          throw new Error(`La liste n'a pas pu être importée : ${err.message} Le brouillon a été annulé.`);
+        }
+      } else {
+        toast("Brouillon créé.");
+      }
       errors.hidden = true;
       f.hidden = true;
-      toast("Brouillon créé.");
       await loadList();
       await open(c.id);
     } catch (err) {
