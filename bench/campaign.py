@@ -3,8 +3,9 @@
 through the gateway versus a bare aiosmtplib loop, in the same run. 127.0.0.1 only.
 
 1. For each size (default 100,000 and 1,000,000): synthetic members are written to a private
-   redis-server; ``schedule`` plans them (recipients/s); the worker's batches render every notice
-   and hand it to the outbound stream (recipients/s); peak memory of this process and Redis.
+   redis-server; ``schedule`` plans them (recipients/s); the templates alone render the first
+   100,000 notices (recipients/s); the worker's batches claim, render and hand every notice to the
+   outbound stream (recipients/s); peak memory of this process and Redis.
 2. ``--mails`` campaign e-mails (default 3,000) are sent by the real dispatcher and e-mail channel
    to a loopback SMTP server (aiosmtpd, in its own process), then the same messages by a bare
    aiosmtplib loop with the same concurrency; messages/s of both and the ratio.
@@ -34,7 +35,8 @@ from redis.asyncio import Redis  # noqa: E402
 from redis.exceptions import ResponseError  # noqa: E402
 
 from campaigns.engine import Campaigns  # noqa: E402
-from campaigns.model import from_input, key  # noqa: E402
+from campaigns.model import context, from_input, key  # noqa: E402
+from campaigns.render import Renderer  # noqa: E402
 from campaigns.rules import PARIS  # noqa: E402
 from gateway import keys  # noqa: E402
 from gateway.app import Gateway  # noqa: E402
@@ -137,6 +139,16 @@ async def plan_and_enqueue(url: str, size: int) -> dict[str, float]:
     plan_s = time.perf_counter() - t0
     campaign = await engine.get(campaign.id)
     assert campaign is not None
+    # Rendering alone (the templates, French formatting), on the first 100,000 members' records.
+    renderer, render_s, rendered = Renderer(campaign.templates, campaign.values), 0.0, 0
+    numbers = [f"M{i:07d}" for i in range(min(size, 100_000))]
+    for start in range(0, len(numbers), 5000):
+        batch = await engine.store.read_many(numbers[start : start + 5000])
+        t0 = time.perf_counter()
+        for member in batch:
+            renderer.render("email", member, context(campaign, member))
+        render_s += time.perf_counter() - t0
+        rendered += len(batch)
     t0 = time.perf_counter()
     sent = 0
     while True:
@@ -150,6 +162,7 @@ async def plan_and_enqueue(url: str, size: int) -> dict[str, float]:
     await redis.flushall(asynchronous=True)
     await redis.aclose()
     return {"size": size, "load_s": load_s, "plan_per_s": size / plan_s, "send_per_s": sent / send_s,
+            "render_per_s": rendered / render_s,
             "queued": queued, "redis_mb": info["used_memory"] / 2**20, "rss_mb": peak_rss_mb()}  # fmt: skip
 
 
@@ -234,7 +247,8 @@ async def main() -> int:
             r = await plan_and_enqueue(url, int(size))
             print(
                 f"  {int(r['size']):>9,} members: loaded in {r['load_s']:.1f} s; planned {r['plan_per_s']:,.0f}/s; "
-                f"rendered and queued {r['send_per_s']:,.0f}/s ({int(r['queued']):,} notices); "
+                f"rendered {r['render_per_s']:,.0f}/s (templates alone); "
+                f"claimed, rendered and queued {r['send_per_s']:,.0f}/s ({int(r['queued']):,} notices); "
                 f"peak RSS {r['rss_mb']:.0f} MB, Redis {r['redis_mb']:.0f} MB",
                 flush=True,
             )
