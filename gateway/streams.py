@@ -123,6 +123,32 @@ class Streams:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
+    async def dead_letters(self, limit: int = 100) -> dict[str, Any]:
+        """The latest entries sent to the dead-letter streams, newest first, with their error; what is
+        shown of each message is what may be logged (ids, channel, masked address), never its text."""
+        items: list[dict[str, Any]] = []
+        total = 0
+        for kind in ("in", "out"):
+            for shard in range(self.shards):
+                key = keys.dead(kind, shard)
+                total += int(await self.redis.xlen(key))
+                for entry_id, fields in await self.redis.xrevrange(key, count=limit):
+                    item: dict[str, Any] = {
+                        "stream": kind,
+                        "shard": shard,
+                        "id": entry_id,
+                        "at_ms": int(str(entry_id).split("-")[0]),
+                        "error": str(fields.get("error", ""))[:500],
+                        "entry": fields.get("entry", ""),
+                    }
+                    try:
+                        item.update(Message.from_json(fields.get("m", "")).log_fields())
+                    except (ValueError, TypeError, KeyError):
+                        item["unreadable"] = True
+                    items.append(item)
+        items.sort(key=lambda i: i["at_ms"], reverse=True)
+        return {"count": total, "items": items[:limit]}
+
     async def bury(self, kind: str, shard: int, group: str, entry_id: str, payload: str, error: str) -> None:
         await self._bury(
             keys=[keys.stream(kind, shard), keys.dead(kind, shard), keys.attempts(kind, shard)],

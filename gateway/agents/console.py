@@ -344,6 +344,12 @@ class Console:
                 days = 14
             return web.json_response(await self.daily(days))
 
+        @routes.get("/console/api/dead-letters")
+        @api(("supervisor",))
+        async def dead_letters(request: web.Request) -> web.Response:
+            """Messages whose handling kept failing, set aside so they block nothing, with the error."""
+            return web.json_response(await self.desk.router.streams.dead_letters())
+
         @routes.get("/console/ws")
         async def socket(request: web.Request) -> web.StreamResponse:
             if request.headers.get("Origin", "").lower().rstrip("/") not in self.origins:

@@ -15,16 +15,21 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.e2e.bot_data import seed
-from tests.e2e.product import ROOT, Product, free_port
+from tests.e2e.product import (  # noqa: F401 - the constants are imported from here by the tests
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    OUR_NUMBER,
+    ROOT,
+    TELEGRAM_SECRET,
+    TELEGRAM_TOKEN,
+    Product,
+    free_port,
+    loopback_env,
+)
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
 
-ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
-AUTH_TOKEN = "e2e0auth0token0000000000000000aa"
-OUR_NUMBER = "+33700000001"
-TELEGRAM_TOKEN = "7000001:AAE2eTestTokenForLoopbackOnly0000000"
-TELEGRAM_SECRET = "e2e-telegram-secret"
 MANAGE = ROOT / "bot" / "manage.py"
 
 
@@ -50,22 +55,7 @@ async def fake_twilio() -> AsyncIterator[FakeTwilio]:
 def product_env(
     tmp_path: Path, fake_twilio: FakeTwilio, fake_telegram: FakeTelegram, smtp_sink: SmtpSink
 ) -> dict[str, str]:
-    """No REDIS_URL: the product starts (and after a kill, adopts) its private redis-server."""
-    env = {
-        "VAR_DIR": str(tmp_path / "var"),
-        "RESPONDER": "ack",  # the gateway's own tests; the bot's are in test_bot_e2e.py
-        "CLAIM_IDLE_MS": "1000",
-        "SEND_BACKOFF_BASE_S": "0.2",
-        "SEND_BACKOFF_MAX_S": "1",
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "TWILIO_FROM": OUR_NUMBER,
-        "TWILIO_API_BASE": fake_twilio.base_url,
-        "TELEGRAM_TOKEN": TELEGRAM_TOKEN,
-        "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET,
-        "TELEGRAM_API_BASE": fake_telegram.base_url,
-        "SMTP_URL": smtp_sink.url,
-    }
+    env = loopback_env(tmp_path / "var", fake_twilio.base_url, fake_telegram.base_url, smtp_sink.url)
     os.environ.pop("REDIS_URL", None)
     return env
 

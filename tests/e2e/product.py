@@ -20,6 +20,33 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[2]
 
 
+ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
+AUTH_TOKEN = "e2e0auth0token0000000000000000aa"
+OUR_NUMBER = "+33700000001"
+TELEGRAM_TOKEN = "7000001:AAE2eTestTokenForLoopbackOnly0000000"
+TELEGRAM_SECRET = "e2e-telegram-secret"
+
+
+def loopback_env(var_dir: Path, twilio_base: str, telegram_base: str, smtp_url: str) -> dict[str, str]:
+    """The product's environment against the loopback providers; no REDIS_URL: the product starts
+    (and after a kill, adopts) its private redis-server under ``var_dir``."""
+    return {
+        "VAR_DIR": str(var_dir),
+        "RESPONDER": "ack",  # the gateway's own tests; the bot's are in test_bot_e2e.py
+        "CLAIM_IDLE_MS": "1000",
+        "SEND_BACKOFF_BASE_S": "0.2",
+        "SEND_BACKOFF_MAX_S": "1",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_FROM": OUR_NUMBER,
+        "TWILIO_API_BASE": twilio_base,
+        "TELEGRAM_TOKEN": TELEGRAM_TOKEN,
+        "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET,
+        "TELEGRAM_API_BASE": telegram_base,
+        "SMTP_URL": smtp_url,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -330,6 +330,13 @@
     axis.textContent = "80 %";
     svg.append(axis);
     document.getElementById("chart").replaceChildren(svg);
+    const dead = await api("/console/api/dead-letters");
+    document.getElementById("dead-count").textContent = `(${dead.count})`;
+    const when = (ms) => new Date(ms).toLocaleString("fr-FR", { timeZone: "Europe/Paris" });
+    document.querySelector("#dead tbody").replaceChildren(...(dead.items.length ? dead.items.map((d) => el("tr", {},
+      el("td", {}, when(d.at_ms)), el("td", {}, d.stream === "in" ? "entrant" : "sortant"), el("td", {}, d.channel || "—"),
+      el("td", {}, d.urn || "—"), el("td", {}, d.unreadable ? "illisible" : d.msg_id), el("td", { class: "error" }, d.error)))
+      : [el("tr", {}, el("td", { colspan: "6" }, "Aucun."))]));
   }
 
   // Live ---------------------------------------------------------------------------------------
