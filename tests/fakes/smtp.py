@@ -4,6 +4,7 @@ async with SmtpSink() as sink:
     env["SMTP_URL"] = sink.url                       # smtp://127.0.0.1:<port>
     [mail] = await sink.wait_for(1, timeout=5)
     sink.inject(451)                                  # the next message gets a temporary refusal
+    sink.inject(250, delay=5.0)                       # the next one is taken, but answered late
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Received:
 class SmtpSink:
     def __init__(self) -> None:
         self.received: list[Received] = []
-        self.faults: list[int] = []
+        self.faults: list[tuple[int, float]] = []
         self.connections = 0  # SMTP sessions opened to the sink
         self._server: asyncio.AbstractServer | None = None
         self._changed = asyncio.Condition()
@@ -37,12 +38,15 @@ class SmtpSink:
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
-    def inject(self, code: int, n: int = 1) -> None:
-        self.faults.extend([code] * n)
+    def inject(self, code: int, n: int = 1, *, delay: float = 0.0) -> None:
+        """The next ``n`` messages are answered ``code`` (a 250 is still recorded) after ``delay`` s."""
+        self.faults.extend([(code, delay)] * n)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self.faults:
-            code = self.faults.pop(0)
+        code, delay = self.faults.pop(0) if self.faults else (250, 0.0)
+        if delay:
+            await asyncio.sleep(delay)
+        if code != 250:
             return f"{code} {'4.0.0 try later' if code < 500 else '5.0.0 refused'}"
         msg = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)
         async with self._changed:

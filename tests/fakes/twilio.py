@@ -153,6 +153,7 @@ class RecordedRequest:
     params: dict[str, str]
     authorized: bool
     status: int  # what the fake answered; 0 for a dropped connection
+    at: float = 0.0  # time.monotonic() when it arrived
 
 
 @dataclass(slots=True)
@@ -403,7 +404,9 @@ class FakeTwilio:
 
     async def _record(self, request: web.Request, params: dict[str, str], authorized: bool, status: int) -> None:
         async with self._changed:
-            self._state.requests.append(RecordedRequest(request.method, request.path, params, authorized, status))
+            self._state.requests.append(
+                RecordedRequest(request.method, request.path, params, authorized, status, time.monotonic())
+            )
             self._changed.notify_all()
 
     async def _error(

@@ -250,3 +250,120 @@ async def poison(rig: Rig, max_attempts: int = 5) -> Figures:
     fig.lost = 2 - fig.replies
     fig.seconds = time.monotonic() - started
     return fig
+
+
+async def failed_records(rig: Rig) -> list[dict[str, str]]:
+    """Delivery records of outbound messages that failed for good."""
+    redis = await rig.redis()
+    try:
+        out = []
+        async for key in redis.scan_iter(match=keys.message("*", "*"), count=1000):
+            record = await redis.hgetall(key)
+            if record.get("status") == "failed":
+                out.append(record)
+        return out
+    finally:
+        await redis.aclose()
+
+
+async def count_failed(rig: Rig) -> int:
+    return len(await failed_records(rig))
+
+
+# 5. Provider faults ------------------------------------------------------------------------------------
+async def sms_faults(rig: Rig, members: int = 8, retry_after: float = 2.0) -> Figures:
+    """Twilio answers 503, 500, 429 with Retry-After, closes the connection, answers too late (after
+    the send timeout: the SMS was created, we do not know it) and refuses one number for good →
+    every other member gets exactly one reply; the refused one is recorded failed with Twilio's code;
+    the throttled message waits at least Retry-After."""
+    fig = Figures("provider faults: Twilio")
+    started = time.monotonic()
+    plan = [("503", {"status": 503}), ("500", {"status": 500}), ("429", {"status": 429, "code": 20429,
+            "retry_after": retry_after}), ("reset", {"drop": True}), ("late answer", {"delay": 4.0}),
+            ("503", {"status": 503})]  # fmt: skip
+    for kind, fault in plan:
+        rig.twilio.inject(**fault)  # type: ignore[arg-type]
+        fig.faults[kind] += 1
+    numbers = [f"+3363996{i:04d}" for i in range(members)]
+    refused = numbers[-1]
+    rig.twilio.block(refused)  # replied STOP at Twilio: 21610 every time
+    fig.faults["refused for good"] += 1
+    statuses = await asyncio.gather(*(post_sms(rig, n, "Bonjour", new_sid("SM")) for n in numbers))
+    fig.sent, fig.unique = members, members
+    fig.answers_5xx = sum(1 for s in statuses if s >= 500)
+    await rig.quiet(timeout=90)
+    got = Counter(m.to for m in rig.twilio.messages)
+    fig.replies = sum(got[n] for n in numbers)
+    fig.lost = sum(1 for n in numbers[:-1] if got[n] == 0)
+    fig.duplicated = sum(max(0, got[n] - 1) for n in numbers)
+    throttled = [r for r in rig.twilio.requests if r.status == 429]
+    waits = [
+        min((r.at for r in rig.twilio.requests if r.params.get("To") == t.params.get("To") and r.at > t.at),
+            default=float("inf")) - t.at
+        for t in throttled
+    ]  # fmt: skip
+    fig.notes["waited after 429 (s)"] = round(min(waits), 1) if waits else "-"
+    failed = await failed_records(rig)
+    fig.notes["refused recorded"] = (
+        f"{failed[0].get('error_code')} {failed[0].get('error', '')[:40]}" if failed else "no"
+    )
+    fig.stored = members
+    fig.seconds = time.monotonic() - started
+    return fig
+
+
+async def telegram_faults(rig: Rig, chats: int = 8) -> Figures:
+    """Telegram answers 429 with retry_after, 500, 502, one answer too late (the message was shown:
+    Telegram has no idempotency key, so the channel is at-least-once and may show it twice), and
+    one "bot was blocked" (permanent) → every other chat gets its reply."""
+    fig = Figures("provider faults: Telegram")
+    started = time.monotonic()
+    rig.telegram.inject(status=429, retry_after=1)
+    rig.telegram.inject(status=500)
+    rig.telegram.inject(status=502, description="Bad Gateway")
+    rig.telegram.inject(status=200, delay=4.0)
+    rig.telegram.inject(status=403)
+    for kind in ("429", "500", "502", "late answer", "blocked for good"):
+        fig.faults[kind] += 1
+    ids = [int(f"53{i:04d}") for i in range(chats)]
+    statuses = await asyncio.gather(*(post_telegram(rig, 800000 + c, c, "Bonjour") for c in ids))
+    fig.sent = fig.unique = chats
+    fig.answers_5xx = sum(1 for s in statuses if s >= 500)
+    await rig.quiet(timeout=90)
+    got = Counter(int(m.chat_id) for m in rig.telegram.sent)
+    fig.replies = sum(got[c] for c in ids)
+    fig.duplicated = sum(max(0, got[c] - 1) for c in ids)
+    fig.notes["failed for good"] = await count_failed(rig)
+    fig.lost = sum(1 for c in ids if got[c] == 0) - fig.notes["failed for good"]  # refused, and recorded so
+    fig.stored = chats
+    fig.seconds = time.monotonic() - started
+    return fig
+
+
+async def email_faults(rig: Rig, senders: int = 6) -> Figures:
+    """The relay answers 451 (try later) twice, takes one message but answers too late (the same
+    Message-ID is sent again: receiving servers drop the copy), and refuses one with 550 (permanent)."""
+    fig = Figures("provider faults: SMTP relay")
+    started = time.monotonic()
+    rig.smtp.inject(451, 2)
+    rig.smtp.inject(250, delay=4.0)
+    rig.smtp.inject(550)
+    for kind, n in (("451", 2), ("late answer", 1), ("550", 1)):
+        fig.faults[kind] += n
+    addresses = [f"f{i}@example.fr" for i in range(senders)]
+    codes = await asyncio.gather(
+        *(send_mail(rig, a, "Bonjour", f"fault-{i}@example.fr") for i, a in enumerate(addresses))
+    )
+    fig.sent = fig.unique = senders
+    fig.notes["our smtp answers"] = ",".join(sorted({str(c) for c in codes}))
+    await rig.quiet(timeout=90)
+    got = Counter(r.rcpt_tos[0] for r in rig.smtp.received)
+    ids = Counter((r.rcpt_tos[0], str(r.message["Message-ID"])) for r in rig.smtp.received)
+    fig.replies = sum(got[a] for a in addresses)
+    fig.duplicated = sum(max(0, n - 1) for n in ids.values())
+    fig.notes["copies with another Message-ID"] = sum(max(0, got[a] - 1) for a in addresses) - fig.duplicated
+    fig.notes["failed for good"] = await count_failed(rig)
+    fig.lost = sum(1 for a in addresses if got[a] == 0) - fig.notes["failed for good"]
+    fig.stored = senders
+    fig.seconds = time.monotonic() - started
+    return fig
