@@ -93,7 +93,7 @@ class PrivateRedis:
             if _alive(pid) and _ping(port):
                 self.pid, self.port, self.adopted = pid, port, True
                 return self.url
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restart keeps its port: clients reconnect to it
         binary = find_redis_server()
         args = [
             binary,
@@ -124,6 +124,18 @@ class PrivateRedis:
                 return self.url
             time.sleep(0.05)
         raise RedisStartError(f"redis-server did not answer on port {self.port} within {timeout:.0f}s")
+
+    def restart(self) -> str:
+        """Start again after a crash, on the same port and data directory (the AOF is replayed)."""
+        if self._proc is not None:
+            self._proc.poll()  # reap the dead process
+        self.pid, self._proc, self.adopted = 0, None, False
+        return self.start()
+
+    def alive(self) -> bool:
+        if self._proc is not None:
+            return self._proc.poll() is None
+        return bool(self.pid) and _alive(self.pid)
 
     def stop(self, timeout: float = 20.0) -> None:
         """Shut Redis down cleanly (SIGTERM makes it flush the AOF before exiting)."""

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from gateway.app import Gateway
 from gateway.redis_client import connect
-from gateway.redis_server import PrivateRedis, free_port
+from gateway.redis_server import PrivateRedis, RedisStartError, free_port
 from gateway.settings import ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,15 @@ def serve(settings: Settings) -> int:
         _wait_http(f"http://{_loopback(settings.host)}:{settings.port}/healthz", children[0], timeout=60)
         print(banner(settings, redis_desc), flush=True)
         while not stopping:
+            if private is not None and not private.alive() and not stopping:
+                # Redis crashed (or was killed): start it again on the same port and data; it replays
+                # its append-only file, and the children's clients reconnect by themselves.
+                log.error("private redis-server exited, restarting")
+                try:
+                    private.restart()
+                except RedisStartError as exc:
+                    log.error("private redis-server did not restart", extra={"error": str(exc)[:300]})
+                    time.sleep(1.0)
             for child in children:
                 if not child.alive() and not stopping:
                     child.restarts += 1

@@ -5,7 +5,9 @@ on the figures; ``bench/chaos.py`` runs them with long counts and prints the sam
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -365,5 +367,55 @@ async def email_faults(rig: Rig, senders: int = 6) -> Figures:
     fig.notes["failed for good"] = await count_failed(rig)
     fig.lost = sum(1 for a in addresses if got[a] == 0) - fig.notes["failed for good"]
     fig.stored = senders
+    fig.seconds = time.monotonic() - started
+    return fig
+
+
+# 3. Redis crash -----------------------------------------------------------------------------------------
+async def redis_crash(rig: Rig, messages: int = 120, per_s: float = 30.0, kill_at: float = 0.4) -> Figures:
+    """Inbound SMS flow at ``per_s``; redis-server is killed with SIGKILL part-way → run.py serve starts
+    it again on its data, the processes reconnect by themselves; every message that got a 200 is
+    answered once; one refused during the outage is delivered again by the provider, as Twilio does."""
+    fig = Figures("redis crash")
+    started = time.monotonic()
+    pidfile = rig.product.env_var_dir / "redis" / "redis.pid"
+    members = [f"+3363995{i:04d}" for i in range(messages)]
+    refused = 0
+    killed_at = recovered_at = 0.0
+
+    async def deliver(member: str) -> None:
+        nonlocal refused, recovered_at
+        sid = new_sid("SM")
+        for _ in range(60):  # Twilio retries a failed webhook; so does this loop (bounded)
+            try:
+                status = await asyncio.wait_for(post_sms(rig, member, "Bonjour", sid), timeout=20)
+            except (TimeoutError, aiohttp.ClientError):
+                status = 0
+            if status == 200:
+                if killed_at and not recovered_at:
+                    recovered_at = time.monotonic()
+                return
+            refused += 1
+            fig.answers_5xx += status >= 500
+            await asyncio.sleep(1.0)
+
+    tasks = []
+    for i, member in enumerate(members):
+        if i == int(messages * kill_at):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+            killed_at = time.monotonic()
+            fig.faults["redis SIGKILL"] += 1
+        tasks.append(asyncio.create_task(deliver(member)))
+        await asyncio.sleep(1 / per_s)
+    await asyncio.gather(*tasks)
+    await rig.quiet(timeout=120)
+    got = Counter(m.to for m in rig.twilio.messages)
+    fig.sent = fig.unique = messages
+    fig.stored = len({m.urn for m in await rig.inbound()} & {f"tel:{m}" for m in members})
+    fig.replies = sum(got[m] for m in members)
+    fig.lost = sum(1 for m in members if got[m] == 0)
+    fig.duplicated = sum(max(0, got[m] - 1) for m in members)
+    fig.notes["refused during the outage"] = refused
+    fig.notes["back after (s)"] = round(recovered_at - killed_at, 1) if recovered_at else "-"
     fig.seconds = time.monotonic() - started
     return fig
