@@ -5,6 +5,9 @@ on the figures; ``bench/chaos.py`` runs them with long counts and prints the sam
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
+import json
 import os
 import random
 import signal
@@ -12,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +23,7 @@ import aiosmtplib
 
 from gateway import keys
 from gateway.envelope import inbound
+from gateway.members import Member, MemberStore
 from tests.e2e.product import AUTH_TOKEN, OUR_NUMBER, TELEGRAM_SECRET
 from tests.fakes.telegram import as_body, update
 from tests.fakes.twilio import inbound_params, new_sid, signed_inbound
@@ -417,5 +422,126 @@ async def redis_crash(rig: Rig, messages: int = 120, per_s: float = 30.0, kill_a
     fig.duplicated = sum(max(0, got[m] - 1) for m in members)
     fig.notes["refused during the outage"] = refused
     fig.notes["back after (s)"] = round(recovered_at - killed_at, 1) if recovered_at else "-"
+    fig.seconds = time.monotonic() - started
+    return fig
+
+
+# 2. Kill -9 anywhere ------------------------------------------------------------------------------------
+def product_pids(rig: Rig) -> dict[str, int]:
+    """The product's processes: the supervisor, its web and worker children, the private Redis."""
+    assert rig.product.proc is not None
+    serve = rig.product.proc.pid
+    out = {"serve": serve}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == serve and len(cmd) > 2 and cmd[1].endswith(b"run.py") and cmd[2] in (b"web", b"worker"):
+            out[cmd[2].decode()] = int(entry.name)
+    with contextlib.suppress(OSError, ValueError):
+        out["redis"] = int((rig.product.env_var_dir / "redis" / "redis.pid").read_text())
+    return out
+
+
+async def kill_anywhere(
+    rig: Rig, *, kills: int = 6, inbound: int = 300, recipients: int = 2000, seed: int = 2026
+) -> Figures:
+    """SIGKILL of a random process of the product (supervisor, web, worker, Redis) at random instants,
+    ``kills`` times, while ``inbound`` SMS flow in and a campaign notifies ``recipients`` members →
+    after restarts, every inbound message is answered once and every recipient notified once."""
+    from campaigns.rules import is_public_holiday
+    from tests.e2e.test_campaign_e2e import TODAY, campaign_cli
+
+    fig = Figures("kill -9 anywhere")
+    started = time.monotonic()
+    rng = random.Random(seed)
+    if TODAY.isoweekday() == 7 or is_public_holiday(TODAY.date()):
+        recipients = 0  # notices never go on a Sunday or a public holiday: only the inbound flow today
+        fig.notes["campaign"] = "not today (Sunday or public holiday)"
+    redis = await rig.redis()
+    store = MemberStore(redis)
+    people = [Member(f"K{i:07d}", "Louis", f"Martin{i}", "1960-07-01", f"+3335402{i:04d}" if i % 2 else "",
+                     "" if i % 2 else f"k{i}@example.fr", "integral", "Occitanie", "senior", "98.10", "2027-03-10")
+              for i in range(recipients)]  # fmt: skip
+    for start in range(0, recipients, 2000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for m in people[start : start + 2000]:
+                store.write(pipe, m)
+            await pipe.execute()
+    await redis.aclose()
+    spec = {"kind": "benefit_change", "title": "Évolution de vos garanties",
+            "effective_date": (TODAY.date() + dt.timedelta(days=70)).replace(day=1).isoformat(),
+            "channels": ["sms", "email"], "values": {"change_summary": "le forfait optique passe à 150 €."},
+            "audience": {"members": [m.number for m in people]},
+            "window": {"start": "00:00", "end": "23:59", "weekdays": [1, 2, 3, 4, 5, 6]}}  # fmt: skip
+    if recipients:
+        path = rig.product.env_var_dir.parent / "campagne.json"
+        path.write_text(json.dumps(spec), encoding="utf-8")
+        cid = campaign_cli(rig.product, "create", str(path)).strip()
+        campaign_cli(rig.product, "schedule", cid)
+    senders = [f"+3363994{i:04d}" for i in range(inbound)]
+    kill_points: list[str] = []
+
+    async def deliver(member: str, at: float) -> None:
+        await asyncio.sleep(at)
+        sid = new_sid("SM")
+        for _ in range(120):  # as Twilio retries a webhook that failed (bounded)
+            try:
+                if await asyncio.wait_for(post_sms(rig, member, "Bonjour", sid), timeout=20) == 200:
+                    return
+            except (TimeoutError, aiohttp.ClientError):
+                pass
+            await asyncio.sleep(0.5)
+
+    def notified() -> int:
+        return sum(1 for m in rig.twilio.messages if m.to.startswith("+3335402")) + len(rig.smtp.received)
+
+    async def killer() -> None:
+        for _ in range(kills):
+            await asyncio.sleep(rng.uniform(0.5, 2.5))
+            pids = product_pids(rig)
+            target = rng.choice(sorted(pids))
+            answered = sum(1 for m in rig.twilio.messages if m.to.startswith("+3363994"))
+            kill_points.append(f"{target} at {time.monotonic() - started:.1f}s ({answered} answered, "
+                               f"{notified()} notified)")  # fmt: skip
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pids[target], signal.SIGKILL)
+            fig.faults[f"SIGKILL {target}"] += 1
+            if target == "serve":  # the whole product is down (its children die with it): start it again
+                assert rig.product.proc is not None
+                rig.product.proc.wait(timeout=10)
+                await asyncio.sleep(0.5)
+                await rig.product.start(timeout=60)
+
+    spread = inbound / 40  # about 40 messages a second
+    await asyncio.gather(killer(), *(deliver(m, rng.uniform(0, spread)) for m in senders))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 180
+    while notified() < recipients and loop.time() < deadline:
+        await asyncio.sleep(0.2)
+    await rig.quiet(timeout=120)
+    await asyncio.sleep(2.0)  # nothing more may arrive
+    sms = Counter(m.to for m in rig.twilio.messages)
+    mail_ids: dict[str, set[str]] = {}
+    for r in rig.smtp.received:
+        mail_ids.setdefault(r.rcpt_tos[0], set()).add(str(r.message["Message-ID"]))
+    fig.sent = inbound + recipients
+    fig.unique = inbound + recipients
+    fig.replies = sum(min(1, sms[m]) for m in senders)
+    answered_once = sum(1 for m in senders if sms[m] == 1)
+    notified_once = sum(1 for m in people if (sms[m.phone] == 1 if m.phone else len(mail_ids.get(m.email, ())) == 1))
+    fig.stored = answered_once + notified_once
+    fig.lost = sum(1 for m in senders if sms[m] == 0) + sum(
+        1 for m in people if (sms[m.phone] == 0 if m.phone else not mail_ids.get(m.email))
+    )
+    fig.duplicated = sum(max(0, sms[m] - 1) for m in senders) + sum(max(0, sms[m.phone] - 1) for m in people if m.phone)
+    fig.duplicated += sum(max(0, len(ids) - 1) for ids in mail_ids.values())
+    fig.notes["e-mails re-sent with their Message-ID"] = len(rig.smtp.received) - len(mail_ids)
+    fig.notes["kill points"] = " | ".join(kill_points)
     fig.seconds = time.monotonic() - started
     return fig
