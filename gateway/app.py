@@ -76,7 +76,10 @@ class Gateway:
         self.contacts = Contacts(redis)
         self.conversations = Conversations(redis)
         self.responder: Responder = responder or default_responder(settings, redis)
-        self.router = Router(redis, self.streams, self.responder, self.contacts, self.conversations)
+        self.router = Router(
+            redis, self.streams, self.responder, self.contacts, self.conversations,
+            flood=(settings.flood_per_min / 60, settings.flood_burst),
+        )  # fmt: skip
         self.ctx = ChannelContext(
             settings=settings,
             redis=redis,

@@ -109,6 +109,11 @@ def rate(bucket: str) -> str:
     return f"{PREFIX}:rate:{bucket}"
 
 
+def flood_told(urn: str) -> str:
+    """Set while a sender who writes too fast has been told so (once per quarter hour)."""
+    return f"{PREFIX}:flood-told:{urn}"
+
+
 # Member records index (the records themselves arrive with the bot issue).
 def member(member_id: str) -> str:
     return f"mbr:{{{member_id}}}"

@@ -8,6 +8,11 @@ INBOUND_ACCEPTED = Counter("gateway_inbound_accepted_total", "Inbound messages a
 INBOUND_DUPLICATES = Counter("gateway_inbound_duplicates_total", "Inbound redeliveries ignored", ["channel"])
 INBOUND_REJECTED = Counter("gateway_inbound_rejected_total", "Inbound requests refused", ["channel", "reason"])
 INBOUND_HANDLED = Counter("gateway_inbound_handled_total", "Inbound messages handled by the router", ["channel"])
+FLOODED = Counter(
+    "gateway_inbound_flooded_total",
+    "Inbound messages stored but not answered: their sender wrote too fast",
+    ["channel"],
+)
 REPLIES_QUEUED = Counter("gateway_outbound_queued_total", "Outbound messages queued", ["channel"])
 SENT = Counter("gateway_outbound_sent_total", "Outbound messages accepted by the provider", ["channel"])
 SEND_FAILED = Counter("gateway_outbound_failed_total", "Outbound messages failed for good", ["channel", "reason"])

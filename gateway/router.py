@@ -17,7 +17,8 @@ from gateway.agents import survey
 from gateway.contacts import Contacts
 from gateway.conversations import Conversations
 from gateway.envelope import Message
-from gateway.metrics import INBOUND_HANDLED, REPLIES_QUEUED
+from gateway.metrics import FLOODED, INBOUND_HANDLED, REPLIES_QUEUED
+from gateway.ratelimit import RateLimiter
 from gateway.responders import Reply, Responder
 from gateway.streams import Streams
 
@@ -31,11 +32,27 @@ def reply_id(inbound_id: str, n: int) -> str:
     return f"{inbound_id}.r{n}"
 
 
+FLOOD_TEXT = (
+    "Nous avons bien reçu vos messages. Vous nous en envoyez beaucoup en peu de temps : nous les lisons "
+    "tous et vous répondrons dès que possible."
+)
+FLOOD_NOTICE_S = 15 * 60  # a flooding sender is told so at most once per quarter hour
+
+
 class Router:
     def __init__(
-        self, redis: Redis, streams: Streams, responder: Responder, contacts: Contacts, conversations: Conversations
+        self,
+        redis: Redis,
+        streams: Streams,
+        responder: Responder,
+        contacts: Contacts,
+        conversations: Conversations,
+        *,
+        flood: tuple[float, int] = (30 / 60, 20),
     ) -> None:
         self.redis = redis
+        self.flood_rate, self.flood_burst = flood
+        self.limiter = RateLimiter(redis)
         self.streams = streams
         self.responder = responder
         self.contacts = contacts
@@ -43,6 +60,9 @@ class Router:
 
     async def handle(self, msg: Message) -> None:
         contact_id = await self.contacts.resolve(msg.urn, msg.channel)
+        if not msg.automated and await self.flooding(msg):
+            await self._flooded(msg, contact_id)
+            return
         surveyed = None
         if msg.kind == "text" and not msg.automated:
             surveyed = await survey.conversation_for(self.redis, contact_id, msg.id, msg.text)
@@ -84,6 +104,29 @@ class Router:
         log.info(
             "inbound handled", extra={**msg.log_fields(), "replies": len(replies), "responder": self.responder.name}
         )
+
+    async def _flooded(self, msg: Message, contact_id: str) -> None:
+        """A message from a sender writing faster than a person: stored in its conversation (an agent
+        sees it all), but neither the bot nor the providers are fed a robot's pace; the sender is told
+        once per quarter hour. Kept cheap: a flood must not slow anyone else down."""
+        conv_id = await self.conversations.for_message(contact_id, msg)
+        msg = msg.with_(contact_id=contact_id, conversation_id=conv_id)
+        await self.conversations.append(msg)
+        FLOODED.labels(msg.channel).inc()
+        if await self.redis.set(keys.flood_told(msg.urn), "1", nx=True, ex=FLOOD_NOTICE_S):
+            await self.enqueue(
+                Message(id=reply_id(msg.id, 1), channel=msg.channel, urn=msg.urn, direction="out", text=FLOOD_TEXT,
+                        contact_id=contact_id, conversation_id=conv_id, in_reply_to=msg.id,
+                        meta={"thread": msg.meta["reply"]} if isinstance(msg.meta.get("reply"), dict) else {})
+            )  # fmt: skip
+            log.info("sender writing too fast, told to slow down", extra=msg.log_fields())
+
+    async def flooding(self, msg: Message) -> bool:
+        """More than a person writes: beyond ``flood_burst`` messages at once, or a steady
+        ``flood_rate`` a second, from one address."""
+        if self.flood_rate <= 0:
+            return False
+        return await self.limiter.acquire(f"flood:{msg.urn}", self.flood_rate, self.flood_burst) > 0
 
     async def enqueue_many(self, outs: list[Message]) -> int:
         """Queue many outbound messages (a campaign batch), each once (de-duplicated on its id), with one

@@ -81,6 +81,9 @@ class Settings:
     consumer_name: str = ""
     claim_idle_ms: int = 30_000
     campaign_reclaim_s: float = 120.0  # a dead worker's claimed campaign batch is taken back after this
+    # One sender writing faster than a person can: stored, but answered once per quarter hour only.
+    flood_per_min: float = 30.0
+    flood_burst: int = 20
     dedup_ttl_s: int = 7 * 24 * 3600
     # Dispatcher
     send_max_attempts: int = 8
@@ -164,6 +167,8 @@ class Settings:
             consumer_name=_str(env, "CONSUMER_NAME"),
             claim_idle_ms=_int(env, "CLAIM_IDLE_MS", 30_000),
             campaign_reclaim_s=_float(env, "CAMPAIGN_RECLAIM_S", 120.0),
+            flood_per_min=_float(env, "FLOOD_PER_MIN", 30.0),
+            flood_burst=_int(env, "FLOOD_BURST", 20),
             dedup_ttl_s=_int(env, "DEDUP_TTL_S", 7 * 24 * 3600),
             send_max_attempts=_int(env, "SEND_MAX_ATTEMPTS", 8),
             send_backoff_base_s=_float(env, "SEND_BACKOFF_BASE_S", 1.0),

@@ -142,6 +142,7 @@ class SentMessage:
     messaging_service_sid: str | None
     status_callback: str | None
     params: dict[str, str]
+    at: float = field(default_factory=time.monotonic)  # when the fake accepted it
 
 
 @dataclass(frozen=True, slots=True)

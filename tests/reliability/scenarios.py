@@ -13,6 +13,7 @@ import random
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -543,5 +544,175 @@ async def kill_anywhere(
     fig.duplicated += sum(max(0, len(ids) - 1) for ids in mail_ids.values())
     fig.notes["e-mails re-sent with their Message-ID"] = len(rig.smtp.received) - len(mail_ids)
     fig.notes["kill points"] = " | ".join(kill_points)
+    fig.seconds = time.monotonic() - started
+    return fig
+
+
+# 7. Flood isolation --------------------------------------------------------------------------------------
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
+
+
+async def _reply_latencies(
+    rig: Rig, members: list[str], per_member: int, gap_s: float, flooding: Callable[[], bool] = lambda: False
+) -> tuple[list[float], list[float]]:
+    """Each member sends ``per_member`` SMS ``gap_s`` apart; the time from our 200 to the reply reaching
+    the provider, for each, split by whether a flood was on when it was sent (quiet, flooded)."""
+    sent_at: dict[tuple[str, int], tuple[float, bool]] = {}
+    seen = Counter(m.to for m in rig.twilio.messages)
+    base = {n: seen[n] for n in members}
+    quiet: list[float] = []
+    flooded: list[float] = []
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        index = len(rig.twilio.messages)
+        while not done.is_set():
+            messages = rig.twilio.messages
+            for m in messages[index:]:
+                if m.to in base:
+                    seen[m.to] += 1
+                    key = (m.to, seen[m.to] - base[m.to])
+                    if key in sent_at:
+                        at, during = sent_at[key]
+                        (flooded if during else quiet).append(m.at - at)  # when Twilio got it
+            index = len(messages)
+            await asyncio.sleep(0.005)
+
+    async def member(number: str, offset: float) -> None:
+        await asyncio.sleep(offset)
+        for i in range(1, per_member + 1):
+            during = flooding()
+            await post_sms(rig, number, f"Question {i}", new_sid("SM"))
+            sent_at[(number, i)] = (time.monotonic(), during)
+            await asyncio.sleep(gap_s)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.gather(*(member(n, k * gap_s / len(members)) for k, n in enumerate(members)))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while len(quiet) + len(flooded) < len(members) * per_member and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    done.set()
+    await watcher
+    return quiet, flooded
+
+
+async def flood_isolation(
+    rig: Rig, members: int = 40, per_member: int = 10, flood_per_s: float = 50.0, window_s: float = 2.0
+) -> Figures:
+    """Members write steadily while one sender writes ``flood_per_s`` messages a second, every other
+    ``window_s`` (so both conditions share the same minutes): the others' reply p99 with the flood on
+    versus off. The flooder is stored, answered at a person's pace, and told once to slow down."""
+    fig = Figures("flood isolation")
+    started = time.monotonic()
+    await _reply_latencies(rig, [f"+3363991{i:04d}" for i in range(members)], 3, 0.5)  # warm-up, not counted
+    flooder = "+33639900000"
+    stop = asyncio.Event()
+    posts: list[asyncio.Task[int]] = []
+    t0 = time.monotonic()
+
+    def on() -> bool:
+        return int((time.monotonic() - t0) / window_s) % 2 == 1
+
+    # Signed beforehand: the load generator shares its event loop with the fake Twilio that times replies.
+    ready = [
+        signed_inbound(rig.product.url, SMS_PATH, AUTH_TOKEN, inbound_params(flooder, "spam", to=OUR_NUMBER))
+        for _ in range(int(flood_per_s * per_member * 2.0) + 100)
+    ]
+
+    async def post(headers: dict[str, str], body: bytes) -> int:
+        async with rig.http.post(rig.product.url + SMS_PATH, data=body, headers=headers) as resp:
+            await resp.read()
+            return resp.status
+
+    async def flood() -> None:
+        while not stop.is_set() and ready:
+            if on():
+                posts.append(asyncio.create_task(post(*ready.pop())))
+            await asyncio.sleep(1 / flood_per_s)
+
+    flooding = asyncio.create_task(flood())
+    # Each member writes every 2 s, as a person might at most: only the flooder is over the limit.
+    quiet, flooded = await _reply_latencies(rig, [f"+3363993{i:04d}" for i in range(members)], per_member, 2.0, on)
+    stop.set()
+    await flooding
+    flood_sent = len(posts)
+    fig.answers_5xx = sum(1 for status in await asyncio.gather(*posts) if status >= 500)
+    await rig.quiet(timeout=120)
+    to_flooder = [m.body for m in rig.twilio.messages if m.to == flooder]
+    fig.sent = members * per_member + flood_sent
+    fig.unique = fig.sent
+    fig.stored = sum(1 for m in await rig.inbound() if m.urn == f"tel:{flooder}")
+    fig.replies = len(quiet) + len(flooded)
+    fig.lost = members * per_member - fig.replies
+    fig.faults["flood messages"] = flood_sent
+    fig.notes["p99 flood off (ms)"] = round(p99(quiet) * 1000, 1)
+    fig.notes["p99 flood on (ms)"] = round(p99(flooded) * 1000, 1)
+    fig.notes["ratio"] = round(p99(flooded) / p99(quiet), 2) if quiet and flooded else "-"
+    fig.notes["samples"] = f"{len(quiet)}/{len(flooded)}"
+    fig.notes["answers to the flooder"] = len(to_flooder)
+    fig.notes["told to slow down"] = sum(1 for b in to_flooder if "beaucoup en peu de temps" in b)
+    fig.seconds = time.monotonic() - started
+    return fig
+
+
+# Soak ---------------------------------------------------------------------------------------------------------
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def soak(rig: Rig, seconds: float = 60.0, per_s: float = 10.0, warmup_s: float = 10.0) -> Figures:
+    """Mixed traffic at a steady rate (SMS, Telegram, e-mail in turn, every sender writing once a
+    minute at most) for ``seconds``; memory of each process after the warm-up and at the end."""
+    fig = Figures("soak")
+    started = time.monotonic()
+    sent: Counter[str] = Counter()
+    tasks: list[asyncio.Task[int]] = []
+    memory_start: dict[str, float] = {}
+    n = 0
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        kind = ("sms", "telegram", "email")[n % 3]
+        who = n // 3 % max(1, int(per_s * 60 / 3))  # each address writes once a minute at most
+        if kind == "sms":
+            address = f"+3363980{who:04d}"
+            tasks.append(asyncio.create_task(post_sms(rig, address, "Bonjour", new_sid("SM"))))
+            sent[f"tel:{address}"] += 1
+        elif kind == "telegram":
+            chat = 540000 + who
+            tasks.append(asyncio.create_task(post_telegram(rig, 10_000_000 + n, chat, "Bonjour")))
+            sent[f"telegram:{chat}"] += 1
+        else:
+            address = f"s{who}@example.fr"
+            tasks.append(asyncio.create_task(send_mail(rig, address, "Bonjour", f"soak-{n}@example.fr")))
+            sent[f"mailto:{address}"] += 1
+        n += 1
+        if not memory_start and loop.time() - (end - seconds) >= warmup_s:
+            memory_start = {name: rss_mb(pid) for name, pid in product_pids(rig).items()}
+        await asyncio.sleep(1 / per_s)
+    statuses = await asyncio.gather(*tasks)
+    await rig.quiet(timeout=180)
+    memory_end = {name: rss_mb(pid) for name, pid in product_pids(rig).items()}
+    replies = rig.replies()
+    fig.sent = fig.unique = n
+    fig.answers_5xx = sum(1 for s in statuses if s >= 500)
+    fig.stored = len(await rig.inbound())
+    fig.replies = sum(replies[a] for a in sent)
+    fig.lost = sum(max(0, sent[a] - replies[a]) for a in sent)
+    fig.duplicated = sum(max(0, replies[a] - sent[a]) for a in sent)
+    fig.notes["memory MB (start → end)"] = ", ".join(
+        f"{k} {memory_start.get(k, 0):.0f}→{v:.0f}" for k, v in sorted(memory_end.items())
+    )
+    growth = max((v - memory_start.get(k, v) for k, v in memory_end.items()), default=0.0)
+    fig.notes["largest growth MB"] = round(growth, 1)
     fig.seconds = time.monotonic() - started
     return fig
