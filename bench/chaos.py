@@ -55,7 +55,7 @@ def scenarios(soak_minutes: float) -> dict[str, tuple[dict[str, str], Callable[[
         "telegram_faults": (IMPATIENT, lambda r: telegram_faults(r, chats=50)),
         "email_faults": (IMPATIENT, lambda r: email_faults(r, senders=50)),
         "callbacks": ({}, lambda r: callbacks_shuffled(r, n=200, copies=3)),
-        "flood": ({"SMS_RATE_PER_S": "1000"}, lambda r: flood_isolation(r, members=100, per_member=60)),
+        "flood": ({}, lambda r: flood_isolation(r, members=100, per_member=60)),
         "size_limits": ({}, lambda r: size_limits(r, body_limit=256 * 1024, email_limit=10 * 1024 * 1024)),
         "soak": ({}, lambda r: soak(r, seconds=soak_minutes * 60, per_s=10.0, warmup_s=60.0)),
     }

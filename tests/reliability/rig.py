@@ -13,7 +13,7 @@ import os
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -35,6 +35,21 @@ class Rig:
     smtp: SmtpSink
     http: aiohttp.ClientSession
     shards: int
+    accepted_at: dict[str, float] = field(default_factory=dict)  # tel: address → its first 200
+
+    def latencies(self) -> list[float]:
+        """Seconds from each SMS's first 200 to its sender's first reply reaching Twilio."""
+        first: dict[str, float] = {}
+        for m in self.twilio.messages:
+            first.setdefault(f"tel:{m.to}", m.at)
+        return [first[a] - t for a, t in self.accepted_at.items() if a in first and first[a] >= t]
+
+    async def dead_lettered(self) -> int:
+        redis = await self.redis()
+        try:
+            return sum([int(await redis.xlen(keys.dead(k, s))) for k in ("in", "out") for s in range(self.shards)])
+        finally:
+            await redis.aclose()
 
     async def redis(self) -> Redis:
         port = (self.product.env_var_dir / "redis" / "redis.port").read_text().strip()
@@ -99,6 +114,8 @@ async def open_rig(workdir: Path, **env: str) -> AsyncIterator[Rig]:
     ):
         os.environ.pop("REDIS_URL", None)
         base = loopback_env(workdir / "var", twilio.base_url, telegram.base_url, smtp.url)
+        # Twilio's 10 SMS/s would make replies wait their turn: the product's own times are measured.
+        base["SMS_RATE_PER_S"] = "1000"
         product = Product({**base, **env}, workdir / "product.log")
         await product.start()
         try:

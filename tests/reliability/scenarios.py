@@ -46,6 +46,8 @@ class Figures:
     duplicated: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     answers_5xx: int = 0
+    dead_lettered: int = 0
+    reply_ms: str = "-"  # p50/p99 from an SMS's 200 to its first reply at Twilio
     seconds: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -61,9 +63,25 @@ class Figures:
             "duplicated": self.duplicated,
             "faults": ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())) or "-",
             "5xx": self.answers_5xx,
+            "dead": self.dead_lettered,
+            "reply p50/p99 ms": self.reply_ms,
             "s": round(self.seconds, 1),
             "details": details or "-",
         }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else 0.0
+
+
+async def finish(rig: Rig, fig: Figures) -> Figures:
+    """What every scenario reports besides its own figures: dead letters and SMS reply times."""
+    fig.dead_lettered = await rig.dead_lettered()
+    latencies = rig.latencies()
+    if latencies:
+        fig.reply_ms = f"{percentile(latencies, 0.5) * 1000:.0f}/{percentile(latencies, 0.99) * 1000:.0f}"
+    return fig
 
 
 # Inbound deliveries as each provider makes them -------------------------------------------------
@@ -72,6 +90,8 @@ async def post_sms(rig: Rig, member: str, text: str, sid: str) -> int:
     headers, body = signed_inbound(rig.product.url, SMS_PATH, AUTH_TOKEN, params)
     async with rig.http.post(rig.product.url + SMS_PATH, data=body, headers=headers) as resp:
         await resp.read()
+        if resp.status == 200:
+            rig.accepted_at.setdefault(f"tel:{member}", time.monotonic())
         return resp.status
 
 
@@ -139,7 +159,7 @@ async def redelivery(rig: Rig, copies: tuple[int, ...] = (3, 10), spread_s: floa
     fig.duplicated = sum(max(0, stored[a] - 1) + max(0, replies[a] - 1) for a in by_address)
     fig.notes["refused"] = sum(1 for s in statuses if s not in (200, 250))
     fig.seconds = time.monotonic() - started
-    return fig
+    return await finish(rig, fig)
 
 
 # 8. Size limits ----------------------------------------------------------------------------------------
@@ -183,7 +203,7 @@ async def size_limits(rig: Rig, body_limit: int, email_limit: int, frame_limit: 
     fig.stored = 1 if ok == 200 else 0
     fig.lost = 1 - min(1, fig.replies)
     fig.seconds = time.monotonic() - started
-    return fig
+    return await finish(rig, fig)
 
 
 # 6. Status callbacks ------------------------------------------------------------------------------------
@@ -221,7 +241,7 @@ async def callbacks_shuffled(rig: Rig, n: int = 20, copies: int = 2) -> Figures:
     fig.stored = n - wrong
     fig.notes["went backwards"] = wrong
     fig.seconds = time.monotonic() - started
-    return fig
+    return await finish(rig, fig)
 
 
 # 4. Poison message ----------------------------------------------------------------------------------------
@@ -257,7 +277,7 @@ async def poison(rig: Rig, max_attempts: int = 5) -> Figures:
     fig.notes["attempts left behind"] = attempts or 0
     fig.lost = 2 - fig.replies
     fig.seconds = time.monotonic() - started
-    return fig
+    return await finish(rig, fig)
 
 
 async def failed_records(rig: Rig) -> list[dict[str, str]]:
@@ -317,7 +337,7 @@ async def sms_faults(rig: Rig, members: int = 8, retry_after: float = 2.0) -> Fi
     )
     fig.stored = members
     fig.seconds = time.monotonic() - started
-    return fig
+    return await finish(rig, fig)
 
 
 async def telegram_faults(rig: Rig, chats: int = 8) -> Figures:
@@ -345,7 +365,7 @@ async def telegram_faults(rig: Rig, chats: int = 8) -> Figures:
     fig.lost = sum(1 for c in ids if got[c] == 0) - fig.notes["failed for good"]  # refused, and recorded so
     fig.stored = chats
     fig.seconds = time.monotonic() - started
-    return fig
+    return await finish(rig, fig)
 
 
 async def email_faults(rig: Rig, senders: int = 6) -> Figures:
@@ -374,7 +394,7 @@ async def email_faults(rig: Rig, senders: int = 6) -> Figures:
     fig.lost = sum(1 for a in addresses if got[a] == 0) - fig.notes["failed for good"]
     fig.stored = senders
     fig.seconds = time.monotonic() - started
-    return fig
+    return await finish(rig, fig)
 
 
 # 3. Redis crash -----------------------------------------------------------------------------------------
@@ -424,7 +444,7 @@ async def redis_crash(rig: Rig, messages: int = 120, per_s: float = 30.0, kill_a
     fig.notes["refused during the outage"] = refused
     fig.notes["back after (s)"] = round(recovered_at - killed_at, 1) if recovered_at else "-"
     fig.seconds = time.monotonic() - started
-    return fig
+    return await finish(rig, fig)
 
 
 # 2. Kill -9 anywhere ------------------------------------------------------------------------------------
@@ -545,13 +565,12 @@ async def kill_anywhere(
     fig.notes["e-mails re-sent with their Message-ID"] = len(rig.smtp.received) - len(mail_ids)
     fig.notes["kill points"] = " | ".join(kill_points)
     fig.seconds = time.monotonic() - started
-    return fig
+    return await finish(rig, fig)
 
 
 # 7. Flood isolation --------------------------------------------------------------------------------------
 def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
+    return percentile(values, 0.99)
 
 
 async def _reply_latencies(
@@ -655,7 +674,7 @@ async def flood_isolation(
     fig.notes["answers to the flooder"] = len(to_flooder)
     fig.notes["told to slow down"] = sum(1 for b in to_flooder if "beaucoup en peu de temps" in b)
     fig.seconds = time.monotonic() - started
-    return fig
+    return await finish(rig, fig)
 
 
 # Soak ---------------------------------------------------------------------------------------------------------
@@ -715,4 +734,4 @@ async def soak(rig: Rig, seconds: float = 60.0, per_s: float = 10.0, warmup_s: f
     growth = max((v - memory_start.get(k, v) for k, v in memory_end.items()), default=0.0)
     fig.notes["largest growth MB"] = round(growth, 1)
     fig.seconds = time.monotonic() - started
-    return fig
+    return await finish(rig, fig)
