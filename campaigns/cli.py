@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from campaigns.engine import Campaigns
-from campaigns.model import CampaignError, context, from_input
+from campaigns.model import CampaignError, context, decode_list, from_input
 from campaigns.rules import PARIS
 from campaigns.web import PROOF_COLUMNS
 from gateway.redis_client import connect
@@ -65,13 +65,9 @@ async def _act(args: argparse.Namespace, engine: Campaigns) -> int:
         text = ""
         if args.list:
             try:
-                raw = Path(args.list).read_bytes()
+                text = decode_list(Path(args.list).read_bytes())
             except OSError as exc:
                 raise CampaignError({"liste": f"illisible ({exc})"}) from exc
-            try:
-                text = raw.decode("utf-8-sig")
-            except UnicodeDecodeError:
-                text = raw.decode("cp1252", errors="replace")  # a spreadsheet's "CSV (séparateur ;)"
         await engine.save(campaign)
         if args.list:
             try:

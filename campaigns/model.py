@@ -237,6 +237,15 @@ MEMBER_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,39}$")  # as the member
 _NUMBER_COLUMNS = ("numero_adherent", "numero", "adherent", "number", "member", "membre")
 
 
+def decode_list(raw: bytes) -> str:
+    """An uploaded file's text: UTF-8 (with or without a BOM), else Windows-1252, as a spreadsheet's
+    "CSV (séparateur : point-virgule)" is saved in France."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
+
+
 def parse_member_list(text: str) -> tuple[list[str], list[int]]:
     """Member numbers from an uploaded file: one per line, or a CSV (comma, semicolon as French
     spreadsheets write it, or tab) whose number column is named numéro, adhérent, number..., else its

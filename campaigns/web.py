@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from campaigns.engine import Campaigns
-from campaigns.model import KINDS, CampaignError, from_input, key
+from campaigns.model import KINDS, CampaignError, decode_list, from_input, key
 from campaigns.rules import PARIS
 from gateway import unsubscribe
 from gateway.agents.desk import DeskError
@@ -90,11 +90,7 @@ def routes(console: Console, campaigns: Campaigns) -> web.RouteTableDef:
                     CampaignError({"file": f"fichier trop volumineux (au plus {MAX_LIST_BYTES // 2**20} Mo)"})
                 )
         try:
-            text = bytes(body).decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text = bytes(body).decode("cp1252", errors="replace")  # a spreadsheet's "CSV (séparateur ;)"
-        try:
-            result = await campaigns.import_list(campaign, text)
+            result = await campaigns.import_list(campaign, decode_list(bytes(body)))
         except CampaignError as exc:
             return invalid(exc)
         log.info("campaign list imported", extra={"campaign": campaign.id, "members": result["members"]})

@@ -36,6 +36,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+async def load(redis: Redis, members: list[Member]) -> None:
+    store = MemberStore(redis)
+    for start in range(0, len(members), 2000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for m in members[start : start + 2000]:
+                store.write(pipe, m)
+            await pipe.execute()
+
+
 def campaign_cli(product: Product, *args: str, stdin: str = "") -> str:
     done = subprocess.run(
         [sys.executable, str(ROOT / "run.py"), "campaign", *args],
@@ -61,11 +70,7 @@ async def test_campaign_sent_once_per_member_with_opt_out_fallback_and_proof(
                f"m{i}@example.fr" if i % 3 else "", "confort", "Bretagne", "famille", "64.20", "2027-03-10")
         for i in range(1, 301)
     ]  # fmt: skip
-    store = MemberStore(redis)
-    async with redis.pipeline(transaction=False) as pipe:
-        for m in members:
-            store.write(pipe, m)
-        await pipe.execute()
+    await load(redis, members)
     await redis.sadd(keys.opt_out("sms"), "tel:+33199000005")  # M9000005 said STOP: e-mail instead
     effective = (TODAY.date() + dt.timedelta(days=70)).replace(day=1)
     spec = {
@@ -128,12 +133,7 @@ async def test_kill_9_mid_campaign_of_10000_each_member_notified_once(
                "" if i % 2 else f"n{i}@example.fr", "integral", "Occitanie", "senior", "98.10", "2027-03-10")
         for i in range(1, 10_001)
     ]  # fmt: skip
-    store = MemberStore(redis)
-    for start in range(0, len(members), 2000):
-        async with redis.pipeline(transaction=False) as pipe:
-            for m in members[start : start + 2000]:
-                store.write(pipe, m)
-            await pipe.execute()
+    await load(redis, members)
     await redis.aclose()
     effective = (TODAY.date() + dt.timedelta(days=70)).replace(day=1)
     spec = {
@@ -197,11 +197,7 @@ async def test_information_can_be_declined_by_link_or_mail_and_mandatory_notices
                "confort", "Bretagne", "famille", "64.20", "2027-03-10")
         for i in range(1, 4)
     ]  # fmt: skip
-    store = MemberStore(redis)
-    async with redis.pipeline(transaction=False) as pipe:
-        for m in members:
-            store.write(pipe, m)
-        await pipe.execute()
+    await load(redis, members)
     effective = (TODAY.date() + dt.timedelta(days=70)).replace(day=1)
 
     async def send(kind: str, n_expected: int) -> None:
@@ -271,11 +267,7 @@ async def test_a_bounced_notice_goes_out_on_the_next_channel(
                "confort", "Bretagne", "famille", "64.20", "2027-03-10")
         for i in range(1, 3)
     ]  # fmt: skip
-    store = MemberStore(redis)
-    async with redis.pipeline(transaction=False) as pipe:
-        for m in members:
-            store.write(pipe, m)
-        await pipe.execute()
+    await load(redis, members)
     spec = {
         "kind": "benefit_change", "title": "Vos garanties évoluent",
         "effective_date": (TODAY.date() + dt.timedelta(days=70)).replace(day=1).isoformat(),

@@ -24,7 +24,7 @@ import aiosmtplib
 
 from gateway import keys
 from gateway.envelope import inbound
-from gateway.members import Member, MemberStore
+from gateway.members import Member
 from tests.e2e.product import AUTH_TOKEN, OUR_NUMBER, TELEGRAM_SECRET
 from tests.fakes.telegram import as_body, update
 from tests.fakes.twilio import inbound_params, new_sid, signed_inbound
@@ -476,7 +476,7 @@ async def kill_anywhere(
     ``kills`` times, while ``inbound`` SMS flow in and a campaign notifies ``recipients`` members →
     after restarts, every inbound message is answered once and every recipient notified once."""
     from campaigns.rules import is_public_holiday
-    from tests.e2e.test_campaign_e2e import TODAY, campaign_cli
+    from tests.e2e.test_campaign_e2e import TODAY, campaign_cli, load
 
     fig = Figures("kill -9 anywhere")
     started = time.monotonic()
@@ -485,15 +485,10 @@ async def kill_anywhere(
         recipients = 0  # notices never go on a Sunday or a public holiday: only the inbound flow today
         fig.notes["campaign"] = "not today (Sunday or public holiday)"
     redis = await rig.redis()
-    store = MemberStore(redis)
     people = [Member(f"K{i:07d}", "Louis", f"Martin{i}", "1960-07-01", f"+3335402{i:04d}" if i % 2 else "",
                      "" if i % 2 else f"k{i}@example.fr", "integral", "Occitanie", "senior", "98.10", "2027-03-10")
               for i in range(recipients)]  # fmt: skip
-    for start in range(0, recipients, 2000):
-        async with redis.pipeline(transaction=False) as pipe:
-            for m in people[start : start + 2000]:
-                store.write(pipe, m)
-            await pipe.execute()
+    await load(redis, people)
     await redis.aclose()
     spec = {"kind": "benefit_change", "title": "Évolution de vos garanties",
             "effective_date": (TODAY.date() + dt.timedelta(days=70)).replace(day=1).isoformat(),
