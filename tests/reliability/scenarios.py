@@ -558,9 +558,31 @@ async def kill_anywhere(
     fig.duplicated = sum(max(0, sms[m] - 1) for m in senders) + sum(max(0, sms[m.phone] - 1) for m in people if m.phone)
     fig.duplicated += sum(max(0, len(ids) - 1) for ids in mail_ids.values())
     fig.notes["e-mails re-sent with their Message-ID"] = len(rig.smtp.received) - len(mail_ids)
+    twice = [n for n in [*senders, *(m.phone for m in people if m.phone)] if sms[n] > 1]
+    if twice or any(len(ids) > 1 for ids in mail_ids.values()):
+        fig.notes["duplicates"] = await _explain(rig, twice[:5], {a: i for a, i in mail_ids.items() if len(i) > 1})
     fig.notes["kill points"] = " | ".join(kill_points)
     fig.seconds = time.monotonic() - started
     return await finish(rig, fig)
+
+
+async def _explain(rig: Rig, numbers: list[str], mails: dict[str, set[str]]) -> str:
+    """What the product recorded about messages that reached a provider twice (for the kill points)."""
+    redis = await rig.redis()
+    out = []
+    try:
+        for number in numbers:
+            for m in (m for m in rig.twilio.messages if m.to == number):
+                ref = await redis.get(keys.provider_ref("sms", m.sid)) or ""
+                conv, _, msg = ref.partition(" ")
+                record = await redis.hgetall(keys.message(conv, msg)) if ref else {}
+                fields = ("status", "attempts", "inflight_ms", "settled")
+                out.append(f"{number[-4:]} {m.sid[-6:]} at {m.at:.1f} ref={msg or '-'} " + " ".join(
+                    f"{k}={record[k]}" for k in fields if k in record))  # fmt: skip
+        out += [f"{a}: {sorted(ids)}" for a, ids in mails.items()]
+    finally:
+        await redis.aclose()
+    return " / ".join(out)
 
 
 # 7. Flood isolation --------------------------------------------------------------------------------------
