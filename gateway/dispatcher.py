@@ -46,6 +46,20 @@ log = logging.getLogger(__name__)
 MAX_INLINE_WAIT_S = 2.0
 
 # KEYS[1] = retry zset, KEYS[2] = retry payload hash. ARGV = due ms, msg id, payload.
+# KEYS[1] = message hash. ARGV = now ms, the in-flight mark the handler saw ("" if none), the states in
+# which nothing is sent any more (space-separated). Takes the send for this handler, atomically: two
+# handlers of one message (an entry claimed back from a consumer stuck on a Redis reconnect) can both
+# pass the first look, but only the one that still finds the mark it saw may send.
+_TAKE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status and string.find(' ' .. ARGV[3] .. ' ', ' ' .. status .. ' ', 1, true) then return {'done', 0} end
+local mark = redis.call('HGET', KEYS[1], 'inflight_ms') or ''
+if mark ~= ARGV[2] then return {'busy', 0} end
+redis.call('HSET', KEYS[1], 'sending_ms', ARGV[1], 'inflight_ms', ARGV[1])
+return {'mine', redis.call('HINCRBY', KEYS[1], 'attempts', 1)}
+"""
+_DONE_STATES = " ".join(sorted({*FINAL_STATES, "sent", "unknown"}))
+
 _SCHEDULE = """
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
@@ -88,6 +102,7 @@ class Dispatcher:
         self.conversations = conversations
         self.channels = channels
         self.limiter = RateLimiter(redis)
+        self._take = redis.register_script(_TAKE)
         self._schedule = redis.register_script(_SCHEDULE)
         self._due = redis.register_script(_DUE)
 
@@ -107,6 +122,7 @@ class Dispatcher:
         if status in FINAL_STATES or status in ("sent", "unknown"):
             return  # already done: a replay after a crash
         channel = self.channels.get(msg.channel)
+        mark_seen = str(inflight or "")
         if inflight and channel is not None:
             age_s = (now_ms() - int(inflight)) / 1000
             if age_s < self.settings.send_timeout_s + 5:
@@ -114,10 +130,10 @@ class Dispatcher:
                 # consumer): look again once that send has surely ended, one way or the other.
                 await self.schedule(msg, self.settings.send_timeout_s + 5 - age_s)
                 return
-            if getattr(channel, "ambiguous", "") == "at_most_once" and not await self._settle(
-                channel, msg, int(inflight)
-            ):
-                return
+            if getattr(channel, "ambiguous", "") == "at_most_once":
+                if not await self._settle(channel, msg, int(inflight)):
+                    return
+                mark_seen = ""  # settled: never received, its mark cleared
         if channel is None:
             await self._fail(msg, "channel_disabled", f"le canal {msg.channel} n'est pas configuré")
             return
@@ -127,10 +143,13 @@ class Dispatcher:
         if not await self._wait_for_slot(channel, msg):
             return
         mkey = keys.message(conv, msg.id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hincrby(mkey, "attempts", 1)
-            pipe.hset(mkey, mapping={"sending_ms": now_ms(), "inflight_ms": now_ms()})  # cleared once we know
-            attempt = int((await pipe.execute())[0])
+        taken, attempt = await self._take(keys=[mkey], args=[now_ms(), mark_seen, _DONE_STATES])
+        attempt = int(attempt)
+        if taken == "done":
+            return
+        if taken == "busy":  # another handler took it since we looked: look again once its send has ended
+            await self.schedule(msg, self.settings.send_timeout_s + 5)
+            return
         started = time.perf_counter()
         try:
             result = await asyncio.wait_for(channel.send(msg), timeout=self.settings.send_timeout_s)

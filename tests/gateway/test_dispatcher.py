@@ -143,3 +143,17 @@ async def test_provider_opt_out_is_not_retried(gw_fake: tuple[Gateway, FakeTwili
 @pytest.fixture
 def gw_fake(gateway: Gateway, fake: FakeTwilio) -> tuple[Gateway, FakeTwilio]:
     return gateway, fake
+
+
+async def test_two_handlers_of_one_message_send_it_once(gw_fake: tuple[Gateway, FakeTwilio], redis: Redis) -> None:
+    """An entry claimed back from a consumer stuck on a Redis reconnect is handled twice at once: both
+    find it unsent, but only the one that still finds the mark it saw sends (the kill -9 chaos run
+    caught two SMS for one notice before the send was taken atomically)."""
+    gw, fake = gw_fake
+    fake.inject(delay=0.5)  # the first send is still in flight when the second handler gets there
+    msg = outbound(7)
+    await gw.conversations.append(msg, status="queued")
+    await asyncio.gather(gw.dispatcher.handle(msg), gw.dispatcher.handle(msg))
+    rec = await redis.hgetall(keys.message(str(msg.conversation_id), msg.id))
+    assert len([m for m in fake.messages if m.body == msg.text]) == 1
+    assert rec["status"] == "sent" and rec["attempts"] == "1" and rec.get("next_attempt_ms")
