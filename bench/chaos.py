@@ -48,7 +48,11 @@ IMPATIENT = {"SEND_TIMEOUT_S": "2", "SEND_BACKOFF_BASE_S": "0.2", "SEND_BACKOFF_
 def scenarios(soak_minutes: float) -> dict[str, tuple[dict[str, str], Callable[[Rig], Awaitable[Figures]]]]:
     return {
         "redelivery": ({}, lambda r: redelivery(r, copies=(3, 10), spread_s=120.0)),
-        "kill_anywhere": (FAST, lambda r: kill_anywhere(r, kills=20, inbound=1000, recipients=10_000)),
+        "kill_anywhere": (
+            FAST,
+            lambda r: kill_anywhere(r, kills=20, inbound=1000, recipients=10_000, targets=("serve", "web", "worker")),
+        ),
+        "kill_with_redis": (FAST, lambda r: kill_anywhere(r, kills=20, inbound=1000, recipients=10_000)),
         "redis_crash": ({}, lambda r: redis_crash(r, messages=1000, per_s=50.0)),
         "poison": ({}, lambda r: poison(r)),
         "sms_faults": (IMPATIENT, lambda r: sms_faults(r, members=50)),

@@ -470,7 +470,13 @@ def product_pids(rig: Rig) -> dict[str, int]:
 
 
 async def kill_anywhere(
-    rig: Rig, *, kills: int = 6, inbound: int = 300, recipients: int = 2000, seed: int = 2026
+    rig: Rig,
+    *,
+    kills: int = 6,
+    inbound: int = 300,
+    recipients: int = 2000,
+    seed: int = 2026,
+    targets: tuple[str, ...] = ("serve", "web", "worker", "redis"),
 ) -> Figures:
     """SIGKILL of a random process of the product (supervisor, web, worker, Redis) at random instants,
     ``kills`` times, while ``inbound`` SMS flow in and a campaign notifies ``recipients`` members →
@@ -520,7 +526,7 @@ async def kill_anywhere(
     async def killer() -> None:
         for _ in range(kills):
             await asyncio.sleep(rng.uniform(0.5, 2.5))
-            pids = product_pids(rig)
+            pids = {k: v for k, v in product_pids(rig).items() if k in targets}
             target = rng.choice(sorted(pids))
             answered = sum(1 for m in rig.twilio.messages if m.to.startswith("+3363994"))
             kill_points.append(f"{target} at {time.monotonic() - started:.1f}s ({answered} answered, "
@@ -576,7 +582,7 @@ async def _explain(rig: Rig, numbers: list[str], mails: dict[str, set[str]]) -> 
                 ref = await redis.get(keys.provider_ref("sms", m.sid)) or ""
                 conv, _, msg = ref.partition(" ")
                 record = await redis.hgetall(keys.message(conv, msg)) if ref else {}
-                fields = ("status", "attempts", "inflight_ms", "settled")
+                fields = ("status", "attempts", "inflight_ms", "last_error", "next_attempt_ms")
                 out.append(f"{number[-4:]} {m.sid[-6:]} at {m.at:.1f} ref={msg or '-'} " + " ".join(
                     f"{k}={record[k]}" for k in fields if k in record))  # fmt: skip
         out += [f"{a}: {sorted(ids)}" for a, ids in mails.items()]
