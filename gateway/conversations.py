@@ -130,13 +130,16 @@ class Conversations:
     async def record_sent(
         self, channel: str, conv_id: str, msg_id: str, status: str, external_id: str | None, meta: dict[str, Any]
     ) -> None:
-        """A send's outcome in one round trip: the status first, then the in-flight mark cleared (killed
+        """A send's outcome in two round trips: the status first, then the in-flight mark cleared (killed
         in between, the message reads as sent, never as untried), the provider's id both ways, and
         callbacks that raced ahead of the send's answer applied."""
         mkey = keys.message(conv_id, msg_id)
         fields = {f"send_{k}": str(v) for k, v in meta.items()}
+        # The status first, on its own: a script inside a pipeline is not reloaded when Redis restarts
+        # mid-way, and the pipeline's next commands would then clear the mark of a message not marked
+        # sent (it was sent twice, in the chaos run that killed redis-server during a campaign).
+        await self._advance(keys=[mkey], args=[status, _RANK_JSON, now_ms(), "", ""])
         async with self.redis.pipeline(transaction=False) as pipe:
-            await self._advance(keys=[mkey], args=[status, _RANK_JSON, now_ms(), "", ""], client=pipe)
             pipe.hdel(mkey, "inflight_ms")
             if external_id:
                 fields["external_id"] = external_id
@@ -145,7 +148,7 @@ class Conversations:
             if fields:
                 pipe.hset(mkey, mapping=fields)
             results = await pipe.execute()
-        parked = results[3] if external_id else []
+        parked = results[2] if external_id else []
         for raw in parked:
             upd = json.loads(raw)
             await self.set_status(conv_id, msg_id, upd["status"], error_code=upd["code"], error=upd["error"])
