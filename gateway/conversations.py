@@ -148,18 +148,17 @@ class Conversations:
             if fields:
                 pipe.hset(mkey, mapping=fields)
             results = await pipe.execute()
-        parked = results[2] if external_id else []
-        for raw in parked:
-            upd = json.loads(raw)
-            await self.set_status(conv_id, msg_id, upd["status"], error_code=upd["code"], error=upd["error"])
-        if parked and external_id:
-            await self.redis.delete(_parked(channel, external_id))
+        if external_id:
+            await self._apply_parked(channel, external_id, conv_id, msg_id, results[2])
 
     async def remember_provider_id(self, channel: str, external_id: str, conv_id: str, msg_id: str) -> None:
         await self.redis.set(keys.provider_ref(channel, external_id), f"{conv_id} {msg_id}", ex=30 * 24 * 3600)
         await self.redis.hset(keys.message(conv_id, msg_id), "external_id", external_id)
-        # A callback that raced ahead of the send's answer was parked: apply it now.
         parked = await self.redis.lrange(_parked(channel, external_id), 0, -1)
+        await self._apply_parked(channel, external_id, conv_id, msg_id, parked)
+
+    async def _apply_parked(self, channel: str, external_id: str, conv_id: str, msg_id: str, parked: list[str]) -> None:
+        """Callbacks that raced ahead of the send's answer were parked under the provider's id: apply them now."""
         for raw in parked:
             upd = json.loads(raw)
             await self.set_status(conv_id, msg_id, upd["status"], error_code=upd["code"], error=upd["error"])

@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 # Waits up to this long for a rate-limit slot in place; longer waits reschedule.
 MAX_INLINE_WAIT_S = 2.0
 
-# KEYS[1] = retry zset, KEYS[2] = retry payload hash. ARGV = due ms, msg id, payload.
 # KEYS[1] = message hash. ARGV = now ms, the in-flight mark the handler saw ("" if none), the states in
 # which nothing is sent any more (space-separated). Takes the send for this handler, atomically: two
 # handlers of one message (an entry claimed back from a consumer stuck on a Redis reconnect) can both
@@ -58,8 +57,10 @@ if mark ~= ARGV[2] then return {'busy', 0} end
 redis.call('HSET', KEYS[1], 'sending_ms', ARGV[1], 'inflight_ms', ARGV[1])
 return {'mine', redis.call('HINCRBY', KEYS[1], 'attempts', 1)}
 """
-_DONE_STATES = " ".join(sorted({*FINAL_STATES, "sent", "unknown"}))
+DONE_STATES = frozenset({*FINAL_STATES, "sent", "unknown"})  # nothing is sent any more
+_DONE_ARG = " ".join(sorted(DONE_STATES))
 
+# KEYS[1] = retry zset, KEYS[2] = retry payload hash. ARGV = due ms, msg id, payload.
 _SCHEDULE = """
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
@@ -119,7 +120,7 @@ class Dispatcher:
             pipe.sismember(keys.info_opt_out(msg.channel), msg.urn if msg.meta.get("list_unsubscribe") else "")
             status, opted_out, inflight, declined = await pipe.execute()
             opted_out = opted_out or declined
-        if status in FINAL_STATES or status in ("sent", "unknown"):
+        if status in DONE_STATES:
             return  # already done: a replay after a crash
         channel = self.channels.get(msg.channel)
         mark_seen = str(inflight or "")
@@ -143,7 +144,7 @@ class Dispatcher:
         if not await self._wait_for_slot(channel, msg):
             return
         mkey = keys.message(conv, msg.id)
-        taken, attempt = await self._take(keys=[mkey], args=[now_ms(), mark_seen, _DONE_STATES])
+        taken, attempt = await self._take(keys=[mkey], args=[now_ms(), mark_seen, _DONE_ARG])
         attempt = int(attempt)
         if taken == "done":
             return

@@ -82,23 +82,7 @@ class Router:
             replies = [Reply(t) for t in await survey.answer(self.redis, conv_id, contact_id, msg.text)]
         else:
             replies = await self.responder.respond(msg, conversation)
-        # A channel may ask for replies on another channel (a callback request is confirmed by SMS).
-        reply_channel = str(msg.meta.get("reply_channel") or msg.channel)
-        thread = {"thread": msg.meta["reply"]} if isinstance(msg.meta.get("reply"), dict) else {}
-        for n, reply in enumerate(replies, start=1):
-            await self.enqueue(
-                Message(
-                    id=reply_id(msg.id, n),
-                    channel=reply.channel or reply_channel,
-                    urn=reply.urn or msg.urn,
-                    direction="out",
-                    text=reply.text,
-                    meta=reply.meta if reply.urn else thread,
-                    contact_id=contact_id,
-                    conversation_id=conv_id,
-                    in_reply_to=msg.id,
-                )
-            )
+        await self._answer(msg, replies)
         await self.redis.set(done_key, self.responder.name, ex=30 * 24 * 3600)
         INBOUND_HANDLED.labels(msg.channel).inc()
         log.info(
@@ -114,12 +98,29 @@ class Router:
         await self.conversations.append(msg)
         FLOODED.labels(msg.channel).inc()
         if await self.redis.set(keys.flood_told(msg.urn), "1", nx=True, ex=FLOOD_NOTICE_S):
-            await self.enqueue(
-                Message(id=reply_id(msg.id, 1), channel=msg.channel, urn=msg.urn, direction="out", text=FLOOD_TEXT,
-                        contact_id=contact_id, conversation_id=conv_id, in_reply_to=msg.id,
-                        meta={"thread": msg.meta["reply"]} if isinstance(msg.meta.get("reply"), dict) else {})
-            )  # fmt: skip
+            await self._answer(msg, [Reply(FLOOD_TEXT)])
             log.info("sender writing too fast, told to slow down", extra=msg.log_fields())
+
+    async def _answer(self, msg: Message, replies: list[Reply]) -> None:
+        """Queue the replies to ``msg`` (its contact and conversation known), in its e-mail thread if any."""
+        assert msg.contact_id and msg.conversation_id
+        # A channel may ask for replies on another channel (a callback request is confirmed by SMS).
+        reply_channel = str(msg.meta.get("reply_channel") or msg.channel)
+        thread = {"thread": msg.meta["reply"]} if isinstance(msg.meta.get("reply"), dict) else {}
+        for n, reply in enumerate(replies, start=1):
+            await self.enqueue(
+                Message(
+                    id=reply_id(msg.id, n),
+                    channel=reply.channel or reply_channel,
+                    urn=reply.urn or msg.urn,
+                    direction="out",
+                    text=reply.text,
+                    meta=reply.meta if reply.urn else thread,
+                    contact_id=msg.contact_id,
+                    conversation_id=msg.conversation_id,
+                    in_reply_to=msg.id,
+                )
+            )
 
     async def flooding(self, msg: Message) -> bool:
         """More than a person writes: beyond ``flood_burst`` messages at once, or a steady
