@@ -231,6 +231,12 @@ def main() -> int:
     p_camp.add_argument("--start", help="schedule: start (Europe/Paris), default now")
     p_camp.add_argument("--out", help="proof: CSV file to write")
     p_camp.add_argument("--list", help="create: a file of member numbers (text or CSV) as the audience")
+    p_member = sub.add_parser("member", help="a member's data: export it as JSON, or erase it (see gateway/privacy_cli.py)")
+    p_member.add_argument("action", choices=("export", "erase"))
+    p_member.add_argument("number", help="the member number")
+    p_member.add_argument("--out", help="export: JSON file to write (default: standard output)")
+    p_member.add_argument("--yes", action="store_true", help="erase: confirm (erasure cannot be undone)")
+    p_member.add_argument("--by", help="erase: who asks (recorded in the audit trail), default the system user")
     sub.add_parser("test", help="install test dependencies and run lint, types and tests (extra args go to pytest)")
     args, extra = parser.parse_known_args()
     if extra and args.command != "test":
@@ -260,6 +266,10 @@ def main() -> int:
         from campaigns.cli import run as campaign_run
 
         return campaign_run(args)
+    if args.command == "member":
+        from gateway.privacy_cli import run as member_run
+
+        return member_run(args)
     return cmd_role(args)
 
 

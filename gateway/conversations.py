@@ -90,8 +90,14 @@ class Conversations:
             new, *_ = await pipe.execute()
         if new:
             rest = {k: v for k, v in fields.items() if k != "m"}
-            if rest:
-                await self.redis.hset(mkey, mapping=rest)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if rest:
+                    pipe.hset(mkey, mapping=rest)
+                # Conversations by last message, for the retention purge (gateway/privacy.py); campaign
+                # notices (``c.`` conversations) are proofs, kept with their campaign.
+                if not conv.startswith("c."):
+                    pipe.zadd(keys.RETENTION_INDEX, {conv: msg.created_ms}, gt=True)
+                await pipe.execute()
         if msg.direction == "in" and msg.meta.get("message_id"):
             await self.redis.set(keys.email_thread(str(msg.meta["message_id"])), conv, nx=True)
         return bool(new)

@@ -164,6 +164,7 @@ def complaint_filed(conv_id: str, turn_id: str) -> str:
     return f"{PREFIX}:conv:{{{conv_id}}}:complaint:{turn_id}"
 
 
+RETENTION_INDEX = f"{PREFIX}:retention:convs"  # sorted set: conversation id, score = last message (ms)
 HANDOFF_QUEUE = f"{PREFIX}:handoff:queue"  # sorted set: conversation id, score = handoff time (ms)
 
 
