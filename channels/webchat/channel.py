@@ -35,9 +35,13 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MAX_TEXT = 4000
 OUTBOX_MAXLEN = 2000
+# The demo page's policy (the gateway's own, stated here so the channel keeps it wherever it is
+# mounted). 'self' covers the widget's same-origin ws:/wss: socket. The widget needs no framing: on a
+# mutuelle's site it is a script tag and runs under that site's policy (see demo.html).
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
 )
 
 

@@ -126,7 +126,7 @@ async def test_pages_have_a_strict_content_security_policy(make_product: Callabl
             async with session.get(product.url + path) as resp:
                 assert resp.status == 200
                 csp = resp.headers["Content-Security-Policy"]
-                assert "default-src 'self'" in csp and "unsafe-inline" not in csp
+                assert "default-src 'none'" in csp and "unsafe-inline" not in csp
         async with session.get(product.url + "/metrics") as resp:
             assert "gateway_inbound_accepted_total" in await resp.text()
         async with session.post(product.url + "/sms/twilio/inbound", data=b"x" * (300 * 1024)) as resp:
