@@ -88,11 +88,13 @@ class Settings:
     # Members' data: conversations whose last message is older than this are purged (0 = never).
     retention_days: int = 1095
     retention_every_s: float = 3600.0
-    # Public endpoints (callback form and API, web chat sessions, unsubscribe pages): requests per
-    # client address, and how many proxies in front of us append to X-Forwarded-For (0: none, the
+    # Public endpoints (web chat sessions and sockets, unsubscribe pages; the callback form and API
+    # have their own, stricter, figures): requests per client address, and how many proxies in front of us append to X-Forwarded-For (0: none, the
     # peer address counts; the header is then ignored, anyone can write it).
     public_rate_per_min: float = 30.0
-    public_burst: int = 10
+    public_burst: int = 20
+    callback_rate_per_hour: float = 10.0
+    callback_burst: int = 5
     trusted_proxy_hops: int = 0
     # Dispatcher
     send_max_attempts: int = 8
@@ -182,7 +184,9 @@ class Settings:
             retention_days=_int(env, "RETENTION_DAYS", 1095),
             retention_every_s=_float(env, "RETENTION_EVERY_S", 3600.0),
             public_rate_per_min=_float(env, "PUBLIC_RATE_PER_MIN", 30.0),
-            public_burst=_int(env, "PUBLIC_BURST", 10),
+            public_burst=_int(env, "PUBLIC_BURST", 20),
+            callback_rate_per_hour=_float(env, "CALLBACK_RATE_PER_HOUR", 10.0),
+            callback_burst=_int(env, "CALLBACK_BURST", 5),
             trusted_proxy_hops=_int(env, "TRUSTED_PROXY_HOPS", 0),
             send_max_attempts=_int(env, "SEND_MAX_ATTEMPTS", 8),
             send_backoff_base_s=_float(env, "SEND_BACKOFF_BASE_S", 1.0),

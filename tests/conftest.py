@@ -46,6 +46,9 @@ def settings_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
         "SEND_BACKOFF_BASE_S": "0.05",
         "SEND_BACKOFF_MAX_S": "0.5",
         "PATH": os.environ.get("PATH", ""),
+        # Tests send many requests from one address; tests/gateway/test_public_limits.py checks the limits.
+        "CALLBACK_BURST": "100000",
+        "PUBLIC_BURST": "100000",
     }
 
 

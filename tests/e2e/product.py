@@ -44,6 +44,9 @@ def loopback_env(var_dir: Path, twilio_base: str, telegram_base: str, smtp_url: 
         "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET,
         "TELEGRAM_API_BASE": telegram_base,
         "SMTP_URL": smtp_url,
+        # Every simulated member writes from 127.0.0.1: the per-address limits have their own test.
+        "CALLBACK_BURST": "100000",
+        "PUBLIC_BURST": "100000",
     }
 
 

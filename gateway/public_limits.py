@@ -1,0 +1,96 @@
+"""Per-address rate limits on the endpoints anyone may call without signing in.
+
+The callback form and API (each request puts a call in an agent's queue and sends an SMS), the web
+chat's session and socket, and the unsubscribe pages are limited per client address with the GCRA
+buckets of ``gateway.ratelimit`` (in Redis, so every web process shares them). Signed provider
+webhooks are not limited here (Twilio and Telegram call from a few addresses at high rates; their
+signatures are what protects them), nor is the console, whose login has its own limits.
+
+The client address is the peer's, unless ``TRUSTED_PROXY_HOPS`` says how many proxies of ours
+append to ``X-Forwarded-For``: the address is then the one our outermost proxy saw (counted from the
+right; entries further left are whatever the client wrote). IPv6 clients are counted per /64, the
+block one subscriber usually holds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from gateway.metrics import INBOUND_REJECTED
+from gateway.ratelimit import RateLimiter
+from gateway.settings import Settings
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+TOO_MANY = "Trop de demandes depuis votre connexion. Merci de réessayer dans quelques minutes."
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    name: str
+    per_second: float
+    burst: int
+
+
+def limits_for(settings: Settings) -> tuple[Limit, Limit]:
+    callback = Limit("callback", settings.callback_rate_per_hour / 3600, settings.callback_burst)
+    public = Limit("public", settings.public_rate_per_min / 60, settings.public_burst)
+    return callback, public
+
+
+def limit_of(request: web.Request, callback: Limit, public: Limit) -> Limit | None:
+    path, method = request.path, request.method
+    if method == "POST" and path in ("/callback", "/api/callbacks"):
+        return callback
+    if (method == "POST" and path == "/webchat/session") or (method == "GET" and path == "/webchat/ws"):
+        return public
+    if path.startswith("/desabonnement/"):
+        return public
+    return None
+
+
+def client_address(request: web.Request, trusted_hops: int) -> str:
+    """The address to count the request against (see the module's docstring)."""
+    raw = request.remote or ""
+    if trusted_hops > 0:
+        hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
+        if len(hops) >= trusted_hops:
+            raw = hops[-trusted_hops]
+    try:
+        address = ipaddress.ip_address(raw.strip("[]"))
+    except ValueError:
+        return "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def middleware(settings: Settings, limiter: RateLimiter) -> Middleware:
+    callback, public = limits_for(settings)
+
+    @web.middleware
+    async def public_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+        limit = limit_of(request, callback, public)
+        if limit is not None:
+            who = client_address(request, settings.trusted_proxy_hops)
+            group = request.path.strip("/").split("/", 1)[0]  # webchat, desabonnement: a bucket each
+            bucket = limit.name if limit is callback else f"{limit.name}:{group}"
+            wait = await limiter.acquire(f"{bucket}:{who}", limit.per_second, limit.burst)
+            if wait > 0:
+                INBOUND_REJECTED.labels(group or "http", "rate_limited").inc()
+                headers = {"Retry-After": str(max(1, math.ceil(wait)))}
+                if request.path.startswith("/api/") or request.path.startswith("/webchat/"):
+                    body = {"error": "rate_limited", "detail": TOO_MANY, "retry_after_s": math.ceil(wait)}
+                    return web.json_response(body, status=429, headers=headers)
+                return web.Response(status=429, text=TOO_MANY, headers=headers)
+        return await handler(request)
+
+    return public_limits

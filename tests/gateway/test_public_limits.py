@@ -1,0 +1,82 @@
+"""Per-address limits on the endpoints anyone may call: the real app on a real Redis, default figures."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from gateway.app import Gateway
+from gateway.settings import Settings
+
+Client = TestClient  # type: ignore[type-arg]
+
+
+@pytest.fixture
+async def make_client(redis: Redis, settings_env: dict[str, str]) -> AsyncIterator[Callable[..., object]]:
+    made: list[TestClient] = []  # type: ignore[type-arg]
+
+    async def make(**env: str) -> TestClient:  # type: ignore[type-arg]
+        defaults = {k: v for k, v in settings_env.items() if k not in ("CALLBACK_BURST", "PUBLIC_BURST")}
+        settings = Settings.from_env({**defaults, "SMTP_LISTEN_PORT": "0", **env})
+        gateway = Gateway(settings, redis, roles=frozenset({"web"}))
+        client: TestClient = TestClient(TestServer(gateway.build_app(), host="127.0.0.1"))  # type: ignore[type-arg]
+        await client.start_server()
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+async def test_callback_requests_are_limited_per_address_and_forged_forwarding_does_not_help(
+    make_client: Callable[..., object],
+) -> None:
+    client: Client = await make_client()  # type: ignore[misc]
+    statuses = [(await client.post("/api/callbacks", data=b"{")).status for _ in range(5)]
+    assert statuses == [400] * 5  # counted whatever their content
+    refused = await client.post("/api/callbacks", data=b"{")
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
+    body = await refused.json()
+    assert body["error"] == "rate_limited" and body["detail"].startswith("Trop de demandes")
+    # Without a trusted proxy, X-Forwarded-For is anybody's to write: it changes nothing.
+    forged = await client.post("/api/callbacks", data=b"{", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert forged.status == 429
+    form = await client.post("/callback", data={"phone": "0612345678"})
+    assert form.status == 429 and "Trop de demandes" in await form.text()  # the form shares the bucket
+
+
+async def test_behind_a_trusted_proxy_the_address_it_saw_counts(make_client: Callable[..., object]) -> None:
+    client: Client = await make_client(TRUSTED_PROXY_HOPS="1")  # type: ignore[misc]
+    for _ in range(5):
+        assert (
+            await client.post("/api/callbacks", data=b"{", headers={"X-Forwarded-For": "198.51.100.7"})
+        ).status == 400
+    # The client wrote "203.0.113.1" itself; our proxy appended the address it saw: that one counts.
+    spoofed = await client.post("/api/callbacks", data=b"{", headers={"X-Forwarded-For": "203.0.113.1, 198.51.100.7"})
+    assert spoofed.status == 429
+    other = await client.post("/api/callbacks", data=b"{", headers={"X-Forwarded-For": "198.51.100.8"})
+    assert other.status == 400
+    # IPv6 clients are counted per /64.
+    for i in range(5):
+        await client.post("/api/callbacks", data=b"{", headers={"X-Forwarded-For": f"2001:db8:1:2::{i + 1}"})
+    same_block = await client.post("/api/callbacks", data=b"{", headers={"X-Forwarded-For": "2001:db8:1:2::ff"})
+    assert same_block.status == 429
+
+
+async def test_web_chat_sessions_and_unsubscribe_pages_are_limited_webhooks_are_not(
+    make_client: Callable[..., object],
+) -> None:
+    client: Client = await make_client(TWILIO_ACCOUNT_SID="AC" + "2" * 32, TWILIO_AUTH_TOKEN="t" * 32,
+                                       TWILIO_FROM="+33700000003")  # type: ignore[misc]  # fmt: skip
+    origin = {"Origin": "http://127.0.0.1:8080"}  # the default PUBLIC_URL, allowed by default
+    sessions = [(await client.post("/webchat/session", json={}, headers=origin)).status for _ in range(21)]
+    assert sessions[:20] == [200] * 20 and sessions[20] == 429
+    pages = [(await client.get("/desabonnement/nimportequoi")).status for _ in range(21)]
+    assert 429 not in pages[:20] and pages[20] == 429
+    # Provider webhooks are protected by their signatures, not by address: never 429.
+    unsigned = [(await client.post("/sms/twilio/inbound", data={"Body": "x"})).status for _ in range(40)]
+    assert set(unsigned) == {403}
