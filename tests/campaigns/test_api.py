@@ -82,3 +82,15 @@ async def test_a_draft_with_an_uploaded_list_is_counted_and_scheduled(
         assert resp.status == 200 and (await resp.json())["planned"] == 2
     async with http.post(upload, data=sheet, headers=headers) as resp:
         assert resp.status == 400 and "brouillon" in (await resp.json())["fields"]["file"]
+
+
+async def test_console_socket_refuses_a_foreign_origin_even_with_a_valid_session(
+    staff: tuple[aiohttp.ClientSession, str, str],
+) -> None:
+    """A page on another site cannot open the console's live feed with the agent's cookie."""
+    http, base, _ = staff
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await http.ws_connect(f"{base}/console/ws", headers={"Origin": "https://evil.example"})
+    assert refused.value.status == 403
+    async with http.ws_connect(f"{base}/console/ws", headers={"Origin": base}) as ws:
+        assert not ws.closed

@@ -123,3 +123,21 @@ async def test_form_with_too_many_fields_is_refused_before_parsing(sms: Harness)
     params = {**inbound_params(MEMBER, "Bonjour"), **{f"X{i}": "y" for i in range(300)}}
     assert (await sms.post(INBOUND, params))[0] == 403
     assert await sms.accepted() == []
+
+
+async def test_a_message_to_a_messaging_service_number_behind_the_proxy_is_accepted(sms: Harness) -> None:
+    """Sent to a number of a Messaging Service's pool (not our configured sender) and signed over
+    the proxy's public URL: authentic, accepted, and answered from the number the member wrote to."""
+    pool_number = "+33700000099"
+    params = inbound_params(MEMBER, "Bonjour", to=pool_number, messaging_service_sid="MG" + "5" * 32)
+    status, _, _ = await sms.post(INBOUND, params, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "{signature}",
+        "Host": "127.0.0.1", "X-Forwarded-Proto": "http",
+    })  # fmt: skip
+    assert status == 200
+    [msg] = await sms.accepted()
+    assert msg.meta["messaging_service_sid"] == "MG" + "5" * 32
+    assert msg.meta["reply"] == {"twilio_from": pool_number}
+    # The same form tampered to claim another service: refused.
+    forged = {**params, "MessagingServiceSid": "MG" + "6" * 32}
+    assert (await sms.post(INBOUND, forged, sign_params=params))[0] == 403
