@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from campaigns.rules import PARIS, is_public_holiday
 from gateway import keys
-from gateway.members import Claim, Complaint, Member, MemberStore
+from gateway.members import Claim, Complaint, Member, MemberStore, verify_audit
 from tests.e2e.product import ROOT, Product
 from tests.e2e.test_campaign_e2e import campaign_cli
 from tests.e2e.test_sms_e2e import post_sms, quiet, redis_of
@@ -163,6 +163,7 @@ async def test_export_then_erase_everywhere_keeping_only_the_proof(
     assert await store.get(ERIN.number) is None
     audit = await redis.xrange(keys.member_audit(ERIN.number))
     assert audit[-1][1]["what"] == "erased" and audit[-1][1]["agent"] == "dpo"
+    assert await verify_audit(redis, ERIN.number) == []  # kept whole through the erasure
     if notices:
         proof = {row["member"]: row for row in csv.DictReader(io.StringIO(campaign_cli(product, "proof", cid)))}
         assert proof[ERIN.number]["channel"] == "sms" and proof[ERIN.number]["sent_at"]

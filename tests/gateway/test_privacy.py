@@ -36,3 +36,27 @@ async def test_purge_removes_what_is_older_than_the_retention(redis: Redis) -> N
     assert await redis.exists(keys.message("new", "m-new")) and await redis.exists(keys.conversation("revived"))
     assert await redis.zscore(keys.RETENTION_INDEX, "revived") == now
     assert await redis.xlen(stream) == 1
+
+
+async def test_the_audit_trail_is_a_chain_that_shows_any_change(redis: Redis) -> None:
+    from gateway.members import audit, verify_audit
+
+    for what in ("claim", "agent_opened_record", "quote"):
+        await audit(redis, "M0000042", "c1", "sms", what, ["S1"], agent="lea" if what.startswith("agent") else "")
+    assert await verify_audit(redis, "M0000042") == []
+    entries = await redis.xrange(keys.member_audit("M0000042"))
+    assert [e["what"] for _, e in entries] == ["claim", "agent_opened_record", "quote"]
+    assert entries[1][1]["prev"] == entries[0][1]["hash"] and entries[1][1]["agent"] == "lea"
+    # Someone with direct access to Redis rewrites the middle entry (the product has no way to):
+    # the chain shows where.
+    stream = keys.member_audit("M0000042")
+    await redis.delete(stream)
+    for n, (entry_id, fields) in enumerate(entries):
+        await redis.xadd(stream, {**fields, "agent": ""} if n == 1 else fields, id=entry_id)
+    assert await verify_audit(redis, "M0000042") == [entries[1][0]]
+    # Removing an entry is seen too.
+    await redis.delete(stream)
+    for n, (entry_id, fields) in enumerate(entries):
+        if n != 1:
+            await redis.xadd(stream, fields, id=entry_id)
+    assert await verify_audit(redis, "M0000042") == [entries[2][0]]
