@@ -77,7 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.settings import Settings
 
     settings = Settings.from_env()
-    logs.setup(settings.log_level)
+    logs.setup(settings.log_level, settings.secret_values())
     return serve(settings)
 
 
@@ -167,7 +167,7 @@ def cmd_role(args: argparse.Namespace) -> int:
     from gateway.settings import Settings
 
     settings = Settings.from_env()
-    logs.setup(settings.log_level)
+    logs.setup(settings.log_level, settings.secret_values())
     roles = {"web": {"web"}, "worker": {"worker"}, "all": {"web", "worker"}}[args.command]
     try:
         import uvloop

@@ -17,7 +17,24 @@ _PHONE = re.compile(r"\+?\d[\d .-]{8,}\d")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 
 
+_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+# The configured secrets' exact values (auth tokens, keys, passwords): whatever quotes them, they go.
+_SECRETS: list[str] = []
+
+
+def register_secrets(values: list[str]) -> None:
+    """Values never to be written to a log line, however they get there (an exception, a URL)."""
+    for value in values:
+        if value and len(value) >= 6 and value not in _SECRETS:
+            _SECRETS.append(value)
+    _SECRETS.sort(key=len, reverse=True)
+
+
 def scrub(value: str) -> str:
+    for secret in _SECRETS:
+        if secret in value:
+            value = value.replace(secret, "<secret>")
+    value = _URL_CREDENTIALS.sub(r"\1<credentials>@", value)
     value = _BOT_TOKEN.sub("<token>", value)
     value = _EMAIL.sub("<email>", value)
     return _PHONE.sub("<phone>", value)
@@ -47,7 +64,8 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
-def setup(level: str = "INFO") -> None:
+def setup(level: str = "INFO", secrets: list[str] | None = None) -> None:
+    register_secrets(secrets or [])
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

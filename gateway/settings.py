@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,6 +112,9 @@ class Settings:
     email_from: str = "Ma Mutuelle <contact@mutuelle.example>"
     email_domain: str = "mutuelle.example"
     email_rate_per_s: float = 20.0
+    # Mail-loop guard: an address writing more than this gets no automatic answer (stored for agents).
+    email_answered_per_10min: int = 5
+    email_answered_per_day: int = 20
     # SMS (Twilio): enabled when account SID and auth token are set.
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
@@ -142,6 +146,17 @@ class Settings:
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def secret_values(self) -> list[str]:
+        """The configured secrets themselves, for the logs to recognise and hide (gateway.logs)."""
+        values = [self.secret_key, self.twilio_auth_token, self.telegram_token, self.telegram_secret_token]
+        if self.telegram_token:
+            values.append(self.telegram_token.partition(":")[2])  # the secret half of a bot token
+        for url in (self.redis_url, self.smtp_url):
+            password = urlsplit(url).password if url else None
+            if password:
+                values.append(password)
+        return [v for v in values if v]
 
     def redacted(self) -> dict[str, object]:
         """Settings safe to print or log: secrets replaced."""
@@ -200,6 +215,8 @@ class Settings:
             email_from=_str(env, "EMAIL_FROM", "Ma Mutuelle <contact@mutuelle.example>"),
             email_domain=_str(env, "EMAIL_DOMAIN", "mutuelle.example"),
             email_rate_per_s=_float(env, "EMAIL_RATE_PER_S", 20.0),
+            email_answered_per_10min=_int(env, "EMAIL_ANSWERED_PER_10MIN", 5),
+            email_answered_per_day=_int(env, "EMAIL_ANSWERED_PER_DAY", 20),
             twilio_account_sid=_str(env, "TWILIO_ACCOUNT_SID"),
             twilio_auth_token=_str(env, "TWILIO_AUTH_TOKEN"),
             twilio_from=_str(env, "TWILIO_FROM"),
