@@ -324,7 +324,7 @@ class Console:
         @routes.get("/console/api/complaints")
         @api()
         async def complaints(request: web.Request) -> web.Response:
-            return web.json_response(await desk.complaints())
+            return web.json_response(await desk.complaints(request[USER_KEY]))
 
         @routes.post("/console/api/complaints/{member}/{ref}")
         @api()

@@ -456,8 +456,8 @@ class Desk:
         return str(conv) if conv else None
 
     # Complaints ----------------------------------------------------------------------------
-    async def complaints(self, limit: int = 200) -> list[dict[str, Any]]:
-        """Open complaints, the nearest due date first."""
+    async def complaints(self, user: User | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Open complaints, the nearest due date first; each shown to an agent is in its member's audit trail."""
         out = []
         store = MemberStore(self.redis)
         for entry, _ in await self.redis.zrange(keys.COMPLAINTS_DUE, 0, limit - 1, withscores=True):
@@ -465,6 +465,8 @@ class Desk:
             for record in await store.records(member, Complaint.RECORD):
                 if record.get("id") == ref:
                     out.append(record)
+                    if user is not None:
+                        await audit(self.redis, member, "", "console", "agent_listed_complaint", [ref], agent=user.login)
         return out
 
     async def complaint_done(self, user: User, member: str, ref: str, status: str) -> dict[str, Any]:
@@ -489,6 +491,7 @@ class Desk:
         async with self.redis.pipeline(transaction=False) as pipe:
             store.write_record(pipe, complaint)
             await pipe.execute()
+        await audit(self.redis, member, "", "console", f"agent_marked_complaint_{status}", [ref], agent=user.login)
         await self.notify(ref)
         return record
 

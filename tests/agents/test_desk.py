@@ -177,9 +177,16 @@ async def test_complaints_by_due_date_and_answered_in_time(desk: Desk, redis: Re
     assert [c["id"] for c in await desk.complaints()] == ["REC-B", "REC-C", "REC-A"]
     done = await desk.complaint_done(SOPHIE, "M0000042", "REC-B", "answered")
     assert done["answered_date"] == paris_day() and done["status"] == "answered"
-    assert [c["id"] for c in await desk.complaints()] == ["REC-C", "REC-A"]
+    assert [c["id"] for c in await desk.complaints(SOPHIE)] == ["REC-C", "REC-A"]
     stats = await redis.hgetall(keys.day_stats(paris_day()))
     assert (stats["complaints_answered"], stats["complaints_in_time"]) == ("1", "1")
+    # What the agent saw and did is in the member's audit trail: who, what, when.
+    trail = [(e["what"], e["records"], e["agent"]) for _, e in await redis.xrange(keys.member_audit("M0000042"))]
+    assert trail == [
+        ("agent_marked_complaint_answered", '["REC-B"]', SOPHIE.login),
+        ("agent_listed_complaint", '["REC-C"]', SOPHIE.login),
+        ("agent_listed_complaint", '["REC-A"]', SOPHIE.login),
+    ]
 
 
 async def test_users_passwords_and_sessions(redis: Redis) -> None:
