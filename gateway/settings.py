@@ -132,6 +132,7 @@ class Settings:
     webchat_allowed_origins: tuple[str, ...] = ()
     # Secrets
     secret_key: str = field(default="", repr=False)
+    metrics_token: str = field(default="", repr=False)  # if set, /metrics wants "Authorization: Bearer <it>"
     # Logging
     log_level: str = "INFO"
 
@@ -149,7 +150,8 @@ class Settings:
 
     def secret_values(self) -> list[str]:
         """The configured secrets themselves, for the logs to recognise and hide (gateway.logs)."""
-        values = [self.secret_key, self.twilio_auth_token, self.telegram_token, self.telegram_secret_token]
+        values = [self.secret_key, self.twilio_auth_token, self.telegram_token, self.telegram_secret_token,
+                  self.metrics_token]  # fmt: skip
         if self.telegram_token:
             values.append(self.telegram_token.partition(":")[2])  # the secret half of a bot token
         for url in (self.redis_url, self.smtp_url):
@@ -160,7 +162,7 @@ class Settings:
 
     def redacted(self) -> dict[str, object]:
         """Settings safe to print or log: secrets replaced."""
-        secret_names = {"secret_key", "twilio_auth_token", "telegram_token", "telegram_secret_token"}
+        secret_names = {"secret_key", "twilio_auth_token", "telegram_token", "telegram_secret_token", "metrics_token"}
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -230,6 +232,7 @@ class Settings:
             telegram_chat_rate_per_s=_float(env, "TELEGRAM_CHAT_RATE_PER_S", 1.0),
             webchat_allowed_origins=origins,
             secret_key=_secret(env, var_dir),
+            metrics_token=_str(env, "METRICS_TOKEN"),
             log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
         )
         if settings.redis_appendfsync not in ("always", "everysec", "no"):

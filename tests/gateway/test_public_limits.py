@@ -80,3 +80,13 @@ async def test_web_chat_sessions_and_unsubscribe_pages_are_limited_webhooks_are_
     # Provider webhooks are protected by their signatures, not by address: never 429.
     unsigned = [(await client.post("/sms/twilio/inbound", data={"Body": "x"})).status for _ in range(40)]
     assert set(unsigned) == {403}
+
+
+async def test_metrics_can_require_a_token(make_client: Callable[..., object]) -> None:
+    client: Client = await make_client(METRICS_TOKEN="jeton-prometheus-123")  # type: ignore[misc]
+    assert (await client.get("/metrics")).status == 401
+    assert (await client.get("/metrics", headers={"Authorization": "Bearer faux"})).status == 401
+    ok = await client.get("/metrics", headers={"Authorization": "Bearer jeton-prometheus-123"})
+    assert ok.status == 200 and "gateway_inbound" in await ok.text()
+    open_client: Client = await make_client()  # type: ignore[misc]
+    assert (await open_client.get("/metrics")).status == 200  # not set: open, as Prometheus expects by default
