@@ -109,6 +109,11 @@ def rate(bucket: str) -> str:
     return f"{PREFIX}:rate:{bucket}"
 
 
+def email_sender_pace(address: str) -> str:
+    """Recent mails from one e-mail address (sorted set: mail id, score = arrival ms), for the mail-loop guard."""
+    return f"{PREFIX}:mailpace:{{{address}}}"
+
+
 def flood_told(urn: str) -> str:
     """Set while a sender who writes too fast has been told so (once per quarter hour)."""
     return f"{PREFIX}:flood-told:{urn}"

@@ -25,13 +25,17 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from redis.exceptions import RedisError
 
 from channels.base import ChannelBase, ChannelContext, RateLimit
+from channels.email.loops import LoopGuard
 from channels.email.notice import notice_html
-from channels.email.parse import CHANNEL, Bounce, bounces, parse_email
+from channels.email.parse import CHANNEL, MAX_HEADER_BYTES, Bounce, bounces, header_size, parse_email
 from channels.email.relay import SmtpPool
 from gateway import keys, unsubscribe
 from gateway.envelope import Message, SendResult, StatusUpdate
 
 log = logging.getLogger(__name__)
+
+# SMTP replies are ASCII (aiosmtpd encodes them so, and fails on anything else): French without accents.
+TRY_LATER = "451 4.3.0 Reessayez plus tard / try again later"
 
 
 class _Handler:
@@ -39,29 +43,52 @@ class _Handler:
         self.channel = channel
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        try:
+            return await self._handle(envelope)
+        except Exception:  # a bug of ours: the sender keeps the mail and tries again later
+            log.exception("e-mail handling failed", extra={"channel": CHANNEL})
+            return TRY_LATER
+
+    async def _handle(self, envelope: Envelope) -> str:
+        s = self.channel.ctx.settings
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
             raw = raw.encode("utf-8", errors="replace")
-        if len(raw) > self.channel.ctx.settings.max_email_bytes:
+        if len(raw) > s.max_email_bytes:
             return "552 5.3.4 Message trop volumineux / message too big"
-        try:
-            msg = parse_email(raw, envelope.mail_from)
-        except Exception:
-            log.warning("unreadable e-mail refused", extra={"channel": CHANNEL})
+        if header_size(raw) > MAX_HEADER_BYTES:
+            return "552 5.3.4 En-tetes trop volumineux / headers too large"
+        try:  # in a thread: a large mail must not hold up the other channels of this process
+            msg = await asyncio.to_thread(parse_email, raw, envelope.mail_from, s.email_domain)
+        except RecursionError:
+            log.warning("e-mail nested too deeply refused", extra={"channel": CHANNEL})
+            return "550 5.6.0 Structure MIME trop imbriquee / MIME structure nested too deeply"
+        except Exception as exc:
+            log.warning("unreadable e-mail refused", extra={"channel": CHANNEL, "error": type(exc).__name__})
             return "550 5.6.0 Message illisible / unreadable message"
         if self.channel.for_unsubscribe(envelope.rcpt_tos):
             return await self.channel.unsubscribe(msg)
         if str(msg.meta.get("automated_reason") or "").startswith("report:"):
-            failures = [b for b in bounces(raw) if b.original_id.endswith(f"@{self.channel.ctx.settings.email_domain}")]
+            failures = [
+                b for b in await asyncio.to_thread(bounces, raw) if b.original_id.endswith(f"@{s.email_domain}")
+            ]
             if failures:  # a notice or reply of ours bounced: its status, not a message to store
                 return await self.channel.bounced(failures)
         try:
+            if not msg.automated:
+                msg = await self.channel.pace(msg)
             result = await self.channel.ctx.accept(msg)
         except (RedisError, OSError):
             log.error("e-mail not stored, sender will retry", extra=msg.log_fields())
-            return "451 4.3.0 Réessayez plus tard / try again later"
+            return TRY_LATER
         log.info(
-            "e-mail received", extra={**msg.log_fields(), "duplicate": result.duplicate, "automated": msg.automated}
+            "e-mail received",
+            extra={
+                **msg.log_fields(),
+                "duplicate": result.duplicate,
+                "automated": msg.automated,
+                "automated_reason": msg.meta.get("automated_reason"),
+            },
         )
         return "250 2.0.0 OK"
 
@@ -74,6 +101,9 @@ class EmailChannel(ChannelBase):
         self._pool: SmtpPool | None = None
         self._server: asyncio.AbstractServer | None = None
         self.port: int = ctx.settings.smtp_listen_port
+        self.loops = LoopGuard(
+            ctx.redis, per_10min=ctx.settings.email_answered_per_10min, per_day=ctx.settings.email_answered_per_day
+        )
 
     async def start(self) -> None:
         if "web" not in self.ctx.roles:
@@ -105,6 +135,18 @@ class EmailChannel(ChannelBase):
             await self._pool.close()
             self._pool = None
 
+    async def pace(self, msg: Message) -> Message:
+        """``msg``, marked automated (stored, never answered) when its sender writes more than a person
+        would: the end of any ping-pong between our auto-replies and a robot that marks nothing."""
+        pace = await self.loops.count(msg.urn.removeprefix("mailto:"), msg.external_id or msg.id)
+        if not pace.over:
+            return msg
+        log.info(
+            "e-mail sender over the loop limit, not answered",
+            extra={**msg.log_fields(), "last_10min": pace.last_10min, "last_day": pace.last_day},
+        )
+        return msg.with_(automated=True, meta={**msg.meta, "automated_reason": "loop-limit"})
+
     def for_unsubscribe(self, recipients: list[str]) -> bool:
         """Mail to ``desabonnement@EMAIL_DOMAIN`` (the List-Unsubscribe mailto) is a request, not a message."""
         target = f"{unsubscribe.LOCAL_PART}@{self.ctx.settings.email_domain}".lower()
@@ -121,7 +163,7 @@ class EmailChannel(ChannelBase):
             else:
                 await unsubscribe.unsubscribe_address(self.ctx.redis, msg.urn.removeprefix("mailto:"), CHANNEL)
         except (RedisError, OSError):
-            return "451 4.3.0 Réessayez plus tard / try again later"
+            return TRY_LATER
         log.info("information e-mails declined", extra={"via": "mailto", "token": number is not None})
         return "250 2.0.0 OK"
 
@@ -133,7 +175,7 @@ class EmailChannel(ChannelBase):
                     StatusUpdate(CHANNEL, failure.original_id, "failed", failure.status or "5.0.0", failure.diagnostic)
                 )
         except (RedisError, OSError):
-            return "451 4.3.0 Réessayez plus tard / try again later"
+            return TRY_LATER
         log.info("bounce applied", extra={"channel": CHANNEL, "codes": [f.status for f in failures][:5]})
         return "250 2.0.0 OK"
 
@@ -149,6 +191,7 @@ class EmailChannel(ChannelBase):
         mail["Subject"] = str(thread.get("subject") or "Votre mutuelle")
         mail["Date"] = formatdate(localtime=False)
         mail["Message-ID"] = f"<{msg.id}@{s.email_domain}>" if msg.id else make_msgid(domain=s.email_domain)
+        mail["X-Auto-Response-Suppress"] = "All"  # Exchange and Outlook: no out-of-office back to us
         if thread.get("in_reply_to"):
             mail["In-Reply-To"] = f"<{thread['in_reply_to']}>"
         refs = [r for r in thread.get("references") or [] if isinstance(r, str)]
