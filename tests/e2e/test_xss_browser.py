@@ -24,13 +24,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, fields
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import aiosmtplib
@@ -380,3 +381,79 @@ async def test_agents_hostile_replies_are_text_in_the_widget(
     await member.reload()  # the conversation is replayed from the server
     await member.click(".mwc-toggle")
     await widget_shows_all("widget after a reload")
+
+
+async def test_staff_and_public_pages_show_hostile_text_as_text(
+    make_product: Callable[..., Product], browser: Browser, tmp_path: Path
+) -> None:
+    """Campaign titles, template values and member names in the campaign console (list and previews, so
+    ``{{7*7}}`` in a value is printed, not evaluated), and the public callback form echoing what was typed."""
+    loose = {"CALLBACK_BURST": "1000", "CALLBACK_RATE_PER_HOUR": "100000", "PUBLIC_BURST": "1000"}
+    product = make_product(**loose)
+    await product.start()
+    redis_url = f"redis://127.0.0.1:{(product.env_var_dir / 'redis' / 'redis.port').read_text().strip()}/0"
+    people = await asyncio.to_thread(import_members, tmp_path / "import")
+    await asyncio.to_thread(run, product, redis_url, "import", str(tmp_path / "import"))
+    await asyncio.to_thread(run, product, redis_url, "create-user", "claire", "--first-name", "Claire", "--role",
+                            "communications", "--password-stdin")  # fmt: skip
+    watch = Watch([], [])
+    page = await watch.page(await watch.context(browser))
+    await page.goto(product.url + "/console/login")
+    await page.fill("input[name=login]", "claire")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url("**/console/campaigns")
+    effective = (dt.date.today() + dt.timedelta(days=70)).replace(day=1).isoformat()
+    titles = []
+    for n, payload in enumerate(CORPUS):
+        title = payload[:120]
+        titles.append(title)
+        spec = {"kind": "information", "title": title, "effective_date": effective, "channels": ["email"],
+                "values": {"message": payload}, "audience": {"members": [people[n % len(people)].member.number]},
+                "window": {"start": "09:00", "end": "19:00"}}  # fmt: skip
+        status = await page.evaluate(
+            """(spec) => fetch("/console/api/campaigns", {method: "POST", headers: {"Content-Type": "application/json",
+               "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content}, body: JSON.stringify(spec)})
+               .then((r) => r.status)""",
+            spec,
+        )
+        assert status == 201, (payload, status)
+    await page.reload()
+    await all_visible(page, "#list", titles, "campaign list")
+    await watch.clean(page, "campaign list")
+    items = page.locator("#list li")
+    assert await items.count() == len(CORPUS)
+    for i in range(len(CORPUS)):
+        item = items.nth(i)
+        title = await item.locator("strong").text_content()
+        assert title in titles
+        n = titles.index(title)
+        await item.click()
+        await page.click("#preview")
+        await page.wait_for_selector(".preview-text")
+        member = people[n % len(people)].member
+        texts = [f"E-mail — {title}", f"Bonjour {member.first_name},", CORPUS[n]]
+        await all_visible(page, "#detail", [title, *texts], f"preview of campaign {n}")
+        text = await page.text_content(".preview-text")
+        assert text is not None and CORPUS[n] in text and "49" not in text.replace(CORPUS[n], "")
+        await watch.clean(page, f"preview of campaign {n}")
+
+    # The callback form gives back what was typed, in its fields, when the number is wrong.
+    form = await watch.page(await watch.context(browser))
+    for payload in CORPUS:
+        await form.goto(product.url + "/callback")
+        await form.fill("#phone", "123")
+        await form.fill("#date", (dt.date.today() + dt.timedelta(days=1)).isoformat())
+        await form.evaluate("() => document.querySelector('#name').removeAttribute('maxlength')")
+        await form.fill("#name", payload[:100])
+        await form.fill("#comment", payload[:500])
+        await form.click("button[type=submit]")
+        await form.wait_for_selector("[role=alert]")
+        assert await form.input_value("#name") == payload[:100].strip()
+        assert await form.input_value("#comment") == payload[:500].strip()
+        await watch.clean(form, "callback form")
+    # An unsubscribe link made of markup is refused without being echoed.
+    await form.goto(product.url + "/desabonnement/" + quote(CORPUS[5], safe=""))
+    await form.wait_for_selector("text=Lien de désabonnement invalide")
+    await watch.clean(form, "unsubscribe page")
+    assert product.stop() == 0
