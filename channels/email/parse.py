@@ -43,8 +43,8 @@ _REPLY_HEADERS = [
 # Subjects of auto-replies, out-of-office notices, bounces and read receipts (French and English
 # clients: Outlook, Gmail, Thunderbird, Exchange, Postfix), matched at the start of the subject.
 _AUTO_SUBJECTS = re.compile(
-    r"^\s*(r[ée]ponse automatique|absence\b|absent(e)? du bureau|je suis absent(e)?\b|"
-    r"en cong[ée]s?\b|out of (the )?office|automatic reply|auto[- ]?reply|autoreply|auto[- ]?response|"
+    r"^\s*(r[ée]ponse automatique|absence\s*([-:–(]|$|du bureau|jusqu)|absent(e)? du bureau|"
+    r"je suis absent(e)?\b|out of (the )?office|automatic reply|auto[- ]?reply|autoreply|auto[- ]?response|"
     r"away from (the )?office|vacation (reply|notice)|undeliverable|undelivered mail|"
     r"delivery status notification|mail delivery (failed|failure|system)|returned mail|"
     r"non remis|non distribuable|[ée]chec de (la )?(remise|distribution)|"

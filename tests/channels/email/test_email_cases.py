@@ -24,7 +24,7 @@ CASES = json.loads((Path(__file__).parent / "cases.json").read_text())
 
 @pytest.mark.parametrize("case", CASES, ids=[c["label"] for c in CASES])
 def test_parse(case: dict[str, Any]) -> None:
-    msg = parse_email(case["raw"].encode("utf-8"), case.get("envelope_from"))
+    msg = parse_email(case["raw"].encode("utf-8"), case.get("envelope_from"), case.get("own_domain"))
     want = case["expected"]
     checks = {
         "urn": lambda: msg.urn,
