@@ -113,8 +113,8 @@ class Settings:
     email_domain: str = "mutuelle.example"
     email_rate_per_s: float = 20.0
     # Mail-loop guard: an address writing more than this gets no automatic answer (stored for agents).
-    email_answered_per_10min: int = 5
-    email_answered_per_day: int = 20
+    email_answered_per_10min: int = 10
+    email_answered_per_day: int = 30
     # SMS (Twilio): enabled when account SID and auth token are set.
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
@@ -217,8 +217,8 @@ class Settings:
             email_from=_str(env, "EMAIL_FROM", "Ma Mutuelle <contact@mutuelle.example>"),
             email_domain=_str(env, "EMAIL_DOMAIN", "mutuelle.example"),
             email_rate_per_s=_float(env, "EMAIL_RATE_PER_S", 20.0),
-            email_answered_per_10min=_int(env, "EMAIL_ANSWERED_PER_10MIN", 5),
-            email_answered_per_day=_int(env, "EMAIL_ANSWERED_PER_DAY", 20),
+            email_answered_per_10min=_int(env, "EMAIL_ANSWERED_PER_10MIN", 10),
+            email_answered_per_day=_int(env, "EMAIL_ANSWERED_PER_DAY", 30),
             twilio_account_sid=_str(env, "TWILIO_ACCOUNT_SID"),
             twilio_auth_token=_str(env, "TWILIO_AUTH_TOKEN"),
             twilio_from=_str(env, "TWILIO_FROM"),

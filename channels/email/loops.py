@@ -7,6 +7,11 @@ ten minutes and ``per_day`` in 24 hours, counted on the mails it sends us (not t
 a mail over either figure is stored for the agents as usual but marked automated, so nobody
 answers it, and the exchange stops there. The address is answered again once it writes less
 (the windows slide). Every process counts in the same sorted set, one key per address.
+
+The figures (``EMAIL_ANSWERED_PER_10MIN=10``, ``EMAIL_ANSWERED_PER_DAY=30``; 0 turns a figure off):
+a robot that answers at once gets ten answers, well under a minute, then nothing; a member in an
+e-mail dialogue with the bot (verification takes two to four mails) stays far below, and a member
+who writes more still reaches the agents, who see every mail.
 """
 
 from __future__ import annotations
