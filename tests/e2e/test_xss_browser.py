@@ -48,7 +48,6 @@ from tests.e2e.test_csp_browser import WATCH_CSP
 from tests.e2e.test_sms_e2e import post_sms
 from tests.e2e.test_webchat_browser import CHROMIUM_ARGS
 from tests.fakes.telegram import as_body, update
-from tests.fakes.twilio import FakeTwilio
 
 pytestmark = pytest.mark.browser
 PASSWORD = "un-mot-de-passe-assez-long"
@@ -255,12 +254,7 @@ def telegram_document(update_id: int, chat_id: int, payload: str) -> dict[str, A
 
 
 async def test_members_hostile_text_is_text_in_the_console(
-    bot_product: Product,
-    browser: Browser,
-    fake_twilio: FakeTwilio,
-    redis: Redis,
-    redis_url: str,
-    tmp_path: Path,
+    bot_product: Product, browser: Browser, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
     assert len(CORPUS) >= 40
     people = await asyncio.to_thread(import_members, tmp_path / "import")
@@ -327,6 +321,9 @@ async def test_members_hostile_text_is_text_in_the_console(
         await watch.clean(page, f"record of {m.number}")
 
     # The supervisor's dashboard: the dead letters with their errors, as stored.
+    deadline = asyncio.get_running_loop().time() + 30
+    while await redis.xlen(keys.dead("in", 0)) < 12 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
     dead = await redis.xrange(keys.dead("in", 0))
     errors = [fields_["error"] for _, fields_ in dead]
     assert len(errors) == 12 and all("data-xss" in e or "alert" in e for e in errors)
