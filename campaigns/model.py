@@ -164,7 +164,8 @@ def from_input(data: dict[str, Any], *, created_by: str = "") -> Campaign:
             errors["effective_date"] = "date illisible (AAAA-MM-JJ)"
     elif date_field not in DATE_FIELDS:
         errors["date_field"] = f"champ inconnu : {', '.join(DATE_FIELDS)}"
-    channels = [str(c) for c in data.get("channels") or ["email", "sms"]]
+    raw_channels = data.get("channels") or ["email", "sms"]
+    channels = [str(c) for c in raw_channels] if isinstance(raw_channels, list) else []
     if not channels or any(c not in CHANNELS for c in channels) or len(set(channels)) != len(channels):
         errors["channels"] = "canaux par ordre de préférence, parmi : " + ", ".join(CHANNELS)
     raw_audience = data.get("audience") or {}
@@ -177,24 +178,24 @@ def from_input(data: dict[str, Any], *, created_by: str = "") -> Campaign:
             age_max=int(raw_audience["age_max"]) if raw_audience.get("age_max") not in (None, "") else None,
             members=[str(x).strip().upper() for x in raw_audience.get("members") or [] if str(x).strip()],
         )
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, OverflowError):
         errors["audience"] = "filtres illisibles"
         audience = Audience()
-    window = dict(data.get("window") or {})
+    window = _object(data, "window", errors, "fenêtre illisible")
     try:
         Campaign("x", "information", "x", "", "", Audience(), [], {}, {}, window).send_window()
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         errors["window"] = str(exc) if "fenêtre" in str(exc) or "jours" in str(exc) else "fenêtre illisible"
-    values = dict(data.get("values") or {})
+    values = _object(data, "values", errors, "valeurs illisibles (un objet JSON est attendu)")
     templates = default_templates(kind) if kind in KINDS else {}
-    for channel, parts in (data.get("templates") or {}).items():
+    for channel, parts in _object(data, "templates", errors, "modèles illisibles (un objet par canal)").items():
         if isinstance(parts, dict):
             templates.setdefault(str(channel), {}).update({str(k): str(v) for k, v in parts.items()})
     try:
         lead = int(data.get("lead_days", 2))
         if not 0 <= lead <= 20:
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         errors["lead_days"] = "de 0 à 20 jours"
         lead = 2
     if errors:
@@ -235,6 +236,15 @@ def context(campaign: Campaign, member: dict[str, Any]) -> dict[str, Any]:
 
 MEMBER_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,39}$")  # as the member import accepts them
 _NUMBER_COLUMNS = ("numero_adherent", "numero", "adherent", "number", "member", "membre")
+
+
+def _object(data: dict[str, Any], name: str, errors: dict[str, str], message: str) -> dict[str, Any]:
+    """An optional field that must be a JSON object: a copy of it, or {} and the French error."""
+    value = data.get(name) or {}
+    if isinstance(value, dict):
+        return dict(value)
+    errors[name] = message
+    return {}
 
 
 def decode_list(raw: bytes) -> str:

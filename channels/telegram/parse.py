@@ -83,14 +83,17 @@ def parse_update(data: dict[str, Any]) -> list[Message]:
         return []
     try:
         update = Update.de_json(data, None)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:  # e.g. a date past 2038
         raise BadRequest(f"malformed update: {type(exc).__name__}") from exc
     if update is None:
         raise BadRequest("empty update")
     tg = update.message or update.edited_message
     if tg is None or getattr(tg, "chat", None) is None:
         raise BadRequest("message without chat")
+    # de_json does not check types: a text, caption or chat id of another type is garbage.
     text = tg.text or tg.caption or ""
+    if not isinstance(text, str) or not isinstance(tg.chat.id, int) or isinstance(tg.chat.id, bool):
+        raise BadRequest("malformed message: text, caption or chat id of the wrong type")
     kind = "edited" if update.edited_message is not None else "text"
     meta: dict[str, Any] = {
         "chat_id": tg.chat.id,
