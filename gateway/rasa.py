@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from typing import Any
 
 import aiohttp
@@ -25,7 +24,7 @@ from gateway import keys
 from gateway.agents.waiting import expected_wait_text
 from gateway.envelope import Message
 from gateway.members import MemberStore
-from gateway.otp import otp_digest
+from gateway.otp import new_code, otp_digest
 from gateway.responders import Reply, fixed_answer
 
 log = logging.getLogger(__name__)
@@ -144,7 +143,7 @@ class RasaResponder:
                 urn = f"mailto:{member.email}"
             else:
                 continue
-            code = f"{secrets.randbelow(10**6):06d}"
+            code = new_code()
             key = keys.conversation_otp(conv_id)
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(key)

@@ -53,6 +53,7 @@ LOCKED_TEXT = (
     "Je n'ai pas pu vérifier votre identité. Par sécurité, je ne peux rien vous dire sur votre dossier : "
     "un conseiller prend la suite et vous répondra ici."
 )
+EXPIRED_TEXT = "Votre vérification d'identité a expiré : reposez votre question."
 CANCEL_WORDS = ("annuler", "annule", "laisse tomber", "stop", "rien", "non merci")
 
 
@@ -76,6 +77,17 @@ def latest_intent(tracker: Tracker) -> str:
     return str((tracker.latest_message.get("intent") or {}).get("name") or "")
 
 
+def sender_contact(tracker: Tracker) -> str:
+    """The gateway's contact of the message being answered (``""`` when Rasa is asked directly)."""
+    meta = tracker.latest_message.get("metadata") or {}
+    return str(meta.get("contact_id") or "")
+
+
+async def verified(tracker: Tracker) -> state.Verification:
+    """The conversation's verification for the sender of the message being answered."""
+    return await state.verification(redis(), tracker.sender_id, sender_contact(tracker))
+
+
 def turn_id(tracker: Tracker) -> str:
     """The gateway's inbound message id (stable across a replay), else Rasa's."""
     meta = tracker.latest_message.get("metadata") or {}
@@ -87,11 +99,12 @@ async def conversation(tracker: Tracker) -> dict[str, str]:
     return data
 
 
-async def linked_member(conv: dict[str, str]) -> str | None:
-    """The member whose registered phone or e-mail the sender's address is."""
-    if not conv.get("contact_id"):
+async def linked_member(contact: str) -> str | None:
+    """The member whose registered phone or e-mail the sender's address is (the message's sender,
+    not the conversation's first one: an e-mail may join another contact's thread)."""
+    if not contact:
         return None
-    member = await redis().hget(keys.contact(conv["contact_id"]), "member_id")
+    member = await redis().hget(keys.contact(contact), "member_id")
     return str(member) if member else None
 
 
@@ -125,7 +138,7 @@ async def hand_off(
     conv = await conversation(tracker)
     if conv.get("status") == "handoff":
         return
-    v = await state.verification(redis(), tracker.sender_id)
+    v = await verified(tracker)
     intent = str(tracker.get_slot("pending_query") or latest_intent(tracker))
     await state.handoff(
         redis(), tracker.sender_id, reason=reason, intent=intent, member=v.member, summary=summary(tracker, extra),
@@ -160,7 +173,7 @@ class ValidateIdentityForm(FormValidationAction):
     ) -> list[str]:
         if tracker.get_slot("identity_outcome"):
             return []
-        v = await state.verification(redis(), tracker.sender_id)
+        v = await verified(tracker)
         conv = await conversation(tracker)
         if v.member or v.locked or conv.get("status") == "handoff":
             return []
@@ -184,12 +197,13 @@ class ValidateIdentityForm(FormValidationAction):
         if intent in STATUS_INTENTS and not typed_a_factor:
             # Another question while being asked who they are: not a failed answer; asked again.
             return {"identity_answer": None, "pending_query": intent, "query_text": text}
-        v = await state.verification(redis(), conv_id)
+        contact = sender_contact(tracker)
+        v = await state.verification(redis(), conv_id, contact)
         if v.stage == "member_number":
             number = state.parse_member_number(text)
             if number:
                 exists = await MemberStore(redis()).get(number) is not None
-                await state.begin(redis(), conv_id, "otp", number)
+                await state.begin(redis(), conv_id, "otp", number, contact)
                 if exists:  # the gateway sends the code to the registered phone or e-mail
                     dispatcher.utter_message(json_message={"otp": {"member": number}})
                 # The same words whether or not the number exists: nothing to learn by trying numbers.
@@ -201,13 +215,13 @@ class ValidateIdentityForm(FormValidationAction):
         elif v.stage == "otp":
             code = state.parse_code(text)
             if code and await state.otp_matches(redis(), conv_id, v.candidate, code):
-                await state.succeed(redis(), conv_id, v.candidate)
+                await state.succeed(redis(), conv_id, v.candidate, contact)
                 return {"identity_answer": text, "identity_outcome": "verified"}
         elif v.stage == "birth_date":
             born = state.parse_birth_date(text, today())
             member = await MemberStore(redis()).get(v.candidate) if v.candidate else None
             if born is not None and member is not None and born.isoformat() == member.birth_date:
-                await state.succeed(redis(), conv_id, v.candidate)
+                await state.succeed(redis(), conv_id, v.candidate, contact)
                 return {"identity_answer": text, "identity_outcome": "verified"}
         failures = await state.fail(redis(), conv_id)
         if failures >= state.MAX_FAILURES:
@@ -227,13 +241,13 @@ class AskIdentity(Action):
         return "action_ask_identity_answer"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        conv_id = tracker.sender_id
-        v = await state.verification(redis(), conv_id)
+        conv_id, contact = tracker.sender_id, sender_contact(tracker)
+        v = await state.verification(redis(), conv_id, contact)
         stage = v.stage
         if not stage:
-            member = await linked_member(await conversation(tracker))
+            member = await linked_member(contact)
             stage = "birth_date" if member else "member_number"
-            await state.begin(redis(), conv_id, stage, member or "")
+            await state.begin(redis(), conv_id, stage, member or "", contact)
             dispatcher.utter_message(text="Pour vous répondre, je dois d'abord vérifier votre identité.")
         if stage == "birth_date":
             dispatcher.utter_message(text="Quelle est votre date de naissance ? (JJ/MM/AAAA)")
@@ -257,7 +271,7 @@ class IdentityDone(Action):
         conv = await conversation(tracker)
         if conv.get("status") == "handoff" or tracker.get_slot("identity_outcome") == "cancelled":
             return events
-        v = await state.verification(redis(), tracker.sender_id)
+        v = await verified(tracker)
         if v.locked or not v.member:
             await hand_off(dispatcher, tracker, "verification_failed", text=LOCKED_TEXT)
             return events
@@ -324,9 +338,12 @@ class ValidateClaimForm(FormValidationAction):
         if latest_intent(tracker) == "ask_human":
             await hand_off(dispatcher, tracker, "ask_human")
             return {"claim_choice": "-"}
-        v = await state.verification(redis(), tracker.sender_id)
+        v = await verified(tracker)
+        if not v.member:  # expired while choosing (or another sender): the question is asked again
+            dispatcher.utter_message(text=EXPIRED_TEXT)
+            return {"claim_choice": "-", "choice_retried": None}
         options = [str(o) for o in tracker.get_slot("claim_options") or []]
-        claims = await _claims_in_order(v.member, options) if v.member else []
+        claims = await _claims_in_order(v.member, options)
         chosen = answers.pick_claim(str(value or ""), claims)
         if chosen is not None:
             return {"claim_choice": str(chosen["id"])}
@@ -347,9 +364,9 @@ class AskClaimChoice(Action):
         return "action_ask_claim_choice"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        v = await state.verification(redis(), tracker.sender_id)
+        v = await verified(tracker)
         if not v.member:
-            dispatcher.utter_message(text="Votre vérification d'identité a expiré : reposez votre question.")
+            dispatcher.utter_message(text=EXPIRED_TEXT)
             return [SlotSet("claim_choice", "-")]
         conv = await conversation(tracker)
         options = [str(o) for o in tracker.get_slot("claim_options") or []]
@@ -367,7 +384,7 @@ class AnswerClaim(Action):
         events: list[EventType] = [SlotSet("claim_choice", None), SlotSet("claim_options", None),
                                    SlotSet("choice_retried", None)]  # fmt: skip
         choice = str(tracker.get_slot("claim_choice") or "-")
-        v = await state.verification(redis(), tracker.sender_id)
+        v = await verified(tracker)
         if choice == "-" or not v.member:
             return events
         conv = await conversation(tracker)
@@ -422,7 +439,7 @@ class FileComplaint(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         events: list[EventType] = [SlotSet("complaint_subject", None), SlotSet("complaint_urgent", None)]
-        v = await state.verification(redis(), tracker.sender_id)
+        v = await verified(tracker)
         if not v.member:
             await hand_off(dispatcher, tracker, "verification_failed", text=LOCKED_TEXT)
             return events

@@ -34,48 +34,67 @@ if n > tonumber(redis.call('HGET', KEYS[1], 'queue_peak') or '0') then redis.cal
 return n
 """
 
+# KEYS[1] = a conversation's code; ARGV[1] = tries allowed. Counts a wrong try; the last one drops the code.
+WRONG_CODE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if n >= tonumber(ARGV[1]) then redis.call('DEL', KEYS[1]) end
+return n
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Verification:
-    member: str | None  # the verified member, while the verification holds
+    member: str | None  # the verified member, while the verification holds, for this sender
     failures: int
     locked: bool
-    stage: str  # "", "birth_date" or "otp": what the member was last asked
+    stage: str  # "", "birth_date", "member_number" or "otp": what this sender was last asked
     candidate: str  # the member the answers are checked against
 
 
-async def verification(redis: Any, conv_id: str) -> Verification:
+async def verification(redis: Any, conv_id: str, contact: str) -> Verification:
+    """The conversation's verification as it stands for the sender ``contact`` (the gateway's contact
+    of the message being answered). A verification, and a question asked, hold only for the contact
+    that answered or was asked: an e-mail joins the conversation of the thread it answers whoever
+    sends it, so another address writing into a member's thread (or the member answering the code
+    e-mail a stranger triggered, which joins the stranger's conversation) must prove who they are."""
     raw = await redis.hmget(
         keys.conversation(conv_id),
-        ["verified_member", "verified_until_ms", "verify_failures", "verify_locked", "verify_stage", "verify_member"],
-    )
-    member, until, failures, locked, stage, candidate = (v or "" for v in raw)
-    valid = bool(member) and until.isdigit() and int(until) > now_ms()
+        ["verified_member", "verified_until_ms", "verified_contact", "verify_failures", "verify_locked",
+         "verify_stage", "verify_member", "verify_contact"],
+    )  # fmt: skip
+    member, until, verified_contact, failures, locked, stage, candidate, asked = (v or "" for v in raw)
+    valid = bool(member) and until.isdigit() and int(until) > now_ms() and verified_contact == contact
+    mine = asked == contact
     return Verification(
         member=member if valid else None,
         failures=int(failures) if failures.isdigit() else 0,
         locked=locked == "1",
-        stage=stage,
-        candidate=candidate,
+        stage=stage if mine else "",
+        candidate=candidate if mine else "",
     )
 
 
-async def begin(redis: Any, conv_id: str, stage: str, candidate: str) -> None:
-    await redis.hset(keys.conversation(conv_id), mapping={"verify_stage": stage, "verify_member": candidate})
+async def begin(redis: Any, conv_id: str, stage: str, candidate: str, contact: str) -> None:
+    """``contact`` is asked for ``stage``; its answers are checked against ``candidate``."""
+    await redis.hset(
+        keys.conversation(conv_id),
+        mapping={"verify_stage": stage, "verify_member": candidate, "verify_contact": contact},
+    )
 
 
 async def fail(redis: Any, conv_id: str) -> int:
-    """Count a failed answer; the third locks verification for the conversation."""
+    """Count a failed answer; the third locks verification for the conversation (and drops its code)."""
     key = keys.conversation(conv_id)
     failures = int(await redis.hincrby(key, "verify_failures", 1))
     if failures >= MAX_FAILURES:
         await redis.hset(key, mapping={"verify_locked": "1", "verify_stage": ""})
+        await redis.delete(keys.conversation_otp(conv_id))
     return failures
 
 
-async def succeed(redis: Any, conv_id: str, member: str) -> None:
-    """Verified: for the next 15 minutes; the sender's contact is now known to be the member's."""
-    contact = await redis.hget(keys.conversation(conv_id), "contact_id")
+async def succeed(redis: Any, conv_id: str, member: str, contact: str) -> None:
+    """Verified: for the next 15 minutes, for the sender ``contact``, now known to be the member's."""
     if contact:
         await redis.hsetnx(keys.contact(contact), "member_id", member)
         await redis.sadd(keys.member_contacts(member), contact)
@@ -85,23 +104,30 @@ async def succeed(redis: Any, conv_id: str, member: str) -> None:
             "verified_member": member,
             "verified_until_ms": str(now_ms() + VERIFY_TTL_S * 1000),
             "verified_at_ms": str(now_ms()),
+            "verified_contact": contact,
             "verify_failures": "0",
             "verify_stage": "",
             "verify_member": "",
+            "verify_contact": "",
             "member_id": member,
         },
     )
 
 
 async def otp_matches(redis: Any, conv_id: str, member: str, code: str) -> bool:
-    """True once for the right code: a matching code is consumed."""
+    """True once for the right code of ``member`` in this conversation: a matching code is consumed.
+    The digests are compared in constant time; a code takes ``MAX_FAILURES`` wrong tries, then it
+    is dropped, and none is accepted once the conversation's verification is locked."""
     key = keys.conversation_otp(conv_id)
     stored = await redis.hgetall(key)
-    if not stored or stored.get("member") != member or not member:
+    if not stored or not member or stored.get("member") != member:
         return False
-    if not hmac.compare_digest(str(stored.get("digest", "")), otp_digest(conv_id, code)):
+    if await redis.hget(keys.conversation(conv_id), "verify_locked") == "1":
         return False
-    return bool(await redis.delete(key))
+    if hmac.compare_digest(str(stored.get("digest", "")).encode(), otp_digest(conv_id, code).encode()):
+        return bool(await redis.delete(key))  # one of two racing right answers wins
+    await redis.eval(WRONG_CODE, 1, key, MAX_FAILURES)
+    return False
 
 
 _BIRTH = re.compile(r"\b(\d{1,2})\s*[/.\- ]\s*(\d{1,2})\s*[/.\- ]\s*(\d{2}|\d{4})\b")

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import datetime as dt
+import hmac
+import inspect
+import random
 
 import pytest
 from redis.asyncio import Redis
 
 from bot.actions import state
-from gateway import keys
-from gateway.members import Complaint, MemberStore, audit
-from gateway.otp import otp_digest
+from gateway import keys, otp
+from gateway.members import Complaint, Member, MemberStore, audit
+from gateway.otp import new_code, otp_digest
+from gateway.rasa import OTP_TTL_S, RasaResponder
 
 
 @pytest.mark.parametrize(
@@ -35,16 +41,30 @@ def test_member_numbers_and_codes() -> None:
 
 
 async def test_three_failures_lock_and_success_expires(redis: Redis) -> None:
-    await state.begin(redis, "c1", "birth_date", "M0000042")
+    await state.begin(redis, "c1", "birth_date", "M0000042", "k1")
     assert (await state.fail(redis, "c1"), await state.fail(redis, "c1")) == (1, 2)
-    assert not (await state.verification(redis, "c1")).locked
+    assert not (await state.verification(redis, "c1", "k1")).locked
     assert await state.fail(redis, "c1") == 3
-    locked = await state.verification(redis, "c1")
+    locked = await state.verification(redis, "c1", "k1")
     assert locked.locked and locked.member is None
-    await state.succeed(redis, "c2", "M0000042")
-    assert (await state.verification(redis, "c2")).member == "M0000042"
+    await state.succeed(redis, "c2", "M0000042", "k2")
+    assert (await state.verification(redis, "c2", "k2")).member == "M0000042"
     await redis.hset(keys.conversation("c2"), "verified_until_ms", str(state.now_ms() - 1))
-    assert (await state.verification(redis, "c2")).member is None  # expired: asked again
+    assert (await state.verification(redis, "c2", "k2")).member is None  # expired: asked again
+
+
+async def test_verification_and_questions_hold_for_the_sender_who_answered(redis: Redis) -> None:
+    """An e-mail joins the conversation of the thread it answers, whoever sends it: another address
+    in a verified member's thread is not verified, and is not the one the pending question was for."""
+    await state.begin(redis, "c1", "otp", "M0000042", "stranger")
+    assert (await state.verification(redis, "c1", "stranger")).stage == "otp"
+    member = await state.verification(redis, "c1", "member")  # the member answering the code e-mail
+    assert (member.stage, member.candidate) == ("", "")
+    await state.succeed(redis, "c1", "M0000042", "member")
+    assert (await state.verification(redis, "c1", "member")).member == "M0000042"
+    assert (await state.verification(redis, "c1", "stranger")).member is None
+    assert await redis.hget(keys.contact("member"), "member_id") == "M0000042"  # the one who answered
+    assert await redis.hget(keys.contact("stranger"), "member_id") is None
 
 
 async def test_a_code_matches_once_for_its_member_and_conversation(redis: Redis) -> None:
@@ -77,3 +97,85 @@ async def test_audit_and_handoff_records(redis: Redis) -> None:
     conv = await redis.hgetall(keys.conversation("c1"))
     assert (conv["status"], conv["handoff_reason"], conv["handoff_intent"]) == ("handoff", "ask_human", "card_status")
     assert await redis.zrange(keys.HANDOFF_QUEUE, 0, -1) == ["c1"]
+
+
+# One-time codes (DESIGN.md, "Identity and health data"): random, single use, short-lived, compared in
+# constant time, three tries.
+
+
+def test_codes_are_drawn_from_the_system_csprng_uniformly() -> None:
+    draws = [new_code() for _ in range(20_000)]
+    assert all(len(c) == 6 and c.isdigit() for c in draws)
+    # 20,000 draws among 10^6 codes: about n^2 / 2N = 200 repeats by chance alone; a generator with a
+    # small state or a narrow range repeats far more, a counter far less.
+    repeats = len(draws) - len(set(draws))
+    assert 120 <= repeats <= 300, repeats
+    for position in range(6):  # each digit about 2,000 times per position
+        counts = collections.Counter(c[position] for c in draws)
+        assert set(counts) == set("0123456789") and max(counts.values()) < 2_300 and min(counts.values()) > 1_700
+    assert sum(c.startswith("0") for c in draws) > 1_700  # leading zeros kept: the whole space is used
+    random.seed(7)  # not the random module: seeding it does not replay the codes
+    first = [new_code() for _ in range(5)]
+    random.seed(7)
+    assert [new_code() for _ in range(5)] != first
+    assert "secrets.randbelow" in inspect.getsource(otp.new_code)
+
+
+async def test_a_code_sent_by_the_gateway_lives_ten_minutes(redis: Redis) -> None:
+    member = Member("M0000042", "Camille", "Durand", "1975-03-12", "+33199001234", "", "confort", "Bretagne",
+                    "famille", "64.20", "2026-12-20")  # fmt: skip
+    async with redis.pipeline(transaction=False) as pipe:
+        MemberStore(redis).write(pipe, member)
+        await pipe.execute()
+    responder = RasaResponder("http://127.0.0.1:9", redis)  # only draws and stores codes here
+    reply = await responder.one_time_code("c1", "M0000042")
+    assert reply is not None and reply.urn == "tel:+33199001234"
+    code = reply.text.split(": ")[1][:6]
+    stored = await redis.hgetall(keys.conversation_otp("c1"))
+    assert code not in str(stored) and stored["digest"] == otp_digest("c1", code)  # never kept in clear
+    assert 0 < await redis.ttl(keys.conversation_otp("c1")) <= OTP_TTL_S == 600
+    await redis.pexpire(keys.conversation_otp("c1"), 1)  # ten minutes later
+    while await redis.exists(keys.conversation_otp("c1")):
+        await asyncio.sleep(0.01)
+    assert not await state.otp_matches(redis, "c1", "M0000042", code)
+    again = await responder.one_time_code("c1", "M0000042")  # a new code replaces the old one
+    assert again is not None and await redis.hget(keys.conversation_otp("c1"), "digest") != otp_digest("c1", code)
+
+
+async def code_for(redis: Redis, conv: str, code: str = "123456") -> None:
+    await redis.hset(keys.conversation_otp(conv), mapping={"member": "M0000042", "digest": otp_digest(conv, code)})
+
+
+async def test_three_wrong_codes_and_even_the_right_one_is_refused(redis: Redis) -> None:
+    await code_for(redis, "c1")
+    for wrong in ("000000", "654321", "123457"):
+        assert not await state.otp_matches(redis, "c1", "M0000042", wrong)
+    assert not await state.otp_matches(redis, "c1", "M0000042", "123456")
+    await code_for(redis, "c2")  # two wrong tries leave the third to the member
+    for wrong in ("000000", "654321"):
+        assert not await state.otp_matches(redis, "c2", "M0000042", wrong)
+    assert await state.otp_matches(redis, "c2", "M0000042", "123456")
+    await code_for(redis, "c3")  # locked by wrong birth dates or numbers: no code gets through either
+    for _ in range(state.MAX_FAILURES):
+        await state.fail(redis, "c3")
+    assert not await state.otp_matches(redis, "c3", "M0000042", "123456")
+
+
+async def test_codes_are_compared_in_constant_time_whatever_is_typed(redis: Redis) -> None:
+    await code_for(redis, "c1")
+    # Wrong lengths and non-ASCII digits (hmac.compare_digest raises TypeError on non-ASCII str:
+    # the digests are compared as bytes) are refused like any wrong code, without an error.
+    for typed in ("12345", "1234567", "", "１２３４５６", "١٢٣٤٥٦", "123456\x00", "é" * 64):
+        assert not await state.otp_matches(redis, "c1", "M0000042", typed)
+        await redis.hdel(keys.conversation_otp("c1"), "attempts")
+    await redis.hset(keys.conversation_otp("c1"), "digest", "abc")  # a digest of another length
+    assert not await state.otp_matches(redis, "c1", "M0000042", "123456")
+    source = inspect.getsource(state.otp_matches)
+    assert "hmac.compare_digest(" in source and " == otp_digest" not in source and "!= otp_digest" not in source
+    assert hmac.compare_digest(otp_digest("c1", "123456").encode(), otp_digest("c1", "123456").encode())
+
+
+async def test_a_right_code_answered_twice_at_once_verifies_once(redis: Redis) -> None:
+    await code_for(redis, "c1")
+    both = await asyncio.gather(*(state.otp_matches(redis, "c1", "M0000042", "123456") for _ in range(2)))
+    assert sorted(both) == [False, True]
