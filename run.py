@@ -231,7 +231,9 @@ def main() -> int:
     p_camp.add_argument("--start", help="schedule: start (Europe/Paris), default now")
     p_camp.add_argument("--out", help="proof: CSV file to write")
     p_camp.add_argument("--list", help="create: a file of member numbers (text or CSV) as the audience")
-    p_member = sub.add_parser("member", help="a member's data: export it as JSON, or erase it (see gateway/privacy_cli.py)")
+    p_member = sub.add_parser(
+        "member", help="a member's data: export it as JSON, or erase it (see gateway/privacy_cli.py)"
+    )
     p_member.add_argument("action", choices=("export", "erase"))
     p_member.add_argument("number", help="the member number")
     p_member.add_argument("--out", help="export: JSON file to write (default: standard output)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -31,7 +32,11 @@ from gateway.conversations import Conversations
 from gateway.dispatcher import Dispatcher
 from gateway.envelope import BadRequest, Message, StatusUpdate, Unauthorized
 from gateway.metrics import INBOUND_ACCEPTED, INBOUND_DUPLICATES, INBOUND_REJECTED, STATUS_UPDATES
+from gateway.openapi import routes as openapi_routes
+from gateway.privacy import run_retention
+from gateway.public_limits import middleware as public_limits
 from gateway.rasa import RasaResponder
+from gateway.ratelimit import RateLimiter
 from gateway.responders import AckResponder, Responder
 from gateway.router import Router
 from gateway.settings import ROOT, Settings
@@ -154,6 +159,12 @@ class Gateway:
                 self._spawn(functools.partial(consumer.run, self._stop), f"consumer-{kind}-{shard}")
         self._spawn(functools.partial(self.dispatcher.run_retry_poller, self._stop), "retry-poller")
         self._spawn(functools.partial(self.campaigns.run, self._stop), "campaigns")
+        s = self.settings
+        retention = functools.partial(
+            run_retention, self.redis, shards=s.stream_shards, days=s.retention_days, every_s=s.retention_every_s,
+            stop=self._stop, outbox=s.var_dir / "outbox",
+        )  # fmt: skip
+        self._spawn(retention, "retention")
 
     def _spawn(self, factory: Callable[[], Awaitable[None]], name: str) -> None:
         """Run a worker; if it crashes (a bug, not a Redis outage) it is restarted, not lost."""
@@ -198,7 +209,8 @@ class Gateway:
     # Web application -----------------------------------------------------------------
     def build_app(self) -> web.Application:
         app = web.Application(
-            client_max_size=self.settings.max_body_bytes, middlewares=[error_middleware, headers_middleware]
+            client_max_size=self.settings.max_body_bytes,
+            middlewares=[headers_middleware, error_middleware, public_limits(self.settings, RateLimiter(self.redis))],
         )
         app[GATEWAY] = self
         routes = web.RouteTableDef()
@@ -226,6 +238,12 @@ class Gateway:
 
         @routes.get("/metrics")
         async def metrics(request: web.Request) -> web.Response:
+            # Counters only, labelled by channel and reason, never by member or address; with
+            # METRICS_TOKEN set, Prometheus must present it as a bearer token.
+            token = self.settings.metrics_token
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if token and not hmac.compare_digest(given.encode(), token.encode()):
+                return web.json_response({"error": "forbidden"}, status=401, headers={"WWW-Authenticate": "Bearer"})
             resp = web.Response(body=generate_latest())
             resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
             return resp
@@ -236,6 +254,7 @@ class Gateway:
         app.add_routes(self.console.routes())
         app.add_routes(campaign_routes(self.console, self.campaigns))
         app.add_routes(unsubscribe_routes(self.settings, self.redis, self.ctx.templates))
+        app.add_routes(openapi_routes())
         app.cleanup_ctx.append(self._lifecycle)
         app.on_shutdown.append(self._close_sockets)
         return app
@@ -282,24 +301,35 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.json_response({"error": "unavailable"}, status=503, headers={"Retry-After": "5"})
 
 
+# One policy for every response (pages, error pages, JSON): scripts, styles and connections only
+# from our own origin ('self' covers our ws:/wss: too in CSP3), nothing inline, no plugins, no <base>,
+# forms post back to us, and no site may frame a page of ours. The web chat does not need framing:
+# the widget is a script the mutuelle's site loads, and runs under that site's own policy.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 _SECURITY_HEADERS: dict[str, str] = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
 }
 
 
 @web.middleware
 async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    resp = await handler(request)
-    for key, value in _SECURITY_HEADERS.items():
-        resp.headers.setdefault(key, value)
-    if resp.content_type == "text/html":
-        resp.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
-            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        )
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:
+        # aiohttp's own error answers (404, 405, redirects, 403 pages) carry the headers too.
+        for key, value in _SECURITY_HEADERS.items():
+            exc.headers.setdefault(key, value)
+        raise
+    if not resp.prepared:  # a streamed answer (CSV, WebSocket) set its headers before it started
+        for key, value in _SECURITY_HEADERS.items():
+            resp.headers.setdefault(key, value)
     return resp
 
 

@@ -239,6 +239,7 @@ class MemberData:
             deleted = await self.redis.delete(
                 keys.address(urn), keys.flood_told(urn), keys.rate(f"flood:{urn}"),
                 *((keys.webchat_outbox(urn[8:]), keys.webchat_shown(urn[8:])) if urn.startswith("webchat:") else ()),
+                *((keys.email_sender_pace(urn[7:]),) if urn.startswith("mailto:") else ()),
             )  # fmt: skip
             report.count("addresses and web chat logs", deleted)
             for channel in CHANNELS:

@@ -466,7 +466,9 @@ class Desk:
                 if record.get("id") == ref:
                     out.append(record)
                     if user is not None:
-                        await audit(self.redis, member, "", "console", "agent_listed_complaint", [ref], agent=user.login)
+                        await audit(
+                            self.redis, member, "", "console", "agent_listed_complaint", [ref], agent=user.login
+                        )
         return out
 
     async def complaint_done(self, user: User, member: str, ref: str, status: str) -> dict[str, Any]:
