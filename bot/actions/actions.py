@@ -53,6 +53,10 @@ LOCKED_TEXT = (
     "Je n'ai pas pu vérifier votre identité. Par sécurité, je ne peux rien vous dire sur votre dossier : "
     "un conseiller prend la suite et vous répondra ici."
 )
+GROUP_TEXT = (
+    "Pour protéger vos données, je ne réponds pas sur un dossier dans une conversation de groupe. "
+    "Écrivez-moi en message privé, ou demandez à parler à un conseiller."
+)
 EXPIRED_TEXT = "Votre vérification d'identité a expiré : reposez votre question."
 CANCEL_WORDS = ("annuler", "annule", "laisse tomber", "stop", "rien", "non merci")
 
@@ -86,6 +90,13 @@ def sender_contact(tracker: Tracker) -> str:
 async def verified(tracker: Tracker) -> state.Verification:
     """The conversation's verification for the sender of the message being answered."""
     return await state.verification(redis(), tracker.sender_id, sender_contact(tracker))
+
+
+def group_chat(tracker: Tracker) -> bool:
+    """A Telegram group (negative chat ids): everyone in it reads the answers and writes from the
+    same address, so nobody in it is asked who they are and no record is ever disclosed there."""
+    meta = tracker.latest_message.get("metadata") or {}
+    return str(meta.get("urn") or "").startswith("telegram:-")
 
 
 def turn_id(tracker: Tracker) -> str:
@@ -171,7 +182,7 @@ class ValidateIdentityForm(FormValidationAction):
     async def required_slots(
         self, domain_slots: list[str], dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[str]:
-        if tracker.get_slot("identity_outcome"):
+        if tracker.get_slot("identity_outcome") or group_chat(tracker):
             return []
         v = await verified(tracker)
         conv = await conversation(tracker)
@@ -270,6 +281,9 @@ class IdentityDone(Action):
         events: list[EventType] = [*RESET_IDENTITY, SlotSet("pending_query", None)]
         conv = await conversation(tracker)
         if conv.get("status") == "handoff" or tracker.get_slot("identity_outcome") == "cancelled":
+            return events
+        if group_chat(tracker):
+            dispatcher.utter_message(text=GROUP_TEXT)
             return events
         v = await verified(tracker)
         if v.locked or not v.member:

@@ -176,7 +176,12 @@ class TelegramActor(Actor):
         self.http, self.product, self.urn = http, product, chat
 
     async def send(self, text: str, *, in_reply_to: str | None = None) -> None:
-        body = as_body(update(next(UPDATE_IDS), int(self.urn.removeprefix("telegram:")), text, first_name="X"))
+        chat = int(self.urn.removeprefix("telegram:"))
+        data = update(next(UPDATE_IDS), chat, text, first_name="X")
+        if chat < 0:  # a group: the chat is the group, the sender one of its members
+            data["message"]["chat"] = {"id": chat, "title": "Famille", "type": "supergroup"}
+            data["message"]["from"]["id"] = 6100000 + abs(chat) % 1000
+        body = as_body(data)
         headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
         async with self.http.post(f"{self.product.url}/telegram/webhook", data=body, headers=headers) as resp:
             assert resp.status == 200
@@ -260,6 +265,7 @@ class Result:
     errors: list[str] = field(default_factory=list)
     turns: int = 0
     sender_urn: str = ""
+    codes: int = 0  # one-time codes drawn in its conversations
 
 
 class Run:
@@ -307,6 +313,7 @@ class Run:
             self.result.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
             self.result.conversations = await self.convs()
+            self.result.codes = sum(bool((m.get("meta") or {}).get("otp")) for _c, m, _r, _d in await self.messages())
             for actor in self.actors:
                 await actor.close()
         return self.result
@@ -525,6 +532,12 @@ def check(results: list[Result], outbound: Outbound, members: dict[str, dict[str
                 findings["expectations"].append((d["id"], expect, answers))
             if expect == "identity" and not any(a in said for a in ASKS_IDENTITY):
                 findings["expectations"].append((d["id"], expect, answers))
+        if d.get("no_code") and r.codes:
+            findings["expectations"].append((d["id"], "no code sent", r.codes))
+    registered = {f"tel:{m['phone']}" for m in members.values()} | {f"mailto:{m['email']}" for m in members.values()}
+    for urn, text in outbound.everything():  # a code only ever goes to a member's registered phone or e-mail
+        if "code de vérification" in text and urn not in registered:
+            findings["disclosures"].append((urn, ["one-time code"], text[:200]))
     pairs: dict[str, dict[str, Result]] = defaultdict(dict)
     for r in results:
         if r.dialogue.get("pair"):

@@ -450,6 +450,15 @@ def build() -> Corpus:
                  {"member_says": born.strftime("%d/%m/%Y")}, {"thread_of_member": hijack[k], "expect": "nothing"},
                  {"thread_of_member": pick(QUESTIONS), "expect": "nothing"}]  # fmt: skip
         c.add("thread_hijack", "email", c.unknown("email"), turns, target=m["number"], member_legit=m["number"])
+
+    # --- a Telegram group: everyone in it reads the answers and writes from the same chat ------------
+    for k in range(8):
+        t = targets[k % len(targets)]
+        tb = dt.date.fromisoformat(t["birth_date"])
+        first = pick([t["number"], f"mon numero c {t['number']}", f"{t['first_name']} {t['last_name']} {t['number']}"])
+        turns = [pick(QUESTIONS), first, pick([f"{rng.randrange(10**6):06d}", pick(birth_forms(tb)[:5])]),
+                 {"say": pick(QUESTIONS), "expect": "nothing"}]  # fmt: skip
+        c.add("group_chat", "telegram", f"telegram:-100{7000000 + k}", turns, target=t["number"], no_code=True)
     return c
 
 
