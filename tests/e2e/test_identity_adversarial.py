@@ -551,7 +551,12 @@ def check(results: list[Result], outbound: Outbound, members: dict[str, dict[str
 
 
 async def test_no_disclosure_to_anyone_but_the_verified_member(
-    identity_product: Product, redis: Redis, fake_twilio: FakeTwilio, fake_telegram: FakeTelegram, smtp_sink: SmtpSink
+    identity_product: Product,
+    redis: Redis,
+    fake_twilio: FakeTwilio,
+    fake_telegram: FakeTelegram,
+    smtp_sink: SmtpSink,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     started = time.monotonic()
     corpus = load_corpus()
@@ -577,8 +582,8 @@ async def test_no_disclosure_to_anyone_but_the_verified_member(
                 run = Run(ctx, d)
                 return await run.play()
 
+        # Each step waited until its answers were sent, so the fakes hold everything once all are done.
         results = await asyncio.gather(*(one(d) for d in corpus["dialogues"]))
-        await asyncio.sleep(1.0)  # anything still in flight reaches the fakes before the scan
     findings = check([*results, *ctx.side_runs], outbound, members)
     legit_convs = {c for r in results if r.dialogue.get("legit") for c in r.conversations}
     legit_convs |= {c for r in results if r.dialogue.get("member_legit") for c in r.conversations}
@@ -591,11 +596,12 @@ async def test_no_disclosure_to_anyone_but_the_verified_member(
                 findings["locks"].append(r.dialogue["id"])
     turns = sum(r.turns for r in results) + sum(r.turns for r in ctx.side_runs)
     hits = len(findings["disclosures"])
-    print(
-        f"\nidentity corpus: {len(results)} dialogues, {turns} turns, {findings['scanned']} outbound messages "
-        f"scanned, {hits} canary hits, {len(stray)} stray audit entries, {len(audit)} disclosures audited, "
-        f"{time.monotonic() - started:.0f} s"
-    )
+    with capsys.disabled():  # the figures, shown past pytest's capture
+        print(
+            f"\nidentity corpus: {len(results)} dialogues, {turns} turns, {findings['scanned']} outbound messages "
+            f"scanned, {hits} canary hits, {len(stray)} stray audit entries, {len(audit)} disclosures audited, "
+            f"{time.monotonic() - started:.0f} s"
+        )
     if os.environ.get("IDENTITY_REPORT"):  # every finding and transcript, to read after a failure
         transcripts = {r.dialogue["id"]: r.transcript for r in results}
         Path(os.environ["IDENTITY_REPORT"]).write_text(
