@@ -340,5 +340,5 @@ def _channel_of(request: web.Request) -> str:
 
 def default_responder(settings: Settings, redis: Redis) -> Responder:
     if settings.responder == "rasa" and settings.rasa_url:
-        return RasaResponder(settings.rasa_url, redis)
+        return RasaResponder(settings.rasa_url, redis, otp_per_hour=settings.otp_per_hour, otp_burst=settings.otp_burst)
     return AckResponder()

@@ -46,7 +46,9 @@ class Conversations:
         """The conversation ``msg`` belongs to: its e-mail thread, else the open one on its channel."""
         for ref in msg.meta.get("thread_refs") or ():
             conv = await self.redis.get(keys.email_thread(str(ref)))
-            if conv:
+            # Only the thread's own contact joins it: anyone can quote a Message-ID, and another address
+            # must not land in (and be answered within) a member's conversation.
+            if conv and await self.redis.hget(keys.conversation(str(conv)), "contact_id") == contact_id:
                 return str(conv)
         key = keys.open_conversation(contact_id, msg.channel)
         existing = await self.redis.get(key)

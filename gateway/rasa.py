@@ -25,6 +25,7 @@ from gateway.agents.waiting import expected_wait_text
 from gateway.envelope import Message
 from gateway.members import MemberStore
 from gateway.otp import new_code, otp_digest
+from gateway.ratelimit import RateLimiter
 from gateway.responders import Reply, fixed_answer
 
 log = logging.getLogger(__name__)
@@ -73,9 +74,12 @@ def reply_texts(payload: Any) -> list[str]:
 class RasaResponder:
     name = "rasa"
 
-    def __init__(self, url: str, redis: Redis, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, url: str, redis: Redis, *, timeout_s: float = 30.0, otp_per_hour: float = 5.0, otp_burst: int = 3
+    ) -> None:
         self.url = url.rstrip("/")
         self.redis = redis
+        self.otp_rate = (otp_per_hour / 3600, otp_burst)
         self.code_channels: tuple[str, ...] = ("sms", "email")  # set by the gateway: enabled ones
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
@@ -135,6 +139,12 @@ class RasaResponder:
         """Draw a code for the conversation and address it to the member's registered phone or e-mail."""
         member = await MemberStore(self.redis).get(member_id)
         if member is None:
+            return None
+        # Anyone may claim to be a member and have a code sent to the member's phone: a few an hour per
+        # member, so nobody can pester a member (or run up the SMS bill) through the bot. Past that, no
+        # code goes; the conversation's answer is the same, the tries simply fail and hand off.
+        if await RateLimiter(self.redis).acquire(f"otp:{member_id}", *self.otp_rate) > 0:
+            log.warning("one-time code withheld: too many for this member", extra={"conversation": conv_id})
             return None
         for channel in self.code_channels:
             if channel == "sms" and member.phone:

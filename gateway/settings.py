@@ -94,6 +94,9 @@ class Settings:
     # peer address counts; the header is then ignored, anyone can write it).
     public_rate_per_min: float = 30.0
     public_burst: int = 20
+    # One-time codes sent to one member's phone or e-mail, whoever claims to be them (per hour, at once).
+    otp_per_hour: float = 5.0
+    otp_burst: int = 3
     callback_rate_per_hour: float = 10.0
     callback_burst: int = 5
     trusted_proxy_hops: int = 0
@@ -203,6 +206,8 @@ class Settings:
             public_rate_per_min=_float(env, "PUBLIC_RATE_PER_MIN", 30.0),
             public_burst=_int(env, "PUBLIC_BURST", 20),
             callback_rate_per_hour=_float(env, "CALLBACK_RATE_PER_HOUR", 10.0),
+            otp_per_hour=_float(env, "OTP_PER_HOUR", 5.0),
+            otp_burst=_int(env, "OTP_BURST", 3),
             callback_burst=_int(env, "CALLBACK_BURST", 5),
             trusted_proxy_hops=_int(env, "TRUSTED_PROXY_HOPS", 0),
             send_max_attempts=_int(env, "SEND_MAX_ATTEMPTS", 8),

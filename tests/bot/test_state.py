@@ -140,6 +140,10 @@ async def test_a_code_sent_by_the_gateway_lives_ten_minutes(redis: Redis) -> Non
     assert not await state.otp_matches(redis, "c1", "M0000042", code)
     again = await responder.one_time_code("c1", "M0000042")  # a new code replaces the old one
     assert again is not None and await redis.hget(keys.conversation_otp("c1"), "digest") != otp_digest("c1", code)
+    # Strangers claiming to be the member from many conversations: a third code at once, then none.
+    assert await responder.one_time_code("c2", "M0000042") is not None
+    assert await responder.one_time_code("c3", "M0000042") is None
+    assert not await redis.exists(keys.conversation_otp("c3"))
 
 
 async def code_for(redis: Redis, conv: str, code: str = "123456") -> None:

@@ -486,6 +486,7 @@ async def identity_product(
     # Twilio takes more than real Twilio's 10 SMS a second, so the run is bound by the bot, not the fake.
     product = make_product(
         RESPONDER="rasa", RASA_URL=rasa_url, REDIS_URL=redis_url, TRUSTED_PROXY_HOPS="1", SMS_RATE_PER_S="200",
+        OTP_PER_HOUR="100000", OTP_BURST="100000",  # dozens of dialogues ask codes for the same members
         EMAIL_RATE_PER_S="200",
     )  # fmt: skip
     await product.start()
@@ -557,6 +558,7 @@ async def test_no_disclosure_to_anyone_but_the_verified_member(
     fake_telegram: FakeTelegram,
     smtp_sink: SmtpSink,
     capsys: pytest.CaptureFixture[str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     started = time.monotonic()
     corpus = load_corpus()
@@ -607,6 +609,20 @@ async def test_no_disclosure_to_anyone_but_the_verified_member(
         Path(os.environ["IDENTITY_REPORT"]).write_text(
             json.dumps({"findings": findings, "stray": stray, "transcripts": transcripts}, ensure_ascii=False, indent=1)
         )
+    # Nor in the product's log, nor in the Rasa server's and action server's output.
+    logs = identity_product.log_path.read_text(encoding="utf-8", errors="replace")
+    rasa_logs = list(tmp_path_factory.getbasetemp().glob("rasa*/rasa.log"))
+    assert rasa_logs  # the session's Rasa server (tests/e2e/conftest.py) writes there
+    for rasa_log in rasa_logs:
+        logs += rasa_log.read_text(encoding="utf-8", errors="replace")
+    unique = {
+        c
+        for m in corpus["members"]
+        for t in [token(m["number"])]
+        for c in (f" {t}N", f"S-{t}A", f"REC-2025-{t}", f"DV-{t}", f"TP-{t}C", f"{t}K", f"{t}S", m["email"])
+        if c
+    }
+    assert sorted(c for c in unique if c in logs) == []
     assert not findings["errors"], findings["errors"][:10]
     assert not findings["disclosures"], findings["disclosures"][:10]
     assert not stray, stray[:10]

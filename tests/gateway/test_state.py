@@ -38,10 +38,14 @@ async def test_email_replies_join_their_thread(redis: Redis) -> None:
     first = inbound("email", "mailto:a@example.fr", "q", "m1@x", meta={"message_id": "m1@x"})
     conv = await convs.for_message(cid, first)
     await convs.append(first.with_(conversation_id=conv, contact_id=cid))
-    # A reply from another address of the same person, threaded on our first message.
-    other = await contacts.resolve("mailto:b@example.fr", "email")
+    # A reply from another address of the same person (attached to the contact), threaded on our first message.
+    await contacts.attach(cid, "mailto:b@example.fr")
     reply = inbound("email", "mailto:b@example.fr", "r", "m2@x", meta={"thread_refs": ["m1@x"]})
-    assert await convs.for_message(other, reply) == conv
+    assert await convs.for_message(await contacts.resolve("mailto:b@example.fr", "email"), reply) == conv
+    # Someone else quoting the same Message-ID does not get into that conversation: one of their own.
+    stranger = await contacts.resolve("mailto:c@example.fr", "email")
+    forged = inbound("email", "mailto:c@example.fr", "s", "m3@x", meta={"thread_refs": ["m1@x"]})
+    assert await convs.for_message(stranger, forged) not in ("", conv)
 
 
 async def test_history_keeps_order_and_appends_once(redis: Redis) -> None:
