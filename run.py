@@ -168,7 +168,8 @@ def cmd_role(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     logs.setup(settings.log_level, settings.secret_values())
-    roles = {"web": {"web"}, "worker": {"worker"}, "all": {"web", "worker"}}[args.command]
+    roles = {"web": {"web"}, "gateway": {"web"}, "worker": {"worker"}, "all": {"web", "worker"},
+             "router": {"router"}, "dispatcher": {"dispatcher"}, "scheduler": {"scheduler"}}[args.command]  # fmt: skip
     try:
         import uvloop
     except ImportError:  # uvloop is optional (not on every platform)
@@ -210,6 +211,11 @@ def main() -> int:
     sub.add_parser("web", help="run the web role only (webhooks, web chat, SMTP listener); needs REDIS_URL")
     sub.add_parser("worker", help="run the worker role only (router, dispatcher); needs REDIS_URL")
     sub.add_parser("all", help="run both roles in this one process; needs REDIS_URL")
+    # One role per process, any number of copies on any machine that reaches REDIS_URL.
+    sub.add_parser("gateway", help="same as web: webhooks, web chat, console, SMTP listener; needs REDIS_URL")
+    sub.add_parser("router", help="inbound stream: contacts, conversations, the bot; needs REDIS_URL")
+    sub.add_parser("dispatcher", help="outbound stream: sends, retries, provider limits; needs REDIS_URL")
+    sub.add_parser("scheduler", help="campaigns, their watchdog, the retention purge; needs REDIS_URL")
     p_demo = sub.add_parser("demo-data", help="write a synthetic French member data set as CSV files")
     p_demo.add_argument("--members", type=int, default=1000)
     p_demo.add_argument("--out", default=str(ROOT / "var" / "demo"))

@@ -133,13 +133,13 @@ def actions(port: int) -> int:
     os.execve(actions_args(port)[0], actions_args(port), actions_env())  # noqa: S606
 
 
-def run(port: int) -> int:
+def run(port: int, actions_port: int = 0) -> int:
     target = model_path()
     if not target.exists():
         print("no model for the current files: run `python3 bot/manage.py train`", file=sys.stderr)
         return 1
     os.chdir(BOT)
-    actions_port = free_port()
+    actions_port = actions_port or free_port()
     # Started first and tied to this process, which becomes the Rasa server below (exec keeps the pid).
     subprocess.Popen(actions_args(actions_port), env=actions_env(), preexec_fn=_die_with_parent)  # noqa: S603
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -183,6 +183,7 @@ def main() -> int:
     sub.add_parser("model-path")
     p_run = sub.add_parser("run")
     p_run.add_argument("--port", type=int, default=5005)
+    p_run.add_argument("--actions-port", type=int, default=0, help="the action server's port (default: a free one)")
     p_actions = sub.add_parser("actions")
     p_actions.add_argument("--port", type=int, default=5055)
     p_test = sub.add_parser("test-nlu")
@@ -200,7 +201,7 @@ def main() -> int:
         print(path)
         return 0
     if args.cmd == "run":
-        return run(args.port)
+        return run(args.port, args.actions_port)
     if args.cmd == "actions":
         return actions(args.port)
     return test_nlu(args.folds, args.min_f1)

@@ -31,6 +31,7 @@ from gateway.contacts import Contacts
 from gateway.conversations import Conversations
 from gateway.dispatcher import Dispatcher
 from gateway.envelope import BadRequest, Message, StatusUpdate, Unauthorized
+from gateway.health import readiness
 from gateway.metrics import INBOUND_ACCEPTED, INBOUND_DUPLICATES, INBOUND_REJECTED, STATUS_UPDATES
 from gateway.openapi import routes as openapi_routes
 from gateway.privacy import run_retention
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 
 ALL_ROLES = frozenset({"web", "worker"})
+# "worker" is the three background roles together; each may also run alone, any number of copies.
+WORKER_ROLES = frozenset({"router", "dispatcher", "scheduler"})
 ROUTER_GROUP = "router"
 DISPATCHER_GROUP = "dispatcher"
 
@@ -73,8 +76,12 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.redis = redis
+        if "worker" in roles:
+            roles = roles | WORKER_ROLES
+        if roles & WORKER_ROLES:
+            roles = roles | {"worker"}  # channels open their senders for any background role
         self.roles = roles
-        self.workers = "worker" in roles
+        self.workers = bool(roles & WORKER_ROLES)
         self.streams = Streams(
             redis, shards=settings.stream_shards, maxlen=settings.stream_maxlen, dedup_ttl_s=settings.dedup_ttl_s
         )
@@ -136,15 +143,23 @@ class Gateway:
 
     # Workers --------------------------------------------------------------------------
     async def start_workers(self) -> None:
+        """The background roles this process runs: the router (inbound stream), the dispatcher
+        (outbound stream and its retries), the scheduler (campaigns and the retention purge). Every
+        copy of a role joins the same consumer groups or takes the same locks, so copies share work."""
         await self.streams.ensure_groups("in", ROUTER_GROUP)
         await self.streams.ensure_groups("out", DISPATCHER_GROUP)
         name = consumer_name(self.settings.consumer_name)
         self._stop.clear()
+        readers = [
+            (kind, group, handler)
+            for role, kind, group, handler in (
+                ("router", "in", ROUTER_GROUP, self.router.handle),
+                ("dispatcher", "out", DISPATCHER_GROUP, self.dispatcher.handle),
+            )
+            if role in self.roles
+        ]
         for shard in range(self.settings.stream_shards):
-            for kind, group, handler in (
-                ("in", ROUTER_GROUP, self.router.handle),
-                ("out", DISPATCHER_GROUP, self.dispatcher.handle),
-            ):
+            for kind, group, handler in readers:
                 consumer = Consumer(
                     self.streams,
                     kind,
@@ -157,7 +172,10 @@ class Gateway:
                 )
                 self.consumers.append(consumer)
                 self._spawn(functools.partial(consumer.run, self._stop), f"consumer-{kind}-{shard}")
-        self._spawn(functools.partial(self.dispatcher.run_retry_poller, self._stop), "retry-poller")
+        if "dispatcher" in self.roles:
+            self._spawn(functools.partial(self.dispatcher.run_retry_poller, self._stop), "retry-poller")
+        if "scheduler" not in self.roles:
+            return
         self._spawn(functools.partial(self.campaigns.run, self._stop), "campaigns")
         s = self.settings
         retention = functools.partial(
@@ -221,12 +239,7 @@ class Gateway:
 
         @routes.get("/readyz")
         async def readyz(request: web.Request) -> web.Response:
-            checks: dict[str, str] = {}
-            try:
-                await self.redis.ping()
-                checks["redis"] = "ok"
-            except (RedisError, OSError):
-                checks["redis"] = "unavailable"
+            checks = await readiness(self.settings, self.redis)
             ok = all(v == "ok" for v in checks.values())
             return web.json_response(
                 {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503

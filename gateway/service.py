@@ -201,8 +201,8 @@ def serve(settings: Settings) -> int:
     env = {**os.environ, "REDIS_URL": url, "VAR_DIR": str(settings.var_dir), "SECRET_KEY": settings.secret_key}
     rasa: subprocess.Popen[bytes] | None = None
     if settings.responder == "rasa" and not settings.rasa_url:
-        rasa, rasa_url = start_rasa(settings, url)
-        env["RASA_URL"] = rasa_url
+        rasa, rasa_url, actions_url = start_rasa(settings, url)
+        env["RASA_URL"], env["ACTIONS_URL"] = rasa_url, actions_url
         redis_desc += f"\n  Bot (Rasa)             : {rasa_url}"
     children = [Child("web", env, 0), Child("worker", env, WORKER_NICENESS)]
     stopping = False
@@ -251,16 +251,17 @@ def serve(settings: Settings) -> int:
             private.stop()
 
 
-def start_rasa(settings: Settings, redis_url: str, timeout: float = 300.0) -> tuple[subprocess.Popen[bytes], str]:
-    """Build the bot's virtualenv and model if needed (cached), then start the Rasa server."""
+def start_rasa(settings: Settings, redis_url: str, timeout: float = 300.0) -> tuple[subprocess.Popen[bytes], str, str]:
+    """Build the bot's virtualenv and model if needed (cached), then start the Rasa server and its action
+    server; returns the process and both URLs."""
     manage = ["python3", str(ROOT / "bot" / "manage.py")]  # the system Python: the bot has its own venv
     for step in ("venv", "train"):
         subprocess.run([*manage, step], check=True, stdout=subprocess.DEVNULL)  # noqa: S603
-    port = free_port()
+    port, actions_port = free_port(), free_port()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     log_file = (settings.var_dir / "rasa.log").open("ab")
     proc = subprocess.Popen(  # noqa: S603 - fixed arguments
-        [*manage, "run", "--port", str(port)],
+        [*manage, "run", "--port", str(port), "--actions-port", str(actions_port)],
         # Rasa keeps its trackers and locks there, and its actions read the members' records there.
         env={**os.environ, "REDIS_URL": redis_url, "PUBLIC_URL": settings.public_url},
         stdout=log_file,
@@ -275,7 +276,7 @@ def start_rasa(settings: Settings, redis_url: str, timeout: float = 300.0) -> tu
         try:
             with urllib.request.urlopen(f"{url}/status", timeout=1) as resp:  # noqa: S310 - our loopback URL
                 if resp.status == 200:
-                    return proc, url
+                    return proc, url, f"http://127.0.0.1:{actions_port}"
         except OSError:
             time.sleep(0.25)
     proc.kill()

@@ -76,6 +76,7 @@ class Settings:
     # Responder: "rasa" (the bot; started by serve unless RASA_URL is set) or "ack" (acknowledgements only).
     responder: str = "rasa"
     rasa_url: str = ""
+    actions_url: str = ""  # the bot's action server, checked by /readyz (serve sets both)
     # Streams
     stream_shards: int = 1
     stream_maxlen: int = 1_000_000
@@ -193,6 +194,7 @@ class Settings:
             redis_appendfsync=_str(env, "REDIS_APPENDFSYNC", "everysec"),
             responder=_str(env, "RESPONDER", "rasa").lower(),
             rasa_url=_str(env, "RASA_URL").rstrip("/"),
+            actions_url=_str(env, "ACTIONS_URL").rstrip("/"),
             stream_shards=_int(env, "STREAM_SHARDS", 1),
             stream_maxlen=_int(env, "STREAM_MAXLEN", 1_000_000),
             consumer_name=_str(env, "CONSUMER_NAME"),

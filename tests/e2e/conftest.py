@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from redis.asyncio import Redis
 
@@ -80,14 +81,20 @@ async def make_product(product_env: dict[str, str], tmp_path: Path) -> AsyncIter
 
 
 @pytest.fixture(scope="session")
-def rasa_url(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[str]:
+def actions_url() -> str:
+    """The action server the session's Rasa server starts (``rasa_url``)."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def rasa_url(tmp_path_factory: pytest.TempPathFactory, redis_url: str, actions_url: str) -> Iterator[str]:
     if not (ROOT / "bot" / ".venv" / "bin" / "rasa").exists():
         pytest.fail("the bot's virtualenv is missing: python3 bot/manage.py venv (run.py test builds it)")
     subprocess.run(["python3", str(MANAGE), "train"], check=True, stdout=subprocess.DEVNULL)
     port = free_port()
     log = (tmp_path_factory.mktemp("rasa") / "rasa.log").open("wb")
     proc = subprocess.Popen(
-        ["python3", str(MANAGE), "run", "--port", str(port)],
+        ["python3", str(MANAGE), "run", "--port", str(port), "--actions-port", actions_url.rsplit(":", 1)[1]],
         stdout=log,
         stderr=log,
         env={**os.environ, "REDIS_URL": redis_url},  # trackers, locks and member records in Redis
@@ -111,10 +118,14 @@ def rasa_url(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterat
 
 @pytest.fixture
 async def bot_product(
-    make_product: Callable[..., Product], rasa_url: str, redis: Redis, redis_url: str
+    make_product: Callable[..., Product], rasa_url: str, actions_url: str, redis: Redis, redis_url: str
 ) -> AsyncIterator[Product]:
     await seed(redis)
-    product = make_product(RESPONDER="rasa", RASA_URL=rasa_url, REDIS_URL=redis_url)
+    product = make_product(RESPONDER="rasa", RASA_URL=rasa_url, ACTIONS_URL=actions_url, REDIS_URL=redis_url)
     await product.start()
+    async with aiohttp.ClientSession() as http, http.get(f"{product.url}/readyz") as resp:
+        ready = await resp.json()
+    assert resp.status == 200, ready  # Redis, Rasa, its action server and the SMTP relay all answer
+    assert set(ready["checks"]) == {"redis", "rasa", "actions", "smtp_relay"}
     yield product
     assert product.stop() == 0
