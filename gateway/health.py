@@ -2,7 +2,7 @@
 
 * Redis: a PING.
 * The bot (when the responder is Rasa): Rasa's ``/status``, and the action server's ``/health`` when
-  its URL is known (``run.py serve`` passes it; with an external Rasa, ``ACTIONS_URL``). An action
+  its URL is known (with a fleet, one server of each answering is enough) (``run.py serve`` passes it; with an external Rasa, ``ACTIONS_URL``). An action
   server that cannot start is otherwise seen only as "no answer" from the bot.
 * The SMTP relay (when configured): a TCP connection that gets the server's 220 greeting.
 
@@ -26,9 +26,10 @@ TIMEOUT_S = 2.0
 async def readiness(settings: Settings, redis: Redis) -> dict[str, str]:
     checks = {"redis": _redis(redis)}
     if settings.responder == "rasa" and settings.rasa_url:
-        checks["rasa"] = _http(f"{settings.rasa_url}/status")
+        # A fleet is ready while one of its servers (and one action server) answers.
+        checks["rasa"] = _any([f"{u}/status" for u in _split(settings.rasa_url)])
         if settings.actions_url:
-            checks["actions"] = _http(f"{settings.actions_url}/health")
+            checks["actions"] = _any([f"{u}/health" for u in _split(settings.actions_url)])
     if settings.smtp_url:
         checks["smtp_relay"] = _smtp(settings.smtp_url)
     results = await asyncio.gather(*checks.values())
@@ -41,6 +42,15 @@ async def _redis(redis: Redis) -> str:
         return "ok"
     except (RedisError, OSError, TimeoutError):
         return "unavailable"
+
+
+def _split(urls: str) -> list[str]:
+    return [u.strip().rstrip("/") for u in urls.split(",") if u.strip()]
+
+
+async def _any(urls: list[str]) -> str:
+    results = await asyncio.gather(*(_http(u) for u in urls))
+    return "ok" if "ok" in results else results[0]
 
 
 async def _http(url: str) -> str:

@@ -13,6 +13,7 @@ registered phone (SMS) or e-mail, whichever channel is enabled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from typing import Any
@@ -38,6 +39,12 @@ UNAVAILABLE_TEXT = (
 
 OTP_TTL_S = 600
 OTP_TEXT = "Votre code de vérification : {code}. Valable 10 minutes. Ne le communiquez à personne."
+
+
+def servers_for(conv_id: str, urls: list[str]) -> list[str]:
+    """The Rasa servers in the order a conversation tries them (rendezvous hashing): a conversation stays
+    on one server while it is up, and only the conversations of a server that goes move elsewhere."""
+    return sorted(urls, key=lambda u: hashlib.blake2b(f"{u} {conv_id}".encode(), digest_size=8).digest(), reverse=True)
 
 
 def otp_requests(payload: Any) -> list[str]:
@@ -77,7 +84,9 @@ class RasaResponder:
     def __init__(
         self, url: str, redis: Redis, *, timeout_s: float = 30.0, otp_per_hour: float = 5.0, otp_burst: int = 3
     ) -> None:
-        self.url = url.rstrip("/")
+        # One or more Rasa servers (comma-separated) sharing their tracker and lock stores in Redis.
+        self.urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+        self.url = self.urls[0] if self.urls else ""
         self.redis = redis
         self.otp_rate = (otp_per_hour / 3600, otp_burst)
         self.code_channels: tuple[str, ...] = ("sms", "email")  # set by the gateway: enabled ones
@@ -118,12 +127,7 @@ class RasaResponder:
                 "msg_id": msg.id,
             },
         }
-        try:
-            async with self._client().post(f"{self.url}/webhooks/rest/webhook", json=body) as resp:
-                payload = await resp.json(content_type=None) if resp.status == 200 else None
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.error("bot unavailable", extra={**msg.log_fields(), "error": type(exc).__name__})
-            payload = None
+        payload = await self._ask(msg, body)
         # Without the bot the member still gets an answer saying the message is kept for an agent.
         replies = [Reply(t) for t in reply_texts(payload)] if payload is not None else [Reply(UNAVAILABLE_TEXT)]
         if payload is not None and await self.redis.hget(keys.conversation(msg.conversation_id), "status") == "handoff":
@@ -134,6 +138,27 @@ class RasaResponder:
                 replies.insert(0, code)
         await self.redis.hset(cache, "bot_replies", json.dumps([r.to_dict() for r in replies], ensure_ascii=False))
         return replies
+
+    async def _ask(self, msg: Message, body: dict[str, Any]) -> Any:
+        """The bot's answer, from the conversation's server or, if it is down, the next one in the
+        conversation's order (its state is in Redis, so any server carries on). None if none answers."""
+        assert msg.conversation_id
+        servers = servers_for(msg.conversation_id, self.urls)
+        for n, url in enumerate(servers):
+            try:
+                async with self._client().post(f"{url}/webhooks/rest/webhook", json=body) as resp:
+                    if resp.status == 200:
+                        return await resp.json(content_type=None)
+                    error = f"http {resp.status}"
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                error = type(exc).__name__
+            more = n + 1 < len(servers)
+            log.log(
+                logging.WARNING if more else logging.ERROR,
+                "bot server unavailable" + (", trying the next" if more else ""),
+                extra={**msg.log_fields(), "error": error, "server": n},
+            )
+        return None
 
     async def one_time_code(self, conv_id: str, member_id: str) -> Reply | None:
         """Draw a code for the conversation and address it to the member's registered phone or e-mail."""

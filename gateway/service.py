@@ -199,11 +199,14 @@ def serve(settings: Settings) -> int:
     if private is not None and ensure_demo_members(url, settings):
         redis_desc += "; synthetic demo members loaded (run.py import DIR for real ones)"
     env = {**os.environ, "REDIS_URL": url, "VAR_DIR": str(settings.var_dir), "SECRET_KEY": settings.secret_key}
-    rasa: subprocess.Popen[bytes] | None = None
+    rasas: list[subprocess.Popen[bytes]] = []
     if settings.responder == "rasa" and not settings.rasa_url:
-        rasa, rasa_url, actions_url = start_rasa(settings, url)
-        env["RASA_URL"], env["ACTIONS_URL"] = rasa_url, actions_url
-        redis_desc += f"\n  Bot (Rasa)             : {rasa_url}"
+        # RASA_SERVERS servers, each with its action server, sharing trackers and locks in Redis.
+        fleet = start_rasa(settings, url, servers=settings.rasa_servers)
+        rasas = [proc for proc, _, _ in fleet]
+        env["RASA_URL"] = ",".join(u for _, u, _ in fleet)
+        env["ACTIONS_URL"] = ",".join(a for _, _, a in fleet)
+        redis_desc += f"\n  Bot (Rasa)             : {env['RASA_URL']}"
     children = [Child("web", env, 0), Child("worker", env, WORKER_NICENESS)]
     stopping = False
 
@@ -241,8 +244,10 @@ def serve(settings: Settings) -> int:
         for child in children:
             if child.alive() and child.proc is not None:
                 child.proc.kill()
-        if rasa is not None and rasa.poll() is None:
-            rasa.terminate()
+        for rasa in rasas:
+            if rasa.poll() is None:
+                rasa.terminate()
+        for rasa in rasas:
             try:
                 rasa.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -251,36 +256,47 @@ def serve(settings: Settings) -> int:
             private.stop()
 
 
-def start_rasa(settings: Settings, redis_url: str, timeout: float = 300.0) -> tuple[subprocess.Popen[bytes], str, str]:
-    """Build the bot's virtualenv and model if needed (cached), then start the Rasa server and its action
-    server; returns the process and both URLs."""
+def start_rasa(
+    settings: Settings, redis_url: str, *, servers: int = 1, timeout: float = 300.0
+) -> list[tuple[subprocess.Popen[bytes], str, str]]:
+    """Build the bot's virtualenv and model if needed (cached), then start ``servers`` Rasa servers, each
+    with its action server, side by side; returns each process with its two URLs once all answer."""
     manage = ["python3", str(ROOT / "bot" / "manage.py")]  # the system Python: the bot has its own venv
     for step in ("venv", "train"):
         subprocess.run([*manage, step], check=True, stdout=subprocess.DEVNULL)  # noqa: S603
-    port, actions_port = free_port(), free_port()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    log_file = (settings.var_dir / "rasa.log").open("ab")
-    proc = subprocess.Popen(  # noqa: S603 - fixed arguments
-        [*manage, "run", "--port", str(port), "--actions-port", str(actions_port)],
-        # Rasa keeps its trackers and locks there, and its actions read the members' records there.
-        env={**os.environ, "REDIS_URL": redis_url, "PUBLIC_URL": settings.public_url},
-        stdout=log_file,
-        stderr=log_file,
-        preexec_fn=lambda: _die_with_parent(0),
-    )
-    url = f"http://127.0.0.1:{port}"
+    fleet: list[tuple[subprocess.Popen[bytes], str, str]] = []
+    for n in range(max(1, servers)):
+        port, actions_port = free_port(), free_port()
+        log_file = (settings.var_dir / ("rasa.log" if n == 0 else f"rasa-{n + 1}.log")).open("ab")
+        proc = subprocess.Popen(  # noqa: S603 - fixed arguments
+            [*manage, "run", "--port", str(port), "--actions-port", str(actions_port)],
+            # Rasa keeps its trackers and locks there, and its actions read the members' records there.
+            env={**os.environ, "REDIS_URL": redis_url, "PUBLIC_URL": settings.public_url},
+            stdout=log_file,
+            stderr=log_file,
+            preexec_fn=lambda: _die_with_parent(0),
+        )
+        fleet.append((proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{actions_port}"))
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    waiting = list(fleet)
+    while waiting and time.monotonic() < deadline:
+        proc, url, _ = waiting[0]
         if proc.poll() is not None:
-            raise SystemExit(f"the Rasa server exited during start-up; see {settings.var_dir / 'rasa.log'}")
+            raise SystemExit(f"a Rasa server exited during start-up; see {settings.var_dir / 'rasa.log'}")
         try:
             with urllib.request.urlopen(f"{url}/status", timeout=1) as resp:  # noqa: S310 - our loopback URL
                 if resp.status == 200:
-                    return proc, url, f"http://127.0.0.1:{actions_port}"
+                    waiting.pop(0)
+                    continue
         except OSError:
-            time.sleep(0.25)
-    proc.kill()
-    raise SystemExit(f"the Rasa server did not answer within {timeout:.0f}s")
+            pass
+        time.sleep(0.25)
+    if waiting:
+        for proc, _, _ in fleet:
+            proc.kill()
+        raise SystemExit(f"the Rasa server did not answer within {timeout:.0f}s")
+    return fleet
 
 
 def _stop_children(children: list[Child], grace_s: float = 30.0) -> int:

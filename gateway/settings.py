@@ -77,6 +77,7 @@ class Settings:
     responder: str = "rasa"
     rasa_url: str = ""
     actions_url: str = ""  # the bot's action server, checked by /readyz (serve sets both)
+    rasa_servers: int = 1  # how many Rasa servers serve starts (RASA_URL may also list several, comma-separated)
     # Streams
     stream_shards: int = 1
     stream_maxlen: int = 1_000_000
@@ -195,6 +196,7 @@ class Settings:
             responder=_str(env, "RESPONDER", "rasa").lower(),
             rasa_url=_str(env, "RASA_URL").rstrip("/"),
             actions_url=_str(env, "ACTIONS_URL").rstrip("/"),
+            rasa_servers=_int(env, "RASA_SERVERS", 1),
             stream_shards=_int(env, "STREAM_SHARDS", 1),
             stream_maxlen=_int(env, "STREAM_MAXLEN", 1_000_000),
             consumer_name=_str(env, "CONSUMER_NAME"),
