@@ -157,7 +157,7 @@ async def plan_and_enqueue(url: str, size: int) -> dict[str, float]:
             break
         sent += n
     send_s = time.perf_counter() - t0
-    queued = sum([await redis.xlen(keys.stream("out", s)) for s in range(4)])
+    queued = sum([await redis.xlen(keys.stream("bulk", s)) for s in range(4)])
     info = await redis.info("memory")
     await redis.flushall(asynchronous=True)
     await redis.aclose()

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, url: str, settings: Settings) -> int:
     redis = connect(url)
-    engine = Campaigns(redis, rates={"email": settings.email_rate_per_s, "sms": settings.sms_rate_per_s},
+    engine = Campaigns(redis, rates=settings.campaign_rates(),
                        enabled_channels=("email", "sms") if settings.sms_enabled else ("email",))  # fmt: skip
     try:
         return await _act(args, engine)

@@ -112,7 +112,7 @@ class Gateway:
             redis,
             enqueue=self.router.enqueue_many,
             enabled_channels=tuple(c for c in ("email", "sms") if c in self.channels),
-            rates={"email": settings.email_rate_per_s, "sms": settings.sms_rate_per_s},
+            rates=settings.campaign_rates(),
             reclaim_s=settings.campaign_reclaim_s,
         )
         self.desk = Desk(redis, self.router, rasa_url=settings.rasa_url or "", sms_enabled="sms" in self.channels)
@@ -148,6 +148,7 @@ class Gateway:
         copy of a role joins the same consumer groups or takes the same locks, so copies share work."""
         await self.streams.ensure_groups("in", ROUTER_GROUP)
         await self.streams.ensure_groups("out", DISPATCHER_GROUP)
+        await self.streams.ensure_groups("bulk", DISPATCHER_GROUP)
         name = consumer_name(self.settings.consumer_name)
         self._stop.clear()
         readers = [
@@ -155,6 +156,7 @@ class Gateway:
             for role, kind, group, handler in (
                 ("router", "in", ROUTER_GROUP, self.router.handle),
                 ("dispatcher", "out", DISPATCHER_GROUP, self.dispatcher.handle),
+                ("dispatcher", "bulk", DISPATCHER_GROUP, self.dispatcher.handle),
             )
             if role in self.roles
         ]

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from channels.base import Channel
+from channels.base import Channel, RateLimit
 from gateway import keys
 from gateway.conversations import Conversations
 from gateway.envelope import (
@@ -191,8 +191,15 @@ class Dispatcher:
         log.debug("sent", extra={**msg.log_fields(), "attempt": attempt})
 
     async def _wait_for_slot(self, channel: Channel, msg: Message) -> bool:
-        """Take a slot in every bucket; False if the message was rescheduled instead."""
-        for limit in channel.rate_limits(msg):
+        """Take a slot in every bucket; False if the message was rescheduled instead. A campaign notice
+        also takes one in its own bucket at ``BULK_SHARE`` of the provider's rate, so however large the
+        campaign, members' replies keep the rest of the rate (and all of it when no campaign runs)."""
+        limits = channel.rate_limits(msg)
+        share = self.settings.bulk_share
+        if msg.meta.get("campaign") and limits and 0 < share < 1:
+            provider = limits[0]
+            limits = [RateLimit(f"{provider.bucket}:bulk", provider.per_second * share, provider.burst), *limits]
+        for limit in limits:
             while True:
                 wait = await self.limiter.acquire(limit.bucket, limit.per_second, limit.burst)
                 if wait <= 0:

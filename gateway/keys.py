@@ -16,7 +16,8 @@ def shard_of(urn: str, shards: int) -> int:
     return zlib.crc32(urn.encode()) % shards if shards > 1 else 0
 
 
-# Streams: kind is "in" (inbound, read by the router) or "out" (read by the dispatcher).
+# Streams: kind is "in" (inbound, read by the router), "out" (replies, read by the dispatcher) or
+# "bulk" (campaign notices, read by the dispatcher within a share of each provider's rate).
 def stream(kind: str, shard: int) -> str:
     return f"{PREFIX}:{{{kind}:{shard}}}:stream"
 

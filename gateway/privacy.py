@@ -42,7 +42,7 @@ from gateway.members import ALL_MEMBERS, RECORD_TYPES, audit, member_records_key
 log = logging.getLogger(__name__)
 
 CHANNELS = ("sms", "telegram", "email", "webchat", "callback")
-STREAM_KINDS = ("in", "out")
+STREAM_KINDS = ("in", "out", "bulk")
 PROVIDER_REF_TTL_S = 30 * 24 * 3600
 # Fields of a notice's delivery record kept as proof after erasure (no text, no address).
 PROOF_FIELDS = ("status", "queued_ms", "sending_ms", "sent_ms", "delivered_ms", "read_ms", "failed_ms",

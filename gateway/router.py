@@ -136,7 +136,8 @@ class Router:
         and a million notices are not kept twice."""
         for out in outs:
             assert out.conversation_id
-        new = await self.streams.accept_many("out", [(out, OUT_DEDUP_PREFIX + out.id) for out in outs])
+        # Their own stream ("bulk"): members' replies never wait behind a campaign (gateway/dispatcher.py).
+        new = await self.streams.accept_many("bulk", [(out, OUT_DEDUP_PREFIX + out.id) for out in outs])
         REPLIES_QUEUED.labels("campaign").inc(new)
         return new
 

@@ -107,6 +107,8 @@ class Settings:
     send_backoff_base_s: float = 1.0
     send_backoff_max_s: float = 300.0
     send_timeout_s: float = 15.0
+    # Campaign notices may use this share of each provider's rate; members' replies keep the rest.
+    bulk_share: float = 0.8
     # Inbound limits
     max_body_bytes: int = 256 * 1024
     max_email_bytes: int = 10 * 1024 * 1024
@@ -165,6 +167,11 @@ class Settings:
                 values.append(password)
         return [v for v in values if v]
 
+    def campaign_rates(self) -> dict[str, float]:
+        """Sends per second a campaign can count on: its share of each provider's rate."""
+        share = self.bulk_share if 0 < self.bulk_share < 1 else 1.0
+        return {"email": self.email_rate_per_s * share, "sms": self.sms_rate_per_s * share}
+
     def redacted(self) -> dict[str, object]:
         """Settings safe to print or log: secrets replaced."""
         secret_names = {"secret_key", "twilio_auth_token", "telegram_token", "telegram_secret_token", "metrics_token"}
@@ -218,6 +225,7 @@ class Settings:
             send_backoff_base_s=_float(env, "SEND_BACKOFF_BASE_S", 1.0),
             send_backoff_max_s=_float(env, "SEND_BACKOFF_MAX_S", 300.0),
             send_timeout_s=_float(env, "SEND_TIMEOUT_S", 15.0),
+            bulk_share=_float(env, "BULK_SHARE", 0.8),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 256 * 1024),
             max_email_bytes=_int(env, "MAX_EMAIL_BYTES", 10 * 1024 * 1024),
             smtp_listen_host=_str(env, "SMTP_LISTEN_HOST", "127.0.0.1"),

@@ -128,7 +128,7 @@ class Streams:
         shown of each message is what may be logged (ids, channel, masked address), never its text."""
         items: list[dict[str, Any]] = []
         total = 0
-        for kind in ("in", "out"):
+        for kind in ("in", "out", "bulk"):
             for shard in range(self.shards):
                 key = keys.dead(kind, shard)
                 total += int(await self.redis.xlen(key))

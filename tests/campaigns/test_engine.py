@@ -46,7 +46,7 @@ async def load(redis: Redis, members: list[Member]) -> None:
 
 
 async def notices(redis: Redis) -> list[Message]:
-    return [Message.from_json(f["m"]) for _, f in await redis.xrange(keys.stream("out", 0))]
+    return [Message.from_json(f["m"]) for _, f in await redis.xrange(keys.stream("bulk", 0))]
 
 
 def campaign_input(**over: object) -> dict[str, object]:

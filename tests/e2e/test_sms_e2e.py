@@ -43,6 +43,10 @@ async def quiet(redis: Redis, timeout: float = 20.0) -> None:
         out_len = await redis.xlen(keys.stream("out", 0))
         info = await redis.xinfo_groups(keys.stream("out", 0))
         lag = info[0].get("lag") or 0 if info else 0
+        if await redis.exists(keys.stream("bulk", 0)):  # campaign notices
+            for group in await redis.xinfo_groups(keys.stream("bulk", 0)):
+                pending_out += int(group.get("pending") or 0)
+                lag += int(group.get("lag") or 0)
         if pending_in == pending_out == retries == lag == 0 and out_len > 0:
             return
         if asyncio.get_running_loop().time() > deadline:

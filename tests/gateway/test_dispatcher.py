@@ -157,3 +157,37 @@ async def test_two_handlers_of_one_message_send_it_once(gw_fake: tuple[Gateway, 
     rec = await redis.hgetall(keys.message(str(msg.conversation_id), msg.id))
     assert len([m for m in fake.messages if m.body == msg.text]) == 1
     assert rec["status"] == "sent" and rec["attempts"] == "1" and rec.get("next_attempt_ms")
+
+
+async def test_replies_keep_their_share_of_the_rate_during_a_campaign(
+    redis: Redis, settings_env: dict[str, str], fake: FakeTwilio
+) -> None:
+    """200 notices queued at 20 SMS/s (10 s of sending), then 10 replies to members: the replies go out
+    while the campaign is still sending (notices have their own stream and at most BULK_SHARE of the
+    rate). With notices in the replies' stream, as before, the replies waited 10.4 s."""
+    settings = Settings.from_env({**settings_env, "TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN,
+                                  "TWILIO_FROM": "+33700000002", "TWILIO_API_BASE": fake.base_url,
+                                  "SMS_RATE_PER_S": "20"})  # fmt: skip
+    gw = Gateway(settings, redis, channel_names=["sms"])
+    await gw.start_channels()
+    await gw.start_workers()
+    try:
+        notices = [
+            Message(id=f"c.x.M{i:05d}.0", channel="sms", urn=f"tel:+336398{i:05d}", direction="out",
+                    text="Votre cotisation évolue.", conversation_id=f"c.x.M{i:05d}", meta={"campaign": "x"})
+            for i in range(200)
+        ]  # fmt: skip
+        assert await gw.router.enqueue_many(notices) == 200
+        await asyncio.sleep(1.0)  # the campaign is going out at full speed
+        started = time.monotonic()
+        for n in range(10):
+            await gw.router.enqueue(outbound(1000 + n, "Votre carte a été envoyée."))
+        for n in range(10):
+            await settled(gw, outbound(1000 + n), timeout=20)
+        replies_took = time.monotonic() - started
+        notices_sent = sum(1 for m in fake.messages if m.body == "Votre cotisation évolue.")
+    finally:
+        await gw.stop_workers()
+        await gw.stop_channels()
+    assert replies_took < 5.0, replies_took
+    assert notices_sent < 200  # the campaign was still going when the replies were out

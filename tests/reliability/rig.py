@@ -47,7 +47,9 @@ class Rig:
     async def dead_lettered(self) -> int:
         redis = await self.redis()
         try:
-            return sum([int(await redis.xlen(keys.dead(k, s))) for k in ("in", "out") for s in range(self.shards)])
+            return sum(
+                [int(await redis.xlen(keys.dead(k, s))) for k in ("in", "out", "bulk") for s in range(self.shards)]
+            )
         finally:
             await redis.aclose()
 
@@ -85,7 +87,7 @@ class Rig:
                 busy = 0
                 for shard in range(self.shards):
                     busy += await redis.zcard(keys.retry(shard))
-                    for kind, group in (("in", "router"), ("out", "dispatcher")):
+                    for kind, group in (("in", "router"), ("out", "dispatcher"), ("bulk", "dispatcher")):
                         if not await redis.exists(keys.stream(kind, shard)):
                             continue  # nothing was ever written there
                         groups = {g["name"]: g for g in await redis.xinfo_groups(keys.stream(kind, shard))}
