@@ -9,10 +9,9 @@ hiredis is installed; the asyncio connections here do the same.
 from __future__ import annotations
 
 from typing import Any
-
-import hiredis
 from urllib.parse import urlsplit, urlunsplit
 
+import hiredis
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection

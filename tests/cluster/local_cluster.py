@@ -8,14 +8,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e.product import free_port
+
+def free_node_port() -> int:
+    """A free loopback port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 @dataclass
@@ -63,7 +77,7 @@ class LocalCluster:
         if not shutil.which("redis-server") or not shutil.which("redis-cli"):
             raise RuntimeError("redis-server and redis-cli are needed for the cluster tests")
         for _ in range(self.masters * (1 + self.replicas_per_master)):
-            port = free_port()
+            port = free_node_port()
             node = Node(port, self.root / str(port))
             node.dir.mkdir(parents=True)
             self._spawn(node)
@@ -71,8 +85,15 @@ class LocalCluster:
         for node in self.nodes:
             self._wait(lambda n=node: n.cli("PING").strip() == "PONG", timeout, f"{node.addr} answers")
         create = subprocess.run(
-            ["redis-cli", "--cluster", "create", *(n.addr for n in self.nodes)]
-            + ["--cluster-replicas", str(self.replicas_per_master), "--cluster-yes"],
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(n.addr for n in self.nodes),
+                "--cluster-replicas",
+                str(self.replicas_per_master),
+                "--cluster-yes",
+            ],
             capture_output=True,
             timeout=timeout,
             check=False,
@@ -83,20 +104,12 @@ class LocalCluster:
 
     def _spawn(self, node: Node) -> None:
         log = (node.dir / "redis.log").open("ab")
-        node.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port", str(node.port),
-                "--bind", "127.0.0.1",
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", str(node.dir / "nodes.conf"),
+        args = ["--port", str(node.port), "--bind", "127.0.0.1", "--daemonize", "no", "--dir", str(node.dir),
+                "--cluster-enabled", "yes", "--cluster-config-file", str(node.dir / "nodes.conf"),
                 "--cluster-node-timeout", str(self.node_timeout_ms),
-                "--dir", str(node.dir),
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--save", "",
-                "--daemonize", "no",
-            ],  # fmt: skip
+                "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]  # fmt: skip
+        node.proc = subprocess.Popen(
+            ["redis-server", *args],
             stdout=log,
             stderr=log,
             cwd=node.dir,
