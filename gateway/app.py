@@ -83,7 +83,11 @@ class Gateway:
         self.roles = roles
         self.workers = bool(roles & WORKER_ROLES)
         self.streams = Streams(
-            redis, shards=settings.stream_shards, maxlen=settings.stream_maxlen, dedup_ttl_s=settings.dedup_ttl_s
+            redis,
+            shards=settings.stream_shards,
+            maxlen=settings.stream_maxlen,
+            dedup_ttl_s=settings.dedup_ttl_s,
+            wait_replica_ms=settings.inbound_wait_replica_ms,
         )
         self.contacts = Contacts(redis)
         self.conversations = Conversations(redis)

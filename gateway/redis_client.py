@@ -9,9 +9,11 @@ hiredis is installed; the asyncio connections here do the same.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -50,12 +52,25 @@ _FAST: dict[type[Any], type[Any]] = {
 }
 
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
+
+
 def connect(url: str, max_connections: int = 2000) -> Redis:
     """A client that reconnects by itself after Redis restarts.
 
     redis-py's default pool refuses a 101st concurrent command; a burst of webhooks
     needs more, and Redis serves thousands of clients, so the bound is set high.
+
+    ``redis+cluster://[user:password@]host:port[,host:port...]`` (or ``rediss+cluster://``) gives
+    a Redis Cluster client instead: the listed nodes are where it starts, it learns the others and
+    follows failovers and slot moves by itself.
     """
+    if is_cluster_url(url):
+        return _connect_cluster(url, max_connections)
     pool = ConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -66,3 +81,27 @@ def connect(url: str, max_connections: int = 2000) -> Redis:
     )
     pool.connection_class = _FAST.get(pool.connection_class, pool.connection_class)
     return Redis(connection_pool=pool)
+
+
+def _connect_cluster(url: str, max_connections: int) -> RedisCluster:
+    parts = urlsplit(url)
+    creds, _, hosts = parts.netloc.rpartition("@")
+    seeds = [h.strip() for h in hosts.split(",") if h.strip()]
+    if not seeds:
+        raise ValueError("a cluster URL names at least one node: redis+cluster://host:port")
+    scheme = CLUSTER_SCHEMES[parts.scheme.lower()]
+    first = urlunsplit((scheme, f"{creds}@{seeds[0]}" if creds else seeds[0], parts.path, parts.query, ""))
+    nodes = []
+    for seed in seeds:
+        host, _, port = seed.rpartition(":")
+        nodes.append(ClusterNode(host.strip("[]") or seed, int(port) if host else 6379))
+    return RedisCluster.from_url(
+        first,
+        startup_nodes=nodes,
+        max_connections=max_connections,  # per node
+        decode_responses=True,
+        socket_keepalive=True,
+        # A master's failover takes the cluster's node timeout plus an election (a few seconds):
+        # commands to its slots are retried, on the new topology, for longer than that.
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=30),
+    )

@@ -80,6 +80,9 @@ class Settings:
     rasa_servers: int = 1  # how many Rasa servers serve starts (RASA_URL may also list several, comma-separated)
     # Streams
     stream_shards: int = 1
+    # After accepting an inbound message, wait up to this long for a replica to hold it before
+    # answering the provider (Redis WAIT); 0 = do not wait. See README "Redis Cluster".
+    inbound_wait_replica_ms: int = 0
     stream_maxlen: int = 1_000_000
     consumer_name: str = ""
     claim_idle_ms: int = 30_000
@@ -205,6 +208,7 @@ class Settings:
             actions_url=_str(env, "ACTIONS_URL").rstrip("/"),
             rasa_servers=_int(env, "RASA_SERVERS", 1),
             stream_shards=_int(env, "STREAM_SHARDS", 1),
+            inbound_wait_replica_ms=_int(env, "INBOUND_WAIT_REPLICA_MS", 0),
             stream_maxlen=_int(env, "STREAM_MAXLEN", 1_000_000),
             consumer_name=_str(env, "CONSUMER_NAME"),
             claim_idle_ms=_int(env, "CLAIM_IDLE_MS", 30_000),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -75,8 +76,10 @@ class Accepted:
 
 
 class Streams:
-    def __init__(self, redis: Redis, *, shards: int, maxlen: int, dedup_ttl_s: int) -> None:
+    def __init__(self, redis: Redis, *, shards: int, maxlen: int, dedup_ttl_s: int, wait_replica_ms: int = 0) -> None:
         self.redis = redis
+        self.wait_replica_ms = wait_replica_ms
+        self.cluster = isinstance(redis, RedisCluster)
         self.shards = shards
         self.maxlen = maxlen
         self.dedup_ttl_s = dedup_ttl_s
@@ -90,13 +93,30 @@ class Streams:
     async def accept(self, kind: str, msg: Message, dedup_id: str) -> Accepted:
         """Add ``msg`` to the ``kind`` stream unless ``dedup_id`` was seen already."""
         shard = self.shard(msg.urn)
-        res = await self._accept(
-            keys=[keys.seen(kind, shard, dedup_id), keys.stream(kind, shard)],
-            args=[self.dedup_ttl_s, self.maxlen, msg.to_json(), msg.id],
-        )
+        script_keys = [keys.seen(kind, shard, dedup_id), keys.stream(kind, shard)]
+        args = [self.dedup_ttl_s, self.maxlen, msg.to_json(), msg.id]
+        if kind == "in" and self.wait_replica_ms > 0:
+            res = await self._accept_and_wait(script_keys, args)
+        else:
+            res = await self._accept(keys=script_keys, args=args)
         ref, new = res
         entry_id, _, msg_id = str(ref).partition(" ")
         return Accepted(entry_id=entry_id, msg_id=msg_id or msg.id, new=bool(int(new)))
+
+    async def _accept_and_wait(self, script_keys: list[str], args: list[Any]) -> Any:
+        """The accept script, then WAIT for one replica, on one connection (WAIT waits for the writes
+        of its own connection): a pipeline, whose WAIT goes, on a cluster, to the stream's master."""
+        target: dict[str, Any] = {}
+        if self.cluster:
+            target["target_nodes"] = self.redis.get_node_from_key(script_keys[1])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            # EVAL, not EVALSHA: a replica just promoted may not have the script cached.
+            pipe.execute_command("EVAL", _ACCEPT, len(script_keys), *script_keys, *args)
+            pipe.execute_command("WAIT", 1, self.wait_replica_ms, **target)
+            res, acked = await pipe.execute()
+        if int(acked) < 1 and int(res[1]):
+            log.warning("inbound accepted before any replica acknowledged it", extra={"wait_ms": self.wait_replica_ms})
+        return res
 
     async def accept_many(self, kind: str, batch: list[tuple[Message, str]]) -> int:
         """``accept`` for a batch of (message, de-duplication id): one script per shard, whose keys
