@@ -40,7 +40,7 @@ async def quiet(redis: Redis, timeout: float = 20.0) -> None:
     while True:
         busy = 0
         for shard in range(SHARDS):
-            for kind, group in (("in", "router"), ("out", "dispatcher")):
+            for kind, group in (("in", "router"), ("out", "dispatcher"), ("bulk", "dispatcher")):
                 stream = keys.stream(kind, shard)
                 if await redis.exists(stream):
                     busy += (await redis.xpending(stream, group))["pending"]
