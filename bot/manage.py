@@ -143,7 +143,14 @@ def run(port: int, actions_port: int = 0) -> int:
     # Started first and tied to this process, which becomes the Rasa server below (exec keeps the pid).
     subprocess.Popen(actions_args(actions_port), env=actions_env(), preexec_fn=_die_with_parent)  # noqa: S603
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    endpoints = endpoints_file(redis_url, f"http://127.0.0.1:{actions_port}", f"endpoints-{port}.yml")
+    # Rasa 3.6's Redis tracker and lock stores speak to one standalone Redis: with the product on a
+    # Redis Cluster, TRACKER_REDIS_URL names that Redis (the actions still use REDIS_URL).
+    tracker_url = os.environ.get("TRACKER_REDIS_URL") or redis_url
+    if "+cluster://" in tracker_url:
+        print("the product's Redis is a cluster: set TRACKER_REDIS_URL to a standalone Redis for Rasa's trackers",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    endpoints = endpoints_file(tracker_url, f"http://127.0.0.1:{actions_port}", f"endpoints-{port}.yml")
     args = [str(RASA), "run", "--enable-api", "-m", str(target), "--port", str(port), "-i", "127.0.0.1",
             "--credentials", "credentials.yml", "--endpoints", str(endpoints)]  # fmt: skip
     os.execv(str(RASA), args)  # noqa: S606

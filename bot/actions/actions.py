@@ -14,12 +14,14 @@ import re
 import unicodedata
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import urlsplit
 
 from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from gateway import keys
 from gateway.members import Card, Claim, Complaint, Membership, MemberStore, Quote, audit
@@ -62,9 +64,20 @@ CANCEL_WORDS = ("annuler", "annule", "laisse tomber", "stop", "rien", "non merci
 
 
 def redis() -> Redis:
+    """The product's Redis (member records, conversations, audit): a standalone URL, or a cluster's
+    ``redis+cluster://host:port[,host:port…]`` as the gateway takes it (gateway/redis_client.py)."""
     global _redis
     if _redis is None:
-        _redis = Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), decode_responses=True)
+        url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        parts = urlsplit(url)
+        if parts.scheme in ("redis+cluster", "rediss+cluster"):
+            hosts = [h.rsplit(":", 1) for h in parts.netloc.rsplit("@", 1)[-1].split(",") if h]
+            nodes = [ClusterNode(host, int(port)) for host, port in hosts]
+            cluster = RedisCluster(startup_nodes=nodes, decode_responses=True, password=parts.password,
+                                   ssl=parts.scheme == "rediss+cluster")  # fmt: skip
+            _redis = cluster  # the same commands as a single Redis, for the actions
+        else:
+            _redis = Redis.from_url(url, decode_responses=True)
     return _redis
 
 
