@@ -14,4 +14,7 @@ async def test_a_flooding_sender_is_contained(rig: Rig) -> None:
     assert fig.stored == fig.faults["flood messages"]  # nothing of the flood is lost either
     assert fig.notes["told to slow down"] == 1  # and answered only at a person's pace until then
     assert fig.notes["answers to the flooder"] < fig.faults["flood messages"] / 10
-    assert fig.notes["ratio"] <= 1.2, fig.row()
+    # Others' reply p99 within 20 % of the same load without the flood; at a p99 of a few milliseconds a
+    # shared 2-core machine's jitter is about a millisecond, so 2 ms of absolute difference also passes.
+    slower_ms = fig.notes["p99 flood on (ms)"] - fig.notes["p99 flood off (ms)"]
+    assert fig.notes["ratio"] <= 1.2 or slower_ms <= 2.0, fig.row()
