@@ -4,12 +4,6 @@ standalone Redis only, are on ``TRACKER_REDIS_URL``. A member is verified and an
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,51 +14,30 @@ from redis.asyncio import Redis
 from gateway import keys
 from tests.cluster.local_cluster import LocalCluster
 from tests.e2e.bot_data import CAMILLE, seed
-from tests.e2e.conftest import MANAGE
-from tests.e2e.product import Product, free_port
+from tests.e2e.product import Product, RasaServer
 from tests.e2e.test_bot_e2e import sms_to, turn
 from tests.fakes.twilio import FakeTwilio
 
 
 @pytest.fixture
-def rasa_on_cluster(tmp_path: Path, cluster: LocalCluster, redis_url: str) -> Iterator[tuple[str, str]]:
+def rasa_on_cluster(tmp_path: Path, cluster: LocalCluster, redis_url: str) -> Iterator[RasaServer]:
     """A Rasa server whose actions use the cluster and whose trackers are in the standalone test Redis."""
-    subprocess.run(["python3", str(MANAGE), "train"], check=True, stdout=subprocess.DEVNULL)  # cached
-    port, actions_port = free_port(), free_port()
-    log = (tmp_path / "rasa.log").open("wb")
-    proc = subprocess.Popen(
-        ["python3", str(MANAGE), "run", "--port", str(port), "--actions-port", str(actions_port)],
-        stdout=log,
-        stderr=log,
-        env={**os.environ, "REDIS_URL": cluster.url, "TRACKER_REDIS_URL": redis_url},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, (tmp_path / "rasa.log").read_text(errors="replace")[-2000:]
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{url}/status", timeout=1) as resp:
-                if resp.status == 200:
-                    break
-        time.sleep(0.5)
-    yield url, f"http://127.0.0.1:{actions_port}"
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    server = RasaServer({"REDIS_URL": cluster.url, "TRACKER_REDIS_URL": redis_url}, tmp_path / "rasa.log")
+    server.launch()
+    server.wait()
+    yield server
+    server.stop()
 
 
 @pytest.mark.timeout(420)
 async def test_a_member_is_verified_and_answered_with_the_product_on_a_cluster(
-    rasa_on_cluster: tuple[str, str],
+    rasa_on_cluster: RasaServer,
     cluster_redis: Redis,
     make_product: Callable[..., Product],
     fake_twilio: FakeTwilio,
 ) -> None:
     await seed(cluster_redis)
-    rasa, actions = rasa_on_cluster
-    product = make_product(RESPONDER="rasa", RASA_URL=rasa, ACTIONS_URL=actions)
+    product = make_product(RESPONDER="rasa", RASA_URL=rasa_on_cluster.url, ACTIONS_URL=rasa_on_cluster.actions_url)
     await product.start()
     async with aiohttp.ClientSession() as session:
         send, inbox = sms_to(product, fake_twilio, session, CAMILLE.phone)

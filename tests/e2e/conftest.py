@@ -5,9 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -24,14 +21,13 @@ from tests.e2e.product import (  # noqa: F401 - the constants are imported from 
     TELEGRAM_SECRET,
     TELEGRAM_TOKEN,
     Product,
+    RasaServer,
     free_port,
     loopback_env,
 )
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
-
-MANAGE = ROOT / "bot" / "manage.py"
 
 
 @pytest.fixture
@@ -81,39 +77,25 @@ async def make_product(product_env: dict[str, str], tmp_path: Path) -> AsyncIter
 
 
 @pytest.fixture(scope="session")
-def actions_url() -> str:
-    """The action server the session's Rasa server starts (``rasa_url``)."""
-    return f"http://127.0.0.1:{free_port()}"
+def rasa_server(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[RasaServer]:
+    """The session's Rasa server and action server, on the tests' Redis."""
+    if not (ROOT / "bot" / ".venv" / "bin" / "rasa").exists():
+        pytest.fail("the bot's virtualenv is missing: python3 bot/manage.py venv (run.py test builds it)")
+    server = RasaServer({"REDIS_URL": redis_url}, tmp_path_factory.mktemp("rasa") / "rasa.log")
+    server.launch()
+    server.wait()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
-def rasa_url(tmp_path_factory: pytest.TempPathFactory, redis_url: str, actions_url: str) -> Iterator[str]:
-    if not (ROOT / "bot" / ".venv" / "bin" / "rasa").exists():
-        pytest.fail("the bot's virtualenv is missing: python3 bot/manage.py venv (run.py test builds it)")
-    subprocess.run(["python3", str(MANAGE), "train"], check=True, stdout=subprocess.DEVNULL)
-    port = free_port()
-    log = (tmp_path_factory.mktemp("rasa") / "rasa.log").open("wb")
-    proc = subprocess.Popen(
-        ["python3", str(MANAGE), "run", "--port", str(port), "--actions-port", actions_url.rsplit(":", 1)[1]],
-        stdout=log,
-        stderr=log,
-        env={**os.environ, "REDIS_URL": redis_url},  # trackers, locks and member records in Redis
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "rasa exited during start-up"
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{url}/status", timeout=1) as resp:
-                if resp.status == 200:
-                    break
-        time.sleep(0.5)
-    yield url
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def rasa_url(rasa_server: RasaServer) -> str:
+    return rasa_server.url
+
+
+@pytest.fixture(scope="session")
+def actions_url(rasa_server: RasaServer) -> str:
+    return rasa_server.actions_url
 
 
 @pytest.fixture

@@ -7,12 +7,14 @@ with SIGKILL and start it again on the same Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -120,3 +122,62 @@ class Product:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+MANAGE = ROOT / "bot" / "manage.py"
+
+
+class RasaServer:
+    """A Rasa server with its action server, as ``bot/manage.py run`` starts them (the model is trained
+    first if the bot's files changed; the training is cached)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, actions_port: int = 0) -> None:
+        self.env = {**os.environ, **env}  # REDIS_URL: trackers, locks and member records
+        self.log_path = log_path
+        self.port, self.actions_port = free_port(), actions_port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def actions_url(self) -> str:
+        return f"http://127.0.0.1:{self.actions_port}"
+
+    def launch(self) -> None:
+        subprocess.run(["python3", str(MANAGE), "train"], check=True, stdout=subprocess.DEVNULL)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            ["python3", str(MANAGE), "run", "--port", str(self.port), "--actions-port", str(self.actions_port)],
+            stdout=log,
+            stderr=log,
+            env=self.env,
+        )
+
+    def wait(self, timeout: float = 240.0) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rasa exited during start-up:\n{self.log_path.read_text(errors='replace')[-2000:]}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{self.url}/status", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            time.sleep(0.5)
+        raise RuntimeError(f"rasa not ready in {timeout:.0f} s")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
