@@ -37,10 +37,24 @@ return 1
 """
 
 
+# KEYS = message hash, conversation log, conversation. ARGV = message id, created ms, the conversation's
+# last_<direction>_ms field, message json, then the message's other fields (name, value...), written only
+# by the first append. One script rather than MULTI/EXEC: atomic alike, one round trip, and redis-py's
+# cluster client runs each command queued in a transaction in a thread of its own.
+_APPEND = """
+local new = redis.call('HSETNX', KEYS[1], 'm', ARGV[4])
+redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[3], 'last_ms', ARGV[2], ARGV[3], ARGV[2])
+if new == 1 and #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
+return new
+"""
+
+
 class Conversations:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._advance = redis.register_script(_ADVANCE)
+        self._append = redis.register_script(_APPEND)
 
     async def for_message(self, contact_id: str, msg: Message) -> str:
         """The conversation ``msg`` belongs to: its e-mail thread, else the open one on its channel."""
@@ -83,23 +97,16 @@ class Conversations:
         if status:
             fields["status"] = status
             fields[f"{status}_ms"] = now_ms()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(mkey, "m", fields["m"])
-            pipe.zadd(keys.conversation_log(conv), {msg.id: msg.created_ms}, nx=True)
-            pipe.hset(
-                keys.conversation(conv), mapping={"last_ms": msg.created_ms, f"last_{msg.direction}_ms": msg.created_ms}
-            )
-            new, *_ = await pipe.execute()
-        if new:
-            rest = {k: v for k, v in fields.items() if k != "m"}
-            async with self.redis.pipeline(transaction=False) as pipe:
-                if rest:
-                    pipe.hset(mkey, mapping=rest)
-                # Conversations by last message, for the retention purge (gateway/privacy.py); campaign
-                # notices (``c.`` conversations) are proofs, kept with their campaign.
-                if not conv.startswith("c."):
-                    pipe.zadd(keys.RETENTION_INDEX, {conv: msg.created_ms}, gt=True)
-                await pipe.execute()
+        rest = [str(x) for k, v in fields.items() if k != "m" for x in (k, v)]
+        last = f"last_{msg.direction}_ms"
+        new = await self._append(
+            keys=[mkey, keys.conversation_log(conv), keys.conversation(conv)],
+            args=[msg.id, msg.created_ms, last, fields["m"], *rest],
+        )
+        # Conversations by last message, for the retention purge (gateway/privacy.py); campaign notices
+        # (``c.`` conversations) are proofs, kept with their campaign.
+        if new and not conv.startswith("c."):
+            await self.redis.zadd(keys.RETENTION_INDEX, {conv: msg.created_ms}, gt=True)
         if msg.direction == "in" and msg.meta.get("message_id"):
             await self.redis.set(keys.email_thread(str(msg.meta["message_id"])), conv, nx=True)
         return bool(new)

@@ -38,6 +38,7 @@ from campaigns.model import key as campaign_key
 from gateway import keys
 from gateway.envelope import now_ms
 from gateway.members import ALL_MEMBERS, RECORD_TYPES, audit, member_records_key
+from gateway.redis_client import replace_hash
 
 log = logging.getLogger(__name__)
 
@@ -222,11 +223,7 @@ class MemberData:
                 mkey = keys.message(rec["conv"], rec["msg"])
                 stored = await self.redis.hgetall(mkey)
                 proof = {k: v for k, v in stored.items() if k in PROOF_FIELDS}
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.delete(mkey)
-                    if proof:
-                        pipe.hset(mkey, mapping=proof)
-                    await pipe.execute()
+                await replace_hash(self.redis, mkey, proof)
                 if stored.get("external_id"):
                     await self.redis.delete(keys.provider_ref(rec.get("channel", ""), stored["external_id"]))
                 await self.redis.delete(keys.conversation_log(rec["conv"]), keys.conversation(rec["conv"]))

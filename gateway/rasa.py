@@ -27,6 +27,7 @@ from gateway.envelope import Message
 from gateway.members import MemberStore
 from gateway.otp import new_code, otp_digest
 from gateway.ratelimit import RateLimiter
+from gateway.redis_client import replace_hash
 from gateway.responders import Reply, fixed_answer
 
 log = logging.getLogger(__name__)
@@ -180,11 +181,9 @@ class RasaResponder:
                 continue
             code = new_code()
             key = keys.conversation_otp(conv_id)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.delete(key)
-                pipe.hset(key, mapping={"member": member_id, "digest": otp_digest(conv_id, code)})
-                pipe.expire(key, OTP_TTL_S)
-                await pipe.execute()
+            await replace_hash(
+                self.redis, key, {"member": member_id, "digest": otp_digest(conv_id, code)}, ttl_s=OTP_TTL_S
+            )
             meta = {"thread": {"subject": "Votre code de vérification"}, "otp": True}
             return Reply(OTP_TEXT.format(code=code), channel=channel, urn=urn, meta=meta)
         log.warning("no channel to send a one-time code", extra={"conversation": conv_id})

@@ -95,7 +95,7 @@ def _connect_cluster(url: str, max_connections: int) -> RedisCluster:
     for seed in seeds:
         host, _, port = seed.rpartition(":")
         nodes.append(ClusterNode(host.strip("[]") or seed, int(port) if host else 6379))
-    return RedisCluster.from_url(
+    client = RedisCluster.from_url(
         first,
         startup_nodes=nodes,
         max_connections=max_connections,  # per node
@@ -105,3 +105,33 @@ def _connect_cluster(url: str, max_connections: int) -> RedisCluster:
         # commands to its slots are retried, on the new topology, for longer than that.
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=30),
     )
+    # The nodes it learns later are built from these settings (one dict shared with its nodes
+    # manager); the seed nodes already exist. Both get the connections that pack in C.
+    plain = client.connection_kwargs.get("connection_class", Connection)
+    client.connection_kwargs["connection_class"] = _FAST.get(plain, plain)
+    for node in client.startup_nodes:
+        node.connection_class = _FAST.get(node.connection_class, node.connection_class)
+    return client
+
+
+# KEYS[1] = hash; ARGV = seconds to live (0: none), then field, value... (none: the hash is only deleted).
+_REPLACE_HASH = """
+redis.call('DEL', KEYS[1])
+if #ARGV > 1 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+  if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+end
+return 1
+"""
+
+
+async def replace_hash(redis: Redis, key: str, mapping: dict[str, Any], ttl_s: int = 0) -> None:
+    """Replace a hash's fields with ``mapping`` (optionally with a time to live) in one atomic step.
+
+    A script rather than MULTI/EXEC: redis-py's cluster client runs each command queued in a
+    transaction in a thread and event loop of its own, blocking the caller's loop meanwhile.
+    """
+    args: list[Any] = [ttl_s]
+    for field, value in mapping.items():
+        args += [field, value]
+    await redis.eval(_REPLACE_HASH, 1, key, *args)
