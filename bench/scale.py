@@ -8,7 +8,10 @@ acknowledging responder (the bot's own cost is measured by ``bench/bot.py``), re
 loopback Twilio API. Signed SMS webhooks come from ``--clients`` concurrent clients for ``--seconds``,
 each from a new number (a new conversation), so a reply's latency is the time from the webhook's 200
 to that number's reply reaching the Twilio API. Printed per configuration: accepted/s, answered/s,
-reply p50/p99, and the CPU share of each part (gateway, workers, Redis), which says what saturates.
+reply p50/p99 (queueing, as the load is above what it answers), and the CPU share of each part (gateway,
+workers, Redis), which says what saturates. Then (``--paced``, 0.7 by default) new numbers write at a steady
+70 % of the rate each configuration answered, open loop, for the reply p50/p99 a member sees at a load the
+configuration sustains.
 Every request goes to 127.0.0.1 only.
 
     .venv/bin/python bench/scale.py --seconds 10 --workers 1 2 4 --masters 1 3
@@ -54,10 +57,14 @@ class Run:
     latencies_ms: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)  # cores used on average, by part
     cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU milliseconds per message answered, by part
+    paced_rate: float = 0.0
+    paced_sent: int = 0
+    paced_errors: int = 0
+    paced_ms: list[float] = field(default_factory=list)
 
-    def pct(self, p: float) -> float:
-        data = sorted(self.latencies_ms)
-        return data[min(len(data) - 1, int(p / 100 * len(data)))] if data else float("nan")
+    def pct(self, p: float, data: list[float] | None = None) -> float:
+        ordered = sorted(self.latencies_ms if data is None else data)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
 
 
 class Twilio:
@@ -97,7 +104,26 @@ def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
     return out
 
 
+def sms_request(url: str, validator: RequestValidator, sender: str, sid: str) -> tuple[str, dict[str, str]]:
+    """A signed Twilio SMS webhook from ``sender``: the form body and its headers."""
+    params = {"MessageSid": sid, "SmsSid": sid, "AccountSid": SID, "From": sender, "To": "+33700000000",
+              "Body": "Bonjour, où en est mon remboursement ?", "NumMedia": "0", "NumSegments": "1"}  # fmt: skip
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "X-Twilio-Signature": validator.compute_signature(url, params)}  # fmt: skip
+    return urllib.parse.urlencode(params), headers
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: str, headers: dict[str, str]) -> bool:
+    try:
+        async with session.post(url, data=body, headers=headers) as resp:
+            await resp.read()
+            return resp.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
 async def drive(url: str, clients: int, seconds: float, accepted_at: dict[str, float], run: Run, tag: int) -> None:
+    """Closed loop: ``clients`` clients each send the next SMS as soon as the last one is acknowledged."""
     validator = RequestValidator(TOKEN)
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
@@ -108,18 +134,8 @@ async def drive(url: str, clients: int, seconds: float, accepted_at: dict[str, f
         while loop.time() < end:
             counter += 1
             sender = f"+336{tag}{counter:07d}"
-            params = {"MessageSid": f"SM{tag}{counter:031d}", "SmsSid": f"SM{tag}{counter:031d}", "AccountSid": SID,
-                      "From": sender, "To": "+33700000000", "Body": "Bonjour, où en est mon remboursement ?",
-                      "NumMedia": "0", "NumSegments": "1"}  # fmt: skip
-            headers = {"Content-Type": "application/x-www-form-urlencoded",
-                       "X-Twilio-Signature": validator.compute_signature(url, params)}  # fmt: skip
-            try:
-                async with session.post(url, data=urllib.parse.urlencode(params), headers=headers) as resp:
-                    await resp.read()
-                    good = resp.status == 200
-            except aiohttp.ClientError:
-                good = False
-            if good:
+            body, headers = sms_request(url, validator, sender, f"SM{tag}{counter:031d}")
+            if await post(session, url, body, headers):
                 accepted_at[sender] = time.monotonic()
                 run.accepted += 1
             else:
@@ -127,6 +143,40 @@ async def drive(url: str, clients: int, seconds: float, accepted_at: dict[str, f
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
         await asyncio.gather(*(client(session) for _ in range(clients)))
+
+
+async def paced(url: str, rate: float, seconds: float, accepted_at: dict[str, float], tag: int) -> int:
+    """Open loop: one SMS every 1/``rate`` s whatever the answers, as members write; returns the errors."""
+    validator = RequestValidator(TOKEN)
+    loop = asyncio.get_running_loop()
+    errors = 0
+
+    async def one_sms(session: aiohttp.ClientSession, i: int) -> None:
+        nonlocal errors
+        sender = f"+337{tag}{i:07d}"
+        body, headers = sms_request(url, validator, sender, f"SP{tag}{i:031d}")
+        if await post(session, url, body, headers):
+            accepted_at[sender] = time.monotonic()
+        else:
+            errors += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000)) as session:
+        start, sent = loop.time(), []
+        for i in range(max(1, int(rate * seconds))):
+            delay = start + i / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent.append(asyncio.create_task(one_sms(session, i)))
+        await asyncio.gather(*sent)
+    return errors
+
+
+async def wait_answered(accepted_at: dict[str, float], first: dict[str, float], expected: int) -> float:
+    """Waits (up to 2 minutes) until every accepted number has its reply; returns when that was."""
+    start = time.monotonic()
+    while time.monotonic() - start < 120 and sum(1 for s in accepted_at if s in first) < expected:
+        await asyncio.sleep(0.05)
+    return time.monotonic()
 
 
 async def one(workers: int, masters: int, args: argparse.Namespace, twilio: Twilio, api_port: int, tag: int) -> Run:
@@ -164,15 +214,24 @@ async def one(workers: int, masters: int, args: argparse.Namespace, twilio: Twil
         await drive(f"http://127.0.0.1:{port}/sms/twilio/inbound", args.clients, args.seconds, accepted_at, run, tag)
         load_end = time.monotonic()
         run.seconds = load_end - t0
-        while time.monotonic() - load_end < 120 and sum(1 for s in accepted_at if s in twilio.first) < run.accepted:
-            await asyncio.sleep(0.05)
-        drained = time.monotonic()
+        drained = await wait_answered(accepted_at, twilio.first, run.accepted)
         cpu1 = cpu_seconds(pids)
         run.drain_s = drained - load_end
         run.answered = sum(1 for s in accepted_at if s in twilio.first)
         run.latencies_ms = [(twilio.first[s] - t) * 1000 for s, t in accepted_at.items() if s in twilio.first]
         run.cpu = {k: (cpu1.get(k, 0.0) - cpu0.get(k, 0.0)) / (drained - t0) for k in cpu1}
         run.cpu_ms = {k: (cpu1.get(k, 0.0) - cpu0.get(k, 0.0)) * 1000 / max(1, run.answered) for k in cpu1}
+        if args.paced:
+            # Then members writing at a steady share of what this configuration answered: the reply latency a
+            # member sees at a load it sustains (the closed loop above measures queueing under overload).
+            run.paced_rate = args.paced * run.answered / (run.seconds + run.drain_s)
+            at: dict[str, float] = {}
+            run.paced_errors = await paced(
+                f"http://127.0.0.1:{port}/sms/twilio/inbound", run.paced_rate, args.seconds, at, tag
+            )
+            await wait_answered(at, twilio.first, len(at))
+            run.paced_sent = len(at) + run.paced_errors
+            run.paced_ms = [(twilio.first[s] - t) * 1000 for s, t in at.items() if s in twilio.first]
     finally:
         for ps in procs.values():
             for p in ps:
@@ -196,6 +255,8 @@ async def main() -> int:
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--masters", type=int, nargs="+", default=[1, 3])
+    ap.add_argument("--paced", type=float, default=0.7,
+                    help="then send at this share of the answered rate, open loop, for reply latency (0: skip)")  # fmt: skip
     args = ap.parse_args()
     twilio, api_port = Twilio(), free_port()
     api = await twilio.start(api_port)
@@ -222,6 +283,14 @@ async def main() -> int:
         print(f"{f'{r.masters} master(s)':<11}{r.workers:>8}{r.accepted / r.seconds:>12.0f}{answered_s:>12.0f}"
               f"{answered_s / base_s:>9.2f}{r.pct(50):>9.0f}ms{r.pct(99):>9.0f}ms{r.drain_s:>9.1f}  {cpu}"
               + (f"  errors={r.errors}" if r.errors else ""))  # fmt: skip
+    if args.paced:
+        print(f"\nthen {args.seconds:.0f} s at {args.paced:.0%} of each configuration's answered rate, open loop "
+              "(new numbers at a steady pace): the reply latency a member sees at a load it sustains")  # fmt: skip
+        print(f"{'redis':<11}{'workers':>8}{'SMS/s':>8}{'sent':>7}{'answered':>10}{'reply p50':>11}{'reply p99':>11}")
+        for r in runs:
+            print(f"{f'{r.masters} master(s)':<11}{r.workers:>8}{r.paced_rate:>8.0f}{r.paced_sent:>7}"
+                  f"{len(r.paced_ms):>10}{r.pct(50, r.paced_ms):>9.0f}ms{r.pct(99, r.paced_ms):>9.0f}ms"
+                  + (f"  errors={r.paced_errors}" if r.paced_errors else ""))  # fmt: skip
     return 0
 
 
