@@ -133,15 +133,16 @@ def actions(port: int) -> int:
     os.execve(actions_args(port)[0], actions_args(port), actions_env())  # noqa: S606
 
 
-def run(port: int, actions_port: int = 0) -> int:
+def run(port: int, actions_port: int = 0, *, own_actions: bool = True) -> int:
     target = model_path()
     if not target.exists():
         print("no model for the current files: run `python3 bot/manage.py train`", file=sys.stderr)
         return 1
     os.chdir(BOT)
     actions_port = actions_port or free_port()
-    # Started first and tied to this process, which becomes the Rasa server below (exec keeps the pid).
-    subprocess.Popen(actions_args(actions_port), env=actions_env(), preexec_fn=_die_with_parent)  # noqa: S603
+    if own_actions:
+        # Started first and tied to this process, which becomes the Rasa server below (exec keeps the pid).
+        subprocess.Popen(actions_args(actions_port), env=actions_env(), preexec_fn=_die_with_parent)  # noqa: S603
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     # Rasa 3.6's Redis tracker and lock stores speak to one standalone Redis: with the product on a
     # Redis Cluster, TRACKER_REDIS_URL names that Redis (the actions still use REDIS_URL).
@@ -191,6 +192,8 @@ def main() -> int:
     p_run = sub.add_parser("run")
     p_run.add_argument("--port", type=int, default=5005)
     p_run.add_argument("--actions-port", type=int, default=0, help="the action server's port (default: a free one)")
+    p_run.add_argument("--no-actions", action="store_true",
+                       help="the action server on --actions-port is run by someone else (run.py serve runs both)")  # fmt: skip
     p_actions = sub.add_parser("actions")
     p_actions.add_argument("--port", type=int, default=5055)
     p_test = sub.add_parser("test-nlu")
@@ -208,7 +211,7 @@ def main() -> int:
         print(path)
         return 0
     if args.cmd == "run":
-        return run(args.port, args.actions_port)
+        return run(args.port, args.actions_port, own_actions=not args.no_actions)
     if args.cmd == "actions":
         return actions(args.port)
     return test_nlu(args.folds, args.min_f1)

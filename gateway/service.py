@@ -27,6 +27,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -151,20 +152,39 @@ def _die_with_parent(niceness: int) -> None:
 
 
 class Child:
-    def __init__(self, role: str, env: dict[str, str], niceness: int) -> None:
+    """A process ``serve`` runs and restarts: a role of the product (``run.py ROLE``) by default, or
+    ``argv`` (a Rasa server, an action server) with its output appended to ``log_path``."""
+
+    def __init__(
+        self,
+        role: str,
+        env: dict[str, str],
+        niceness: int,
+        argv: list[str] | None = None,
+        log_path: os.PathLike[str] | None = None,
+    ) -> None:
         self.role = role
         self.env = env
         self.niceness = niceness
+        self.argv = argv or [sys.executable, str(ROOT / "run.py"), role]
+        self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed arguments
-            [sys.executable, str(ROOT / "run.py"), self.role],
-            env=self.env,
-            cwd=ROOT,
-            preexec_fn=lambda: _die_with_parent(self.niceness),
-        )
+        out = open(self.log_path, "ab") if self.log_path is not None else None
+        try:
+            self.proc = subprocess.Popen(  # noqa: S603 - fixed arguments
+                self.argv,
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=out,
+                preexec_fn=lambda: _die_with_parent(self.niceness),
+            )
+        finally:
+            if out is not None:
+                out.close()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -199,13 +219,13 @@ def serve(settings: Settings) -> int:
     if private is not None and ensure_demo_members(url, settings):
         redis_desc += "; synthetic demo members loaded (run.py import DIR for real ones)"
     env = {**os.environ, "REDIS_URL": url, "VAR_DIR": str(settings.var_dir), "SECRET_KEY": settings.secret_key}
-    rasas: list[subprocess.Popen[bytes]] = []
+    bots: list[Child] = []
     if settings.responder == "rasa" and not settings.rasa_url:
         # RASA_SERVERS servers, each with its action server, sharing trackers and locks in Redis.
         fleet = start_rasa(settings, url, servers=settings.rasa_servers)
-        rasas = [proc for proc, _, _ in fleet]
-        env["RASA_URL"] = ",".join(u for _, u, _ in fleet)
-        env["ACTIONS_URL"] = ",".join(a for _, _, a in fleet)
+        bots = [child for server in fleet for child in server.children]
+        env["RASA_URL"] = ",".join(server.url for server in fleet)
+        env["ACTIONS_URL"] = ",".join(server.actions_url for server in fleet)
         redis_desc += f"\n  Bot (Rasa)             : {env['RASA_URL']}"
     children = [Child("web", env, 0), Child("worker", env, WORKER_NICENESS)]
     stopping = False
@@ -231,7 +251,9 @@ def serve(settings: Settings) -> int:
                 except RedisStartError as exc:
                     log.error("private redis-server did not restart", extra={"error": str(exc)[:300]})
                     time.sleep(1.0)
-            for child in children:
+            # A Rasa server or an action server that died starts again on its port (a fleet's other servers
+            # carry its conversations meanwhile; trackers are in Redis, so nothing is lost).
+            for child in children + bots:
                 if not child.alive() and not stopping:
                     child.restarts += 1
                     log.error("child exited, restarting", extra={"role": child.role, "restarts": child.restarts})
@@ -244,48 +266,71 @@ def serve(settings: Settings) -> int:
         for child in children:
             if child.alive() and child.proc is not None:
                 child.proc.kill()
-        for rasa in rasas:
-            if rasa.poll() is None:
-                rasa.terminate()
-        for rasa in rasas:
+        for bot in bots:
+            if bot.alive() and bot.proc is not None:
+                bot.proc.terminate()
+        for bot in bots:
+            if bot.proc is None:
+                continue
             try:
-                rasa.wait(timeout=20)
+                bot.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                rasa.kill()
+                bot.proc.kill()
         if private is not None:
             private.stop()
 
 
-def start_rasa(
-    settings: Settings, redis_url: str, *, servers: int = 1, timeout: float = 300.0
-) -> list[tuple[subprocess.Popen[bytes], str, str]]:
+@dataclass
+class BotServer:
+    """A Rasa server and its action server, each a process of its own that ``serve`` restarts."""
+
+    rasa: Child
+    actions: Child
+    port: int
+    actions_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def actions_url(self) -> str:
+        return f"http://127.0.0.1:{self.actions_port}"
+
+    @property
+    def children(self) -> list[Child]:
+        return [self.actions, self.rasa]
+
+
+def start_rasa(settings: Settings, redis_url: str, *, servers: int = 1, timeout: float = 300.0) -> list[BotServer]:
     """Build the bot's virtualenv and model if needed (cached), then start ``servers`` Rasa servers, each
-    with its action server, side by side; returns each process with its two URLs once all answer."""
+    with its action server, side by side; returns them once every Rasa server answers."""
     manage = ["python3", str(ROOT / "bot" / "manage.py")]  # the system Python: the bot has its own venv
     for step in ("venv", "train"):
         subprocess.run([*manage, step], check=True, stdout=subprocess.DEVNULL)  # noqa: S603
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    fleet: list[tuple[subprocess.Popen[bytes], str, str]] = []
+    # Rasa keeps its trackers and locks in Redis, and its actions read the members' records there.
+    env = {**os.environ, "REDIS_URL": redis_url, "PUBLIC_URL": settings.public_url}
+    fleet: list[BotServer] = []
     for n in range(max(1, servers)):
         port, actions_port = free_port(), free_port()
-        log_file = (settings.var_dir / ("rasa.log" if n == 0 else f"rasa-{n + 1}.log")).open("ab")
-        proc = subprocess.Popen(  # noqa: S603 - fixed arguments
-            [*manage, "run", "--port", str(port), "--actions-port", str(actions_port)],
-            # Rasa keeps its trackers and locks there, and its actions read the members' records there.
-            env={**os.environ, "REDIS_URL": redis_url, "PUBLIC_URL": settings.public_url},
-            stdout=log_file,
-            stderr=log_file,
-            preexec_fn=lambda: _die_with_parent(0),
-        )
-        fleet.append((proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{actions_port}"))
+        log_path = settings.var_dir / ("rasa.log" if n == 0 else f"rasa-{n + 1}.log")
+        suffix = "" if n == 0 else f"-{n + 1}"
+        actions = Child(f"actions{suffix}", env, 0, [*manage, "actions", "--port", str(actions_port)], log_path)
+        rasa = Child(f"rasa{suffix}", env, 0, [*manage, "run", "--port", str(port), "--actions-port",
+                                               str(actions_port), "--no-actions"], log_path)  # fmt: skip
+        actions.start()
+        rasa.start()
+        fleet.append(BotServer(rasa, actions, port, actions_port))
     deadline = time.monotonic() + timeout
     waiting = list(fleet)
     while waiting and time.monotonic() < deadline:
-        proc, url, _ = waiting[0]
-        if proc.poll() is not None:
-            raise SystemExit(f"a Rasa server exited during start-up; see {settings.var_dir / 'rasa.log'}")
+        server = waiting[0]
+        if not server.rasa.alive() or not server.actions.alive():
+            _kill(fleet)
+            raise SystemExit(f"a Rasa or action server exited during start-up; see {server.rasa.log_path}")
         try:
-            with urllib.request.urlopen(f"{url}/status", timeout=1) as resp:  # noqa: S310 - our loopback URL
+            with urllib.request.urlopen(f"{server.url}/status", timeout=1) as resp:  # noqa: S310 - our loopback URL
                 if resp.status == 200:
                     waiting.pop(0)
                     continue
@@ -293,10 +338,16 @@ def start_rasa(
             pass
         time.sleep(0.25)
     if waiting:
-        for proc, _, _ in fleet:
-            proc.kill()
+        _kill(fleet)
         raise SystemExit(f"the Rasa server did not answer within {timeout:.0f}s")
     return fleet
+
+
+def _kill(fleet: list[BotServer]) -> None:
+    for server in fleet:
+        for child in server.children:
+            if child.alive() and child.proc is not None:
+                child.proc.kill()
 
 
 def _stop_children(children: list[Child], grace_s: float = 30.0) -> int:
