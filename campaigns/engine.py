@@ -187,6 +187,24 @@ class Campaigns:
                 out[channel] |= set(await self.redis.smembers(keys.info_opt_out(channel)))
         return out
 
+    async def opted_out_among(self, campaign: Campaign, members: list[dict[str, str]]) -> dict[str, set[str]]:
+        """As ``opted_out``, only for these members' addresses: one SMISMEMBER per set, not whole sets
+        loaded for every batch of notices (opt-out sets grow with a mutuelle's members)."""
+        wanted = {c: sorted({a for m in members if (a := address(m, c))}) for c in ("sms", "email")}
+        sets = [(c, keys.opt_out(c)) for c in wanted if wanted[c]]
+        if not campaign.mandatory:
+            sets += [(c, keys.info_opt_out(c)) for c in wanted if wanted[c]]
+        out: dict[str, set[str]] = {c: set() for c in wanted}
+        if not sets:
+            return out
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel, set_key in sets:
+                pipe.smismember(set_key, wanted[channel])
+            found = await pipe.execute()
+        for (channel, _), hits in zip(sets, found, strict=True):
+            out[channel].update(a for a, hit in zip(wanted[channel], hits, strict=True) if hit)
+        return out
+
     async def count(self, campaign: Campaign) -> dict[str, Any]:
         """Audience size and the channel each member would get now (``none``: postal mail)."""
         opted = await self.opted_out(campaign)
@@ -372,12 +390,11 @@ class Campaigns:
             return 0
         if campaign.state == "scheduled":
             await self.set_state(campaign, "sending", started_ms=str(int(now * 1000)))
-        opted = await self.opted_out(campaign)
         # Lanes of a few hundred notices run side by side: one renders while Redis works for another.
         # A lane that fails leaves its members in flight, taken back after ``reclaim_s``.
         lanes = [claimed[i : i + LANE] for i in range(0, len(claimed), LANE)]
         done = await asyncio.gather(
-            *(self._notify_many(campaign, [(n, ()) for n in lane], now, opted) for lane in lanes),
+            *(self._notify_many(campaign, [(n, ()) for n in lane], now) for lane in lanes),
             return_exceptions=True,
         )
         for outcome in done:
@@ -385,17 +402,14 @@ class Campaigns:
                 raise outcome
         return sum(int(n) for n in done if not isinstance(n, BaseException))
 
-    async def _notify(
-        self, campaign: Campaign, number: str, now: float, opted: dict[str, set[str]], tried: tuple[str, ...]
-    ) -> bool:
-        return await self._notify_many(campaign, [(number, tried)], now, opted) == 1
+    async def _notify(self, campaign: Campaign, number: str, now: float, tried: tuple[str, ...]) -> bool:
+        return await self._notify_many(campaign, [(number, tried)], now) == 1
 
-    async def _notify_many(
-        self, campaign: Campaign, batch: list[tuple[str, tuple[str, ...]]], now: float, opted: dict[str, set[str]]
-    ) -> int:
-        """Render and hand a batch of notices to the outbound stream: three round trips for the batch."""
+    async def _notify_many(self, campaign: Campaign, batch: list[tuple[str, tuple[str, ...]]], now: float) -> int:
+        """Render and hand a batch of notices to the outbound stream: four round trips for the batch."""
         numbers = [n for n, _ in batch]
         rows = await self.store.read_many(numbers)
+        opted = await self.opted_out_among(campaign, [r for r in rows if r])
         deadlines = await self.redis.hmget(key(campaign.id, "deadline"), numbers)
         renderer = self.renderer(campaign)
         outbox: list[Message] = []
@@ -462,7 +476,6 @@ class Campaigns:
         due = await self.redis.zrangebyscore(key(campaign.id, "watch"), "-inf", now, start=0, num=BATCH)
         if not due:
             return
-        opted = await self.opted_out(campaign)
         for number in due:
             raw = await self.redis.hget(key(campaign.id, "r"), number)
             if not raw:
@@ -481,7 +494,7 @@ class Campaigns:
             elif status in FAILED or status in ("sent", "unknown"):  # failed, or not delivered in time
                 await self.redis.zrem(key(campaign.id, "watch"), number)
                 await self.redis.hincrby(key(campaign.id), "fallbacks", 1)
-                await self._notify(campaign, number, now, opted, (*record["tried"], record["channel"]))
+                await self._notify(campaign, number, now, (*record["tried"], record["channel"]))
             else:  # still in the dispatcher's hands (throttled, retrying): look again soon
                 await self.redis.zadd(key(campaign.id, "watch"), {number: now + 60})
 

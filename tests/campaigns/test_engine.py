@@ -106,6 +106,31 @@ async def test_opt_out_failure_and_nobody_fall_back(engine: Campaigns, redis: Re
     assert (report["planned"], report["fallbacks"], report["postal"]) == (3, 1, 1)
 
 
+async def test_opt_outs_made_after_planning_are_honoured_when_sending(engine: Campaigns, redis: Redis) -> None:
+    """Each batch asks Redis about its own members' addresses (not whole opt-out sets): a STOP or an
+    unsubscribe that arrives between planning and sending still decides the channel."""
+    await load(redis, [member(i) for i in range(1, 5)])
+    await redis.sadd(keys.opt_out("sms"), *(f"tel:+3319999{i:04d}" for i in range(2000)))  # other people
+    campaign = from_input(
+        campaign_input(
+            kind="information",
+            title="Nouveau service",
+            channels=["email", "sms"],
+            values={"message": "Un nouveau service en ligne."},
+        )
+    )
+    assert not campaign.mandatory
+    await engine.save(campaign)
+    await engine.schedule(campaign, TUESDAY_10AM, now=TUESDAY_10AM)
+    await redis.sadd(keys.info_opt_out("email"), "mailto:m1@example.fr")  # member 1 unsubscribed from information
+    await redis.sadd(keys.opt_out("email"), "mailto:m2@example.fr")  # member 2 refused every e-mail
+    await redis.sadd(keys.opt_out("sms"), "tel:+33199000002", "tel:+33199000003")  # 2 and 3 said STOP
+    await engine.tick(TUESDAY_10AM.timestamp())
+    by_member = {m.id.split(".")[2]: m.channel for m in await notices(redis)}
+    assert by_member == {"M0000001": "sms", "M0000003": "email", "M0000004": "email"}
+    assert [p["member"] for p in await engine.postal(campaign)] == ["M0000002"]
+
+
 async def test_a_late_schedule_is_refused_with_the_latest_date(engine: Campaigns, redis: Redis) -> None:
     await load(redis, [member(i) for i in range(1, 11)])
     campaign = from_input(campaign_input(effective_date="2027-03-31"))
