@@ -24,6 +24,6 @@ async def test_every_node_packs_in_c_and_values_arrive_intact(cluster_redis: Red
         assert await pipe.execute() == [text] * len(keys)
     masters = cluster_redis.get_primaries()
     assert len(masters) == 3
-    used = [c for node in cluster_redis.get_nodes() for c in node._connections]  # noqa: SLF001
+    used = [c for node in cluster_redis.get_nodes() for c in node._connections]
     assert {type(c) for c in used} == {FastConnection}
-    assert {n.name for n in masters} <= {n.name for n in cluster_redis.get_nodes() if n._connections}  # noqa: SLF001
+    assert {n.name for n in masters} <= {n.name for n in cluster_redis.get_nodes() if n._connections}
