@@ -9,7 +9,7 @@ loopback Twilio API. Signed SMS webhooks come from ``--clients`` concurrent clie
 each from a new number (a new conversation), so a reply's latency is the time from the webhook's 200
 to that number's reply reaching the Twilio API. Printed per configuration: accepted/s, answered/s,
 reply p50/p99 (queueing, as the load is above what it answers), and the CPU share of each part (gateway,
-workers, Redis), which says what saturates. Then (``--paced``, 0.7 by default) new numbers write at a steady
+workers, Redis) and, from those shares, what saturates. Then (``--paced``, 0.7 by default) new numbers write at a steady
 70 % of the rate each configuration answered, open loop, for the reply p50/p99 a member sees at a load the
 configuration sustains.
 Every request goes to 127.0.0.1 only.
@@ -61,6 +61,19 @@ class Run:
     paced_sent: int = 0
     paced_errors: int = 0
     paced_ms: list[float] = field(default_factory=list)
+
+    def saturates(self, cores: int) -> str:
+        """What limits this configuration, from the CPU each part used while clients waited on it."""
+        used = sum(self.cpu.values())
+        workers, redis = self.cpu.get("workers", 0.0), self.cpu.get("redis", 0.0)
+        if used >= 0.85 * cores:
+            most = max(self.cpu, key=lambda k: self.cpu[k]) if self.cpu else "workers"
+            return f"the machine's CPU ({used:.1f} of {cores} cores busy, most in {most})"
+        if workers >= 0.85 * self.workers:
+            return f"worker CPU (each of {self.workers} worker process(es) on one core): add workers or machines"
+        if redis >= 0.85 * self.masters:
+            return f"Redis CPU ({redis:.2f} cores over {self.masters} master(s)): add masters"
+        return f"none by CPU ({used:.1f} of {cores} cores): round trips between clients, gateway and Redis"
 
     def pct(self, p: float, data: list[float] | None = None) -> float:
         ordered = sorted(self.latencies_ms if data is None else data)
@@ -283,6 +296,12 @@ async def main() -> int:
         print(f"{f'{r.masters} master(s)':<11}{r.workers:>8}{r.accepted / r.seconds:>12.0f}{answered_s:>12.0f}"
               f"{answered_s / base_s:>9.2f}{r.pct(50):>9.0f}ms{r.pct(99):>9.0f}ms{r.drain_s:>9.1f}  {cpu}"
               + (f"  errors={r.errors}" if r.errors else ""))  # fmt: skip
+    cores = os.cpu_count() or 1
+    print("\nwhat saturates, from the CPU each part used:")
+    for r in runs:
+        print(f"  {r.masters} master(s), {r.workers} worker(s): {r.saturates(cores)}")
+    print("  with the bot in the loop, Rasa comes first by far: one Rasa server answers tens of turns a second "
+          "(bench/bot.py) where one worker routes hundreds of messages; see docs/capacity.md")  # fmt: skip
     if args.paced:
         print(f"\nthen {args.seconds:.0f} s at {args.paced:.0%} of each configuration's answered rate, open loop "
               "(new numbers at a steady pace): the reply latency a member sees at a load it sustains")  # fmt: skip
