@@ -178,22 +178,25 @@ class Campaigns:
                 return channel
         return None
 
+    @staticmethod
+    def opt_out_sets(campaign: Campaign, channel: str) -> list[str]:
+        """The sets of addresses not to use on ``channel``: opted out of everything (STOP), and for
+        information that is not mandatory, also those that declined it (List-Unsubscribe)."""
+        return [keys.opt_out(channel)] + ([] if campaign.mandatory else [keys.info_opt_out(channel)])
+
     async def opted_out(self, campaign: Campaign) -> dict[str, set[str]]:
-        """Addresses not to use, per channel: opted out of everything (STOP), and for information
-        that is not mandatory, also those that declined it (List-Unsubscribe)."""
-        out = {c: set(await self.redis.smembers(keys.opt_out(c))) for c in ("sms", "email")}
-        if not campaign.mandatory:
-            for channel in out:
-                out[channel] |= set(await self.redis.smembers(keys.info_opt_out(channel)))
+        """Addresses not to use, per channel (``opt_out_sets``)."""
+        out: dict[str, set[str]] = {c: set() for c in ("sms", "email")}
+        for channel in out:
+            for set_key in self.opt_out_sets(campaign, channel):
+                out[channel] |= set(await self.redis.smembers(set_key))
         return out
 
     async def opted_out_among(self, campaign: Campaign, members: list[dict[str, str]]) -> dict[str, set[str]]:
         """As ``opted_out``, only for these members' addresses: one SMISMEMBER per set, not whole sets
         loaded for every batch of notices (opt-out sets grow with a mutuelle's members)."""
         wanted = {c: sorted({a for m in members if (a := address(m, c))}) for c in ("sms", "email")}
-        sets = [(c, keys.opt_out(c)) for c in wanted if wanted[c]]
-        if not campaign.mandatory:
-            sets += [(c, keys.info_opt_out(c)) for c in wanted if wanted[c]]
+        sets = [(c, set_key) for c in wanted if wanted[c] for set_key in self.opt_out_sets(campaign, c)]
         out: dict[str, set[str]] = {c: set() for c in wanted}
         if not sets:
             return out

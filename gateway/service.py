@@ -189,6 +189,10 @@ class Child:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def kill(self) -> None:
+        if self.alive() and self.proc is not None:
+            self.proc.kill()
+
 
 def _wait_http(url: str, child: Child, timeout: float) -> None:
     deadline = time.monotonic() + timeout
@@ -264,18 +268,8 @@ def serve(settings: Settings) -> int:
         return _stop_children(children)
     finally:
         for child in children:
-            if child.alive() and child.proc is not None:
-                child.proc.kill()
-        for bot in bots:
-            if bot.alive() and bot.proc is not None:
-                bot.proc.terminate()
-        for bot in bots:
-            if bot.proc is None:
-                continue
-            try:
-                bot.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                bot.proc.kill()
+            child.kill()
+        _stop_children(bots, grace_s=20)
         if private is not None:
             private.stop()
 
@@ -314,8 +308,8 @@ def start_rasa(settings: Settings, redis_url: str, *, servers: int = 1, timeout:
     fleet: list[BotServer] = []
     for n in range(max(1, servers)):
         port, actions_port = free_port(), free_port()
-        log_path = settings.var_dir / ("rasa.log" if n == 0 else f"rasa-{n + 1}.log")
         suffix = "" if n == 0 else f"-{n + 1}"
+        log_path = settings.var_dir / f"rasa{suffix}.log"
         actions = Child(f"actions{suffix}", env, 0, [*manage, "actions", "--port", str(actions_port)], log_path)
         rasa = Child(f"rasa{suffix}", env, 0, [*manage, "run", "--port", str(port), "--actions-port",
                                                str(actions_port), "--no-actions"], log_path)  # fmt: skip
@@ -346,8 +340,7 @@ def start_rasa(settings: Settings, redis_url: str, *, servers: int = 1, timeout:
 def _kill(fleet: list[BotServer]) -> None:
     for server in fleet:
         for child in server.children:
-            if child.alive() and child.proc is not None:
-                child.proc.kill()
+            child.kill()
 
 
 def _stop_children(children: list[Child], grace_s: float = 30.0) -> int:
