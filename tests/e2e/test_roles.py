@@ -38,6 +38,18 @@ def start(role: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, str(ROOT / "run.py"), role], env=env, cwd=ROOT, stdout=out, stderr=out)
 
 
+def stop_all(procs: list[subprocess.Popen[bytes]], grace_s: float = 30) -> None:
+    """SIGTERM to each process still running, then a wait for each (kill -9 past ``grace_s``)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 async def readyz(url: str) -> tuple[int, dict[str, object]]:
     async with aiohttp.ClientSession() as http:
         for _ in range(200):
@@ -91,14 +103,7 @@ async def test_roles_as_processes_with_copies_share_the_work_and_survive_a_kill(
         assert log_of(survivor).count("inbound handled") > handled_before
         assert "inbound handled" not in log_of("gateway") + log_of("dispatcher") + log_of("scheduler")
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(list(procs.values()))
     assert all(p.returncode in (0, -signal.SIGKILL) for p in procs.values())
 
 
@@ -172,13 +177,7 @@ async def test_two_gateways_behind_one_address_share_webhooks_and_a_web_chat(
             for ws in sockets:
                 await ws.close()
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
     replies = Counter(m.to for m in fake_twilio.messages)
     assert set(replies) == set(senders) and set(replies.values()) == {1}
     # Both gateways took webhooks; each tab shows both messages and both answers, in the same order.
