@@ -8,10 +8,10 @@ acknowledging responder (the bot's own cost is measured by ``bench/bot.py``), re
 loopback Twilio API. Signed SMS webhooks come from ``--clients`` concurrent clients for ``--seconds``,
 each from a new number (a new conversation), so a reply's latency is the time from the webhook's 200
 to that number's reply reaching the Twilio API. Printed per configuration: accepted/s, answered/s,
-reply p50/p99 (queueing, as the load is above what it answers), and the CPU share of each part (gateway,
-workers, Redis) and, from those shares, what saturates. Then (``--paced``, 0.7 by default) new numbers write at a steady
-70 % of the rate each configuration answered, open loop, for the reply p50/p99 a member sees at a load the
-configuration sustains.
+reply p50/p99 (queueing, as the load is above what it answers), the CPU share of each part (gateway,
+workers, Redis) and, from those shares, what saturates. Then (``--paced``, 0.7 by default) new numbers
+write at a steady 70 % of the rate each configuration answered, open loop, for the reply p50/p99 a member
+sees at a load the configuration sustains.
 Every request goes to 127.0.0.1 only.
 
     .venv/bin/python bench/scale.py --seconds 10 --workers 1 2 4 --masters 1 3
@@ -61,6 +61,11 @@ class Run:
     paced_sent: int = 0
     paced_errors: int = 0
     paced_ms: list[float] = field(default_factory=list)
+
+    @property
+    def answered_per_s(self) -> float:
+        """Replies per second over the load and the drain that followed it."""
+        return self.answered / (self.seconds + self.drain_s)
 
     def saturates(self, cores: int) -> str:
         """What limits this configuration, from the CPU each part used while clients waited on it."""
@@ -237,7 +242,7 @@ async def one(workers: int, masters: int, args: argparse.Namespace, twilio: Twil
         if args.paced:
             # Then members writing at a steady share of what this configuration answered: the reply latency a
             # member sees at a load it sustains (the closed loop above measures queueing under overload).
-            run.paced_rate = args.paced * run.answered / (run.seconds + run.drain_s)
+            run.paced_rate = args.paced * run.answered_per_s
             at: dict[str, float] = {}
             run.paced_errors = await paced(
                 f"http://127.0.0.1:{port}/sms/twilio/inbound", run.paced_rate, args.seconds, at, tag
@@ -288,13 +293,11 @@ async def main() -> int:
     print(f"{'redis':<11}{'workers':>8}{'accepted/s':>12}{'answered/s':>12}{'vs first':>9}{'reply p50':>11}"
           f"{'reply p99':>11}{'drain s':>9}  CPU cores, gateway / workers / redis; CPU ms per message")  # fmt: skip
     for r in runs:
-        answered_s = r.answered / (r.seconds + r.drain_s)
-        base_s = base.answered / (base.seconds + base.drain_s)
         parts = ("gateway", "workers", "redis")
         cpu = " / ".join(f"{r.cpu.get(k, 0.0):.2f}" for k in parts) + "; "
         cpu += " / ".join(f"{r.cpu_ms.get(k, 0.0):.2f}" for k in parts)
-        print(f"{f'{r.masters} master(s)':<11}{r.workers:>8}{r.accepted / r.seconds:>12.0f}{answered_s:>12.0f}"
-              f"{answered_s / base_s:>9.2f}{r.pct(50):>9.0f}ms{r.pct(99):>9.0f}ms{r.drain_s:>9.1f}  {cpu}"
+        print(f"{f'{r.masters} master(s)':<11}{r.workers:>8}{r.accepted / r.seconds:>12.0f}{r.answered_per_s:>12.0f}"
+              f"{r.answered_per_s / base.answered_per_s:>9.2f}{r.pct(50):>9.0f}ms{r.pct(99):>9.0f}ms{r.drain_s:>9.1f}  {cpu}"
               + (f"  errors={r.errors}" if r.errors else ""))  # fmt: skip
     cores = os.cpu_count() or 1
     print("\nwhat saturates, from the CPU each part used:")
