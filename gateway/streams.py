@@ -298,8 +298,10 @@ class Consumer:
             try:
                 async with self._urn_locks.hold(msg.urn):
                     await self.handler(msg)
-                await self.redis.xack(self.key, self.group, entry_id)
-                await self.redis.hdel(keys.attempts(self.kind, self.shard), entry_id)
+                async with self.redis.pipeline(transaction=False) as pipe:  # one round trip for both
+                    pipe.xack(self.key, self.group, entry_id)
+                    pipe.hdel(keys.attempts(self.kind, self.shard), entry_id)
+                    await pipe.execute()
                 self.handled += 1
             except asyncio.CancelledError:
                 raise
