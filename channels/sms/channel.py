@@ -178,11 +178,16 @@ class SmsChannel(ChannelBase):
     async def settle(self, msg: Message, since_ms: int) -> SendResult | None:
         """A send that may have reached Twilio: its result if Twilio has the message, else None."""
         to = msg.urn.partition(":")[2]
-        sid = await self.sender.find(to=to, body=msg.text, since=since_ms / 1000)
-        if sid is None:
-            return None
-        log.info("interrupted sms found at twilio", extra={**msg.log_fields(), "sid": sid})
-        return SendResult(external_id=sid, status="sent")
+        mine = f"{msg.conversation_id} {msg.id}"
+        for sid in await self.sender.find(to=to, body=msg.text, since=since_ms / 1000):
+            # The same text to the same member a moment before (a question asked again) is another message
+            # of ours, known by its SID: taking it for this one would leave this one never sent.
+            owner = await self.ctx.redis.get(keys.provider_ref(CHANNEL, sid))
+            if owner is not None and owner != mine:
+                continue
+            log.info("interrupted sms found at twilio", extra={**msg.log_fields(), "sid": sid})
+            return SendResult(external_id=sid, status="sent")
+        return None
 
     def _status_callback(self, msg: Message) -> str:
         """Our status URL, naming the message: a callback then finds it even if the send's answer was lost."""

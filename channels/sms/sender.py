@@ -192,8 +192,9 @@ class TwilioSender:
         segments = getattr(message, "num_segments", None)
         return Created(sid, str(status or "queued"), str(segments) if segments is not None else None)
 
-    async def find(self, *, to: str, body: str, since: float) -> str | None:
-        """The SID of a message to ``to`` with this body created since ``since`` (epoch s), if Twilio has one.
+    async def find(self, *, to: str, body: str, since: float) -> list[str]:
+        """The SIDs of messages to ``to`` with this body created since ``since`` (epoch s, a few seconds'
+        leeway for clocks), newest first, as Twilio lists them.
 
         Used to settle a send whose answer was lost: Twilio's API has no idempotency key, but it
         lists what it accepted. Raises a ``SendError`` if Twilio cannot be asked.
@@ -207,6 +208,7 @@ class TwilioSender:
             raise
         except Exception as exc:
             raise to_send_error(exc) from exc
+        found = []
         for message in messages:
             created = getattr(message, "date_created", None)
             if getattr(message, "body", None) != body:
@@ -215,8 +217,8 @@ class TwilioSender:
                 continue
             sid = getattr(message, "sid", None)
             if isinstance(sid, str) and sid:
-                return sid
-        return None
+                found.append(sid)
+        return found
 
     async def close(self) -> None:
         http, self._http, self._client = self._http, None, None

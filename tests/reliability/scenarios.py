@@ -614,8 +614,8 @@ def p99_ratio_interval(slower: list[float], base: list[float], rounds: int = 200
 async def _reply_latencies(
     rig: Rig, members: list[str], per_member: int, gap_s: float, flooding: Callable[[], bool] = lambda: False
 ) -> tuple[list[float], list[float]]:
-    """Each member sends ``per_member`` SMS ``gap_s`` apart; the time from our 200 to the reply reaching
-    the provider, for each, split by whether a flood was on when it was sent (quiet, flooded)."""
+    """Each member sends ``per_member`` SMS ``gap_s`` apart; the time from posting the webhook to the reply
+    reaching the provider, for each, split by whether a flood was on when it was sent (quiet, flooded)."""
     sent_at: dict[tuple[str, int], tuple[float, bool]] = {}
     seen = Counter(m.to for m in rig.twilio.messages)
     base = {n: seen[n] for n in members}
@@ -640,9 +640,10 @@ async def _reply_latencies(
     async def member(number: str, offset: float) -> None:
         await asyncio.sleep(offset)
         for i in range(1, per_member + 1):
-            during = flooding()
+            # Timed from the post, not from our 200: the reply may reach Twilio before the 200 reaches us
+            # (a gateway descheduled in between), and would then be timed from after it arrived.
+            sent_at[(number, i)] = (time.monotonic(), flooding())
             await post_sms(rig, number, f"Question {i}", new_sid("SM"))
-            sent_at[(number, i)] = (time.monotonic(), during)
             await asyncio.sleep(gap_s)
 
     watcher = asyncio.create_task(watch())
@@ -700,7 +701,9 @@ async def flood_isolation(
     quiet, flooded = await _reply_latencies(rig, [f"+3363993{i:04d}" for i in range(members)], per_member, 2.0, on)
     with contextlib.suppress(ProcessLookupError):  # it stops by itself when it has sent everything
         flood.terminate()
-    flood_out = json.loads(await flood.stdout.readline())
+    printed = await asyncio.wait_for(flood.stdout.readline(), timeout=60)
+    assert printed, f"the flooder stopped without its figures (exit {await flood.wait()})"
+    flood_out = json.loads(printed)
     await flood.wait()
     flood_sent = flood_out["sent"]
     fig.answers_5xx = flood_out["5xx"]

@@ -131,3 +131,28 @@ async def test_an_interrupted_send_is_settled_with_twilio_not_repeated(
     await gateway.dispatcher.handle(busy)
     assert len(fake_twilio.messages) == 2
     assert int((await redis.hgetall(keys.message("conv-x", "n3")))["next_attempt_ms"]) > now_ms() + 10_000
+
+
+async def test_an_interrupted_question_asked_again_is_not_taken_for_the_first(
+    gateway_client: tuple[Gateway, TestClient],  # type: ignore[type-arg]
+    fake_twilio: FakeTwilio,
+    redis: Redis,
+) -> None:
+    """The bot asks the same question twice a moment apart and the second send is interrupted before it
+    left: Twilio has the first, same text, same member; it is another of our messages, so the second is sent."""
+    gateway, _ = gateway_client
+    from gateway.envelope import Message, now_ms
+
+    question = "Quelle est votre date de naissance ? (JJ/MM/AAAA)"
+    first, again = (
+        Message(id=n, channel="sms", urn=f"tel:{MEMBER}", direction="out", text=question, conversation_id="conv-q")
+        for n in ("q1", "q2")
+    )
+    await gateway.conversations.append(first, status="queued")
+    await gateway.dispatcher.handle(first)
+    await gateway.conversations.append(again, status="queued")
+    await redis.hset(keys.message("conv-q", "q2"), "inflight_ms", now_ms() - 30_000)  # killed mid-send
+    await gateway.dispatcher.handle(again)
+    assert [m.body for m in fake_twilio.messages] == [question, question]
+    sids = [(await redis.hgetall(keys.message("conv-q", n)))["external_id"] for n in ("q1", "q2")]
+    assert sids == [m.sid for m in fake_twilio.messages]
