@@ -612,7 +612,7 @@ def p99_ratio_interval(slower: list[float], base: list[float], rounds: int = 200
 
 
 async def _reply_latencies(
-    rig: Rig, members: list[str], per_member: int, gap_s: float, flooding: Callable[[], bool] = lambda: False
+    rig: Rig, members: list[str], per_member: int, gap_s: float, flood_on: Callable[[], bool] = lambda: False
 ) -> tuple[list[float], list[float]]:
     """Each member sends ``per_member`` SMS ``gap_s`` apart; the time from posting the webhook to the reply
     reaching the provider, for each, split by whether a flood was on when it was sent (quiet, flooded)."""
@@ -642,7 +642,7 @@ async def _reply_latencies(
         for i in range(1, per_member + 1):
             # Timed from the post, not from our 200: the reply may reach Twilio before the 200 reaches us
             # (a gateway descheduled in between), and would then be timed from after it arrived.
-            sent_at[(number, i)] = (time.monotonic(), flooding())
+            sent_at[(number, i)] = (time.monotonic(), flood_on())
             await post_sms(rig, number, f"Question {i}", new_sid("SM"))
             await asyncio.sleep(gap_s)
 
