@@ -73,8 +73,8 @@ def reexec_in_venv() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway import logs
-    from gateway.service import serve
     from gateway.settings import Settings
+    from server.service import serve
 
     settings = Settings.from_env()
     logs.setup(settings.log_level, settings.secret_values())
@@ -82,7 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from gateway.demo_data import generate
+    from members.demo_data import generate
 
     counts = generate(args.members, Path(args.out), seed=args.seed)
     print("Fichiers écrits dans", args.out, ":", ", ".join(f"{n} {k}" for k, n in counts.items()))
@@ -92,10 +92,10 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     import asyncio
 
-    from gateway.member_import import import_directory
     from gateway.redis_client import connect
-    from gateway.service import private_redis_url
+    from gateway.redis_server import private_redis_url
     from gateway.settings import Settings
+    from members.importer import import_directory
 
     settings = Settings.from_env()
 
@@ -123,10 +123,10 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     import asyncio
     import getpass
 
-    from gateway.agents.users import UserError, Users
     from gateway.redis_client import connect
-    from gateway.service import private_redis_url
+    from gateway.redis_server import private_redis_url
     from gateway.settings import Settings
+    from staff.users import UserError, Users
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -163,8 +163,8 @@ def cmd_role(args: argparse.Namespace) -> int:
     import asyncio
 
     from gateway import logs
-    from gateway.service import run_roles
     from gateway.settings import Settings
+    from server.service import run_roles
 
     settings = Settings.from_env()
     logs.setup(settings.log_level, settings.secret_values())
@@ -238,7 +238,7 @@ def main() -> int:
     p_camp.add_argument("--out", help="proof: CSV file to write")
     p_camp.add_argument("--list", help="create: a file of member numbers (text or CSV) as the audience")
     p_member = sub.add_parser(
-        "member", help="a member's data: export it as JSON, or erase it (see gateway/privacy_cli.py)"
+        "member", help="a member's data: export it as JSON, or erase it (see members/privacy_cli.py)"
     )
     p_member.add_argument("action", choices=("export", "erase"))
     p_member.add_argument("number", help="the member number")
@@ -275,9 +275,10 @@ def main() -> int:
 
         return campaign_run(args)
     if args.command == "member":
-        from gateway.privacy_cli import run as member_run
+        from campaigns.privacy import CampaignNotices
+        from members.privacy_cli import run as member_run
 
-        return member_run(args)
+        return member_run(args, notices=CampaignNotices)
     return cmd_role(args)
 
 

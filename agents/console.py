@@ -1,11 +1,10 @@
-"""The agents' console, served by the gateway: login, the live console page, its JSON API and
-its WebSocket, and the supervisor's page.
+"""The agents' console: the live console page, its JSON API and its WebSocket, and the
+supervisor's page.
 
-Security: a session cookie (HttpOnly, SameSite=Strict, Secure behind https), a CSRF token per
-session required on every POST (header ``X-CSRF-Token``), the Origin checked on POSTs and on the
-WebSocket, login attempts rate-limited. An agent reaches only their queue and conversations.
-Live updates: one Redis pub/sub listener per process fans ``keys.CONSOLE_NOTIFY`` out to the
-open sockets, which tell the page what changed; the page then asks the API.
+Sign-in, sessions, CSRF and Origin checks are the staff site's (``staff/web.py``), shared with the
+campaign console. An agent reaches only their queue and conversations. Live updates: one Redis
+pub/sub listener per process fans ``keys.CONSOLE_NOTIFY`` out to the open sockets, which tell the
+page what changed; the page then asks the API.
 """
 
 from __future__ import annotations
@@ -15,29 +14,22 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import jinja2
 from aiohttp import WSCloseCode, WSMsgType, web
 from redis.asyncio import Redis
 
+from agents.desk import CALLBACK_LEAD_S, PARIS, PICKUP_TARGET_S, Desk, DeskError
 from gateway import keys
-from gateway.agents.desk import CALLBACK_LEAD_S, PARIS, PICKUP_TARGET_S, Desk, DeskError
-from gateway.agents.users import SKILL_LABELS, SKILLS, User, Users, csrf_ok
 from gateway.settings import ROOT, Settings
+from staff.users import SKILL_LABELS, SKILLS
+from staff.web import USER_KEY, StaffSite, read_json, static_file
 
 log = logging.getLogger(__name__)
 
-COOKIE = "mgw_session"
 STATIC = Path(__file__).resolve().parent / "static"
 CANNED = ROOT / "templates" / "canned"
-USER_KEY: web.RequestKey[User] = web.RequestKey("console_user")
-CSRF_KEY: web.RequestKey[str] = web.RequestKey("console_csrf")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def canned_answers() -> list[dict[str, str]]:
@@ -50,17 +42,13 @@ def canned_answers() -> list[dict[str, str]]:
 
 
 class Console:
-    def __init__(self, settings: Settings, redis: Redis, desk: Desk, templates: jinja2.Environment) -> None:
+    def __init__(self, settings: Settings, redis: Redis, desk: Desk, site: StaffSite) -> None:
         self.settings = settings
         self.redis = redis
         self.desk = desk
-        self.users = Users(redis)
-        self.templates = templates
-        self.secure = settings.public_url.startswith("https://")
-        origins = {_origin(settings.public_url), _origin(settings.base_url)}
-        if settings.host in ("127.0.0.1", "localhost", "0.0.0.0"):
-            origins |= {f"http://localhost:{settings.port}", f"http://127.0.0.1:{settings.port}"}
-        self.origins = origins
+        self.site = site
+        self.users = site.users
+        site.seen.append(desk.seen)  # a signed-in agent using any staff page is present
         self._sockets: set[asyncio.Queue[str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._open: set[web.WebSocketResponse] = set()
@@ -120,138 +108,30 @@ class Console:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pubsub.aclose(), timeout=2)
 
-    # Helpers --------------------------------------------------------------------------------
-    def _page(self, name: str, status: int = 200, **values: Any) -> web.Response:
-        html = self.templates.get_template(name).render(**values)
-        # "same-origin" (not the site-wide "no-referrer") so the browser sends our Origin on form posts.
-        headers = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
-        return web.Response(text=html, content_type="text/html", status=status, headers=headers)
-
-    def _origin_ok(self, request: web.Request) -> bool:
-        origin = request.headers.get("Origin")
-        if origin is None:  # same-origin form posts from old browsers; the CSRF token still applies
-            return request.method == "GET" or bool(request.headers.get("X-CSRF-Token"))
-        return origin.lower().rstrip("/") in self.origins
-
-    async def _user(self, request: web.Request) -> tuple[User, str] | None:
-        return await self.users.session(request.cookies.get(COOKIE, ""))
-
-    def _set_cookie(self, resp: web.StreamResponse, token: str) -> None:
-        resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=self.secure, path="/")
-
-    def guarded(self, roles: tuple[str, ...] = ("agent", "supervisor")) -> Callable[[Handler], Handler]:
-        """Session required; POSTs need the CSRF token and an allowed Origin. DeskError → its status."""
-
-        def wrap(handler: Handler) -> Handler:
-            async def inner(request: web.Request) -> web.StreamResponse:
-                found = await self._user(request)
-                if found is None:
-                    return web.json_response({"error": "login_required", "detail": "Connectez-vous."}, status=401)
-                user, csrf = found
-                if user.role not in roles:
-                    return web.json_response({"error": "forbidden", "detail": "Accès réservé."}, status=403)
-                if request.method not in ("GET", "HEAD") and (
-                    not self._origin_ok(request) or not csrf_ok(csrf, request.headers.get("X-CSRF-Token"))
-                ):
-                    return web.json_response(
-                        {"error": "csrf", "detail": "Jeton de sécurité manquant ou invalide : rechargez la page."},
-                        status=403,
-                    )
-                request[USER_KEY] = user
-                request[CSRF_KEY] = csrf
-                await self.desk.seen(user)
-                try:
-                    return await handler(request)
-                except DeskError as exc:
-                    return web.json_response({"error": "refused", "detail": str(exc)}, status=exc.status)
-
-            return inner
-
-        return wrap
-
-    async def page_for(self, request: web.Request, roles: tuple[str, ...]) -> tuple[User, str]:
-        """The signed-in user of a page (redirects to the login page, 403 for another role)."""
-        found = await self._user(request)
-        if found is None:
-            raise web.HTTPSeeOther("/console/login")
-        if found[0].role not in roles:
-            raise web.HTTPForbidden(text="Accès réservé.")
-        return found
-
-    def page(self, name: str, status: int = 200, **values: Any) -> web.Response:
-        return self._page(name, status, **values)
-
     # Routes ---------------------------------------------------------------------------------
     def routes(self) -> web.RouteTableDef:
         routes = web.RouteTableDef()
         desk = self.desk
 
-        api = self.guarded
+        api = self.site.guarded
         body = read_json
-
-        @routes.get("/console/login")
-        async def login_page(request: web.Request) -> web.Response:
-            return self._page("console/login.html.j2", error="")
-
-        @routes.post("/console/login")
-        async def login(request: web.Request) -> web.StreamResponse:
-            if not self._origin_ok(request) and request.headers.get("Origin") is not None:
-                return self._page("console/login.html.j2", status=403, error="Origine refusée.")
-            try:
-                form = await request.post()
-            except ValueError:
-                return self._page("console/login.html.j2", status=400, error="Formulaire illisible.")
-            login_name = str(form.get("login") or "")[:60]
-            password = str(form.get("password") or "")[:200]
-            client = request.remote or "?"
-            if not await self.users.login_allowed(login_name, client):
-                return self._page(
-                    "console/login.html.j2",
-                    status=429,
-                    error="Trop d'essais : patientez une minute avant de réessayer.",
-                )
-            user = await self.users.authenticate(login_name, password)
-            if user is None:
-                log.info("console login refused", extra={"role": "console"})
-                return self._page("console/login.html.j2", status=401, error="Identifiant ou mot de passe incorrect.")
-            token, _ = await self.users.open_session(user)
-            target = "/console/supervisor" if user.role == "supervisor" else "/console"
-            if user.role == "communications":
-                target = "/console/campaigns"
-            resp = web.Response(status=303, headers={"Location": target, "Cache-Control": "no-store"})
-            self._set_cookie(resp, token)
-            log.info("console login", extra={"user": user.login})
-            return resp
-
-        @routes.post("/console/logout")
-        @api(("agent", "supervisor", "communications"))
-        async def logout(request: web.Request) -> web.StreamResponse:
-            await self.users.close_session(request.cookies.get(COOKIE, ""))
-            resp = web.json_response({"ok": True})
-            resp.del_cookie(COOKIE, path="/")
-            return resp
 
         @routes.get("/console")
         async def console_page(request: web.Request) -> web.StreamResponse:
-            found = await self._user(request)
+            found = await self.site.user(request)
             if found is None:
                 raise web.HTTPSeeOther("/console/login")
             user, csrf = found
             if user.role == "communications":
                 raise web.HTTPSeeOther("/console/campaigns")
-            return self._page("console/console.html.j2", user=user, csrf=csrf, skills=SKILL_LABELS)
+            return self.site.page("console/console.html.j2", user=user, csrf=csrf, skills=SKILL_LABELS)
 
         @routes.get("/console/supervisor")
         async def supervisor_page(request: web.Request) -> web.StreamResponse:
-            user, csrf = await self.page_for(request, ("supervisor",))
-            return self._page("console/supervisor.html.j2", user=user, csrf=csrf)
+            user, csrf = await self.site.page_for(request, ("supervisor",))
+            return self.site.page("console/supervisor.html.j2", user=user, csrf=csrf)
 
-        for name, ctype in (
-            ("console.js", "application/javascript"),
-            ("campaigns.js", "application/javascript"),
-            ("console.css", "text/css"),
-        ):
-            routes.get(f"/console/static/{name}")(_static(name, ctype))
+        routes.get("/console/static/console.js")(static_file(STATIC / "console.js", "application/javascript"))
 
         @routes.get("/console/api/state")
         @api()
@@ -352,9 +232,9 @@ class Console:
 
         @routes.get("/console/ws")
         async def socket(request: web.Request) -> web.StreamResponse:
-            if request.headers.get("Origin", "").lower().rstrip("/") not in self.origins:
+            if not self.site.socket_origin_ok(request):
                 return web.json_response({"error": "origin_refused"}, status=403)
-            found = await self._user(request)
+            found = await self.site.user(request)
             if found is None:
                 return web.json_response({"error": "login_required"}, status=401)
             user = found[0]
@@ -420,29 +300,5 @@ class Console:
         }
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DeskError("Corps JSON illisible.", 400) from exc
-    if not isinstance(data, dict):
-        raise DeskError("Un objet JSON est attendu.", 400)
-    return data
-
-
 def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 3) if whole > 0 else None
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def _static(name: str, content_type: str) -> Handler:
-    async def handler(request: web.Request) -> web.Response:
-        return web.Response(
-            body=(STATIC / name).read_bytes(), content_type=content_type, headers={"Cache-Control": "no-cache"}
-        )
-
-    return handler

@@ -23,13 +23,15 @@ from zoneinfo import ZoneInfo
 import aiohttp
 from redis.asyncio import Redis
 
+from agents.waiting import ONLINE_WINDOW_MS
 from gateway import keys
-from gateway.agents.users import SKILL_LABELS, SKILLS, User, Users
-from gateway.agents.waiting import ONLINE_WINDOW_MS
 from gateway.conversations import paris_day
 from gateway.envelope import Message, now_ms
-from gateway.members import Complaint, MemberStore, audit
 from gateway.router import Router
+from members.audit import audit
+from members.records import Complaint, MemberStore
+from staff.users import SKILL_LABELS, SKILLS, User, Users
+from staff.web import Refused
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +64,8 @@ SURVEY_CSAT = (
 )
 
 
-class DeskError(Exception):
+class DeskError(Refused):
     """An operation the agent cannot do, with the reason in French (HTTP status in ``status``)."""
-
-    def __init__(self, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def skill_of(conv: dict[str, str]) -> str:

@@ -3,7 +3,8 @@
 Two questions: satisfaction from 1 to 5 (CSAT), then recommendation from 0 to 10 (NPS: 9–10
 promoters, 0–6 detractors). A member's next message that is a score goes to the closed
 conversation; anything else ends the survey and is handled as usual. Answers are kept on the
-conversation and counted per day (Europe/Paris).
+conversation and counted per day (Europe/Paris). ``Survey`` is a detour the router is given
+(``gateway/router.py``): the core asks it, knowing nothing of surveys.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from redis.asyncio import Redis
 
 from gateway import keys
 from gateway.conversations import paris_day
+from gateway.envelope import Message
 
 _SCORE = re.compile(r"^\s*(\d{1,2})\s*(?:/\s*(?:5|10))?\s*[.!]?\s*$")
 
@@ -24,6 +26,19 @@ THANKS = "Merci pour vos réponses, elles nous aident à mieux vous servir. Bonn
 def score(text: str) -> int | None:
     m = _SCORE.match(text or "")
     return int(m.group(1)) if m else None
+
+
+class Survey:
+    """The router's detour for survey answers: a score after a closed conversation goes back to it."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def conversation_for(self, contact_id: str, msg: Message) -> str | None:
+        return await conversation_for(self.redis, contact_id, msg.id, msg.text)
+
+    async def answer(self, conv_id: str, contact_id: str, msg: Message) -> list[str]:
+        return await answer(self.redis, conv_id, contact_id, msg.text)
 
 
 async def conversation_for(redis: Redis, contact_id: str, msg_id: str, text: str) -> str | None:

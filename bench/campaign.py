@@ -43,13 +43,13 @@ from gateway.app import Gateway  # noqa: E402
 from gateway.contacts import Contacts  # noqa: E402
 from gateway.conversations import Conversations  # noqa: E402
 from gateway.envelope import Message  # noqa: E402
-from gateway.members import Member, MemberStore  # noqa: E402
 from gateway.redis_client import connect  # noqa: E402
 from gateway.redis_server import PrivateRedis  # noqa: E402
 from gateway.responders import AckResponder  # noqa: E402
 from gateway.router import Router  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from gateway.streams import Streams  # noqa: E402
+from members.records import Member, MemberStore  # noqa: E402
 from tests.e2e.product import free_port  # noqa: E402
 
 SINK = r"""

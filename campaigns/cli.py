@@ -29,7 +29,7 @@ from campaigns.model import CampaignError, context, decode_list, from_input
 from campaigns.rules import PARIS
 from campaigns.web import PROOF_COLUMNS
 from gateway.redis_client import connect
-from gateway.service import private_redis_url
+from gateway.redis_server import private_redis_url
 from gateway.settings import Settings
 
 

@@ -34,7 +34,7 @@ from campaigns.render import Renderer, RenderError
 from campaigns.rules import PARIS, Estimate, end_of_day, estimate, fr_date, latest_notice_date
 from gateway import keys
 from gateway.envelope import Message
-from gateway.members import ALL_MEMBERS, MemberStore
+from members.records import ALL_MEMBERS, MemberStore
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """The campaign console and its JSON API, for communications staff (and supervisors).
 
-Same sessions, CSRF and Origin rules as the agents' console. Errors are JSON with one French
+Signed in through the staff site (``staff/web.py``): the same sessions, CSRF and Origin rules as the
+agents' console. Errors are JSON with one French
 message per field (``{"error": "invalid", "fields": {...}}``).
 """
 
@@ -10,6 +11,7 @@ import csv
 import datetime as dt
 import io
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -18,18 +20,19 @@ from campaigns.engine import Campaigns
 from campaigns.model import KINDS, CampaignError, decode_list, from_input, key
 from campaigns.rules import PARIS
 from gateway import unsubscribe
-from gateway.agents.desk import DeskError
-from gateway.members import COVER_LEVELS, SEGMENTS
+from members.audit import unsubscribed_audit
+from members.records import COVER_LEVELS, SEGMENTS
+from staff.web import USER_KEY, Refused, StaffSite, read_json, static_file
 
 if TYPE_CHECKING:
     from jinja2 import Environment
     from redis.asyncio import Redis
 
-    from gateway.agents.console import Console
     from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 ROLES = ("communications", "supervisor")
+STATIC = Path(__file__).resolve().parent / "static"
 MAX_LIST_BYTES = 20 * 2**20  # about two million member numbers
 PROOF_COLUMNS = ["member", "channel", "tried", "status", "queued_at", "sent_at", "delivered_at", "deadline", "on_time"]
 
@@ -38,22 +41,21 @@ def invalid(exc: CampaignError) -> web.Response:
     return web.json_response({"error": "invalid", "fields": exc.errors}, status=400)
 
 
-def routes(console: Console, campaigns: Campaigns) -> web.RouteTableDef:
-    from gateway.agents.console import USER_KEY, read_json
-
+def routes(site: StaffSite, campaigns: Campaigns) -> web.RouteTableDef:
     r = web.RouteTableDef()
-    guard = console.guarded(ROLES)
+    guard = site.guarded(ROLES)
+    r.get("/console/static/campaigns.js")(static_file(STATIC / "campaigns.js", "application/javascript"))
 
     async def load(request: web.Request) -> Any:
         campaign = await campaigns.get(request.match_info["cid"])
         if campaign is None:
-            raise DeskError("Campagne inconnue.", 404)
+            raise Refused("Campagne inconnue.", 404)
         return campaign
 
     @r.get("/console/campaigns")
     async def page(request: web.Request) -> web.Response:
-        user, csrf = await console.page_for(request, ROLES)
-        return console.page(
+        user, csrf = await site.page_for(request, ROLES)
+        return site.page(
             "console/campaigns.html.j2", user=user, csrf=csrf, kinds=KINDS, cover_levels=COVER_LEVELS, segments=SEGMENTS
         )
 
@@ -115,7 +117,7 @@ def routes(console: Console, campaigns: Campaigns) -> web.RouteTableDef:
             sample = member
             break
         if sample is None:
-            raise DeskError("Aucun adhérent dans cette audience.", 400)
+            raise Refused("Aucun adhérent dans cette audience.", 400)
         from campaigns.model import context
 
         renderer = campaigns.renderer(campaign)
@@ -205,7 +207,7 @@ def public_routes(settings: Settings, redis: Redis, templates: Environment) -> w
         number = unsubscribe.member_of(settings.secret_key, request.match_info["token"])
         if number is None:
             return page("invalid", status=404)
-        await unsubscribe.unsubscribe(redis, number, "web")
+        await unsubscribe.unsubscribe(redis, number, "web", unsubscribed_audit(redis))
         log.info("information e-mails declined", extra={"via": "link"})
         return page("done")
 

@@ -51,6 +51,8 @@ class ChannelContext:
     # What this process does: "web" (HTTP routes, SMTP listener, web-chat sockets) and/or
     # "worker" (router and dispatcher: the channel's send). start() opens only what its roles need.
     roles: frozenset[str] = frozenset({"web", "worker"})
+    # Told when a member declines information e-mails (member number, via): the product audits it.
+    unsubscribed: Callable[[str, str], Awaitable[None]] | None = None
 
 
 class Channel(Protocol):

@@ -1,8 +1,11 @@
-"""The gateway: one object holding the shared resources, and the aiohttp application.
+"""The gateway: one object holding the messaging core's shared resources, and its aiohttp application.
 
 ``Gateway`` lends channels what they need (``ChannelContext``), runs the router and the
-dispatcher as stream consumers, and builds the web application: every channel's routes,
-``/healthz``, ``/readyz`` and ``/metrics``. Resources open and close in ``cleanup_ctx``.
+dispatcher as stream consumers, and builds the core web application: every channel's routes,
+``/healthz``, ``/readyz``, ``/metrics`` and ``/openapi.yaml``. Resources open and close in
+``cleanup_ctx``. It knows nothing of the rooms above it (agents, members, campaigns): the
+composition root (``server/product.py``) adds their routes and hooks them in through the lists
+below (``jobs``, ``on_delivery_failed``, ``on_unsubscribed``, the router's ``detours``).
 """
 
 from __future__ import annotations
@@ -20,13 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from campaigns.engine import Campaigns
-from campaigns.web import public_routes as unsubscribe_routes
-from campaigns.web import routes as campaign_routes
 from channels import registry
 from channels.base import AcceptResult, Channel, ChannelContext
-from gateway.agents.console import Console
-from gateway.agents.desk import Desk
 from gateway.contacts import Contacts
 from gateway.conversations import Conversations
 from gateway.dispatcher import Dispatcher
@@ -34,7 +32,6 @@ from gateway.envelope import BadRequest, Message, StatusUpdate, Unauthorized
 from gateway.health import readiness
 from gateway.metrics import INBOUND_ACCEPTED, INBOUND_DUPLICATES, INBOUND_REJECTED, STATUS_UPDATES
 from gateway.openapi import routes as openapi_routes
-from gateway.privacy import run_retention
 from gateway.public_limits import middleware as public_limits
 from gateway.rasa import RasaResponder
 from gateway.ratelimit import RateLimiter
@@ -52,6 +49,9 @@ ALL_ROLES = frozenset({"web", "worker"})
 WORKER_ROLES = frozenset({"router", "dispatcher", "scheduler"})
 ROUTER_GROUP = "router"
 DISPATCHER_GROUP = "dispatcher"
+
+# A background job of a role: run until the event is set (campaigns, the retention purge).
+Job = Callable[[asyncio.Event], Awaitable[None]]
 
 
 def template_env() -> jinja2.Environment:
@@ -103,24 +103,18 @@ class Gateway:
             accept=self.accept,
             status=self.status,
             roles=roles,
+            unsubscribed=self._unsubscribed,
         )
         self.channels: dict[str, Channel] = {}
         for name in channel_names if channel_names is not None else list(registry.FACTORIES):
             channel = registry.load(name)(self.ctx)
             if channel is not None:
                 self.channels[name] = channel
-        if isinstance(self.responder, RasaResponder):
-            self.responder.code_channels = tuple(c for c in ("sms", "email") if c in self.channels)
         self.dispatcher = Dispatcher(settings, redis, self.streams, self.conversations, self.channels)
-        self.campaigns = Campaigns(
-            redis,
-            enqueue=self.router.enqueue_many,
-            enabled_channels=tuple(c for c in ("email", "sms") if c in self.channels),
-            rates=settings.campaign_rates(),
-            reclaim_s=settings.campaign_reclaim_s,
-        )
-        self.desk = Desk(redis, self.router, rasa_url=settings.rasa_url or "", sms_enabled="sms" in self.channels)
-        self.console = Console(settings, redis, self.desk, self.ctx.templates)
+        # Hooks for the rooms above the core, filled by the composition root.
+        self.jobs: list[tuple[str, str, Job]] = []  # (role that runs it, name, job)
+        self.on_delivery_failed: list[Callable[[str], Awaitable[None]]] = []  # the outbound message's id
+        self.on_unsubscribed: list[Callable[[str, str], Awaitable[None]]] = []  # (member number, via)
         self.consumers: list[Consumer] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -143,13 +137,19 @@ class Gateway:
         STATUS_UPDATES.labels(update.channel, update.status).inc()
         moved = await self.conversations.apply_status(update)
         if moved and update.status in ("failed", "undelivered"):  # a notice that failed: its fallback now
-            await self.campaigns.recheck(moved.partition(" ")[2])
+            for hook in self.on_delivery_failed:
+                await hook(moved.partition(" ")[2])
+
+    async def _unsubscribed(self, number: str, via: str) -> None:
+        for hook in self.on_unsubscribed:
+            await hook(number, via)
 
     # Workers --------------------------------------------------------------------------
     async def start_workers(self) -> None:
         """The background roles this process runs: the router (inbound stream), the dispatcher
-        (outbound stream and its retries), the scheduler (campaigns and the retention purge). Every
-        copy of a role joins the same consumer groups or takes the same locks, so copies share work."""
+        (outbound stream and its retries), and the jobs given for a role (the scheduler's campaigns and
+        retention purge). Every copy of a role joins the same consumer groups or takes the same locks,
+        so copies share work."""
         await self.streams.ensure_groups("in", ROUTER_GROUP)
         await self.streams.ensure_groups("out", DISPATCHER_GROUP)
         await self.streams.ensure_groups("bulk", DISPATCHER_GROUP)
@@ -180,15 +180,9 @@ class Gateway:
                 self._spawn(functools.partial(consumer.run, self._stop), f"consumer-{kind}-{shard}")
         if "dispatcher" in self.roles:
             self._spawn(functools.partial(self.dispatcher.run_retry_poller, self._stop), "retry-poller")
-        if "scheduler" not in self.roles:
-            return
-        self._spawn(functools.partial(self.campaigns.run, self._stop), "campaigns")
-        s = self.settings
-        retention = functools.partial(
-            run_retention, self.redis, shards=s.stream_shards, days=s.retention_days, every_s=s.retention_every_s,
-            stop=self._stop, outbox=s.var_dir / "outbox",
-        )  # fmt: skip
-        self._spawn(retention, "retention")
+        for role, job_name, job in self.jobs:
+            if role in self.roles:
+                self._spawn(functools.partial(job, self._stop), job_name)
 
     def _spawn(self, factory: Callable[[], Awaitable[None]], name: str) -> None:
         """Run a worker; if it crashes (a bug, not a Redis outage) it is restarted, not lost."""
@@ -270,9 +264,6 @@ class Gateway:
         app.add_routes(routes)
         for channel in self.channels.values():
             app.add_routes(channel.routes())
-        app.add_routes(self.console.routes())
-        app.add_routes(campaign_routes(self.console, self.campaigns))
-        app.add_routes(unsubscribe_routes(self.settings, self.redis, self.ctx.templates))
         app.add_routes(openapi_routes())
         app.cleanup_ctx.append(self._lifecycle)
         app.on_shutdown.append(self._close_sockets)
@@ -284,16 +275,12 @@ class Gateway:
             close = getattr(channel, "shutdown", None)
             if close is not None:
                 await close()
-        await self.console.shutdown()
 
     async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         await self.start_channels()
-        if "web" in self.roles:
-            await self.console.start()
         if self.workers:
             await self.start_workers()
         yield
-        await self.console.stop()
         await self.stop_channels()
         await self.stop_workers()
         close = getattr(self.responder, "close", None)
@@ -359,5 +346,5 @@ def _channel_of(request: web.Request) -> str:
 
 def default_responder(settings: Settings, redis: Redis) -> Responder:
     if settings.responder == "rasa" and settings.rasa_url:
-        return RasaResponder(settings.rasa_url, redis, otp_per_hour=settings.otp_per_hour, otp_burst=settings.otp_burst)
+        return RasaResponder(settings.rasa_url, redis)
     return AckResponder()

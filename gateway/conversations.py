@@ -103,7 +103,7 @@ class Conversations:
             keys=[mkey, keys.conversation_log(conv), keys.conversation(conv)],
             args=[msg.id, msg.created_ms, last, fields["m"], *rest],
         )
-        # Conversations by last message, for the retention purge (gateway/privacy.py); campaign notices
+        # Conversations by last message, for the retention purge (members/privacy.py); campaign notices
         # (``c.`` conversations) are proofs, kept with their campaign.
         if new and not conv.startswith("c."):
             await self.redis.zadd(keys.RETENTION_INDEX, {conv: msg.created_ms}, gt=True)

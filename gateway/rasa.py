@@ -6,9 +6,11 @@ the inbound message before they are queued, so a replay after a crash re-queues 
 answers instead of asking Rasa twice. A conversation handed off to agents gets no bot answer.
 
 The bot's actions never send anything themselves: when a member must prove who they are with a
-one-time code, the answer carries ``{"otp": {"member": ...}}`` and the gateway draws the code,
-keeps only its digest (``bot/actions/state.py`` checks it) and sends it to the member's
-registered phone (SMS) or e-mail, whichever channel is enabled.
+one-time code, the answer carries ``{"otp": {"member": ...}}`` and the responder asks its
+``one_time_code`` hook for the message to send (``members/codes.py``: drawn, kept as a digest, addressed
+to the member's registered phone or e-mail). When the bot has just handed the conversation to agents,
+its ``handoff_note`` hook adds what the member is told about the wait (``agents/waiting.py``). Both
+hooks are given by the composition root (``server/product.py``); the core knows neither room.
 """
 
 from __future__ import annotations
@@ -16,18 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from redis.asyncio import Redis
 
 from gateway import keys
-from gateway.agents.waiting import expected_wait_text
 from gateway.envelope import Message
-from gateway.members import MemberStore
-from gateway.otp import new_code, otp_digest
-from gateway.ratelimit import RateLimiter
-from gateway.redis_client import replace_hash
 from gateway.responders import Reply, fixed_answer
 
 log = logging.getLogger(__name__)
@@ -37,9 +35,10 @@ UNAVAILABLE_TEXT = (
     "un conseiller vous répondra dans les meilleurs délais."
 )
 
-
-OTP_TTL_S = 600
-OTP_TEXT = "Votre code de vérification : {code}. Valable 10 minutes. Ne le communiquez à personne."
+# (conversation id, member number) -> the message carrying a one-time code, or None when none may go.
+CodeHook = Callable[[str, str], Awaitable[Reply | None]]
+# conversation id -> what a member just handed to agents is told about the wait.
+HandoffNote = Callable[[str], Awaitable[str]]
 
 
 def servers_for(conv_id: str, urls: list[str]) -> list[str]:
@@ -83,14 +82,20 @@ class RasaResponder:
     name = "rasa"
 
     def __init__(
-        self, url: str, redis: Redis, *, timeout_s: float = 30.0, otp_per_hour: float = 5.0, otp_burst: int = 3
+        self,
+        url: str,
+        redis: Redis,
+        *,
+        timeout_s: float = 30.0,
+        one_time_code: CodeHook | None = None,
+        handoff_note: HandoffNote | None = None,
     ) -> None:
         # One or more Rasa servers (comma-separated) sharing their tracker and lock stores in Redis.
         self.urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
         self.url = self.urls[0] if self.urls else ""
         self.redis = redis
-        self.otp_rate = (otp_per_hour / 3600, otp_burst)
-        self.code_channels: tuple[str, ...] = ("sms", "email")  # set by the gateway: enabled ones
+        self.one_time_code = one_time_code
+        self.handoff_note = handoff_note
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
@@ -131,12 +136,15 @@ class RasaResponder:
         payload = await self._ask(msg, body)
         # Without the bot the member still gets an answer saying the message is kept for an agent.
         replies = [Reply(t) for t in reply_texts(payload)] if payload is not None else [Reply(UNAVAILABLE_TEXT)]
-        if payload is not None and await self.redis.hget(keys.conversation(msg.conversation_id), "status") == "handoff":
-            replies.append(Reply(await expected_wait_text(self.redis, msg.conversation_id)))  # just handed off
+        if payload is not None and self.handoff_note is not None:
+            if await self.redis.hget(keys.conversation(msg.conversation_id), "status") == "handoff":  # just now
+                replies.append(Reply(await self.handoff_note(msg.conversation_id)))
         for member in otp_requests(payload):
-            code = await self.one_time_code(msg.conversation_id, member)
+            code = await self.one_time_code(msg.conversation_id, member) if self.one_time_code else None
             if code is not None:
                 replies.insert(0, code)
+            elif self.one_time_code is None:
+                log.warning("no way to send a one-time code", extra={"conversation": msg.conversation_id})
         await self.redis.hset(cache, "bot_replies", json.dumps([r.to_dict() for r in replies], ensure_ascii=False))
         return replies
 
@@ -159,32 +167,4 @@ class RasaResponder:
                 "bot server unavailable" + (", trying the next" if more else ""),
                 extra={**msg.log_fields(), "error": error, "server": n},
             )
-        return None
-
-    async def one_time_code(self, conv_id: str, member_id: str) -> Reply | None:
-        """Draw a code for the conversation and address it to the member's registered phone or e-mail."""
-        member = await MemberStore(self.redis).get(member_id)
-        if member is None:
-            return None
-        # Anyone may claim to be a member and have a code sent to the member's phone: a few an hour per
-        # member, so nobody can pester a member (or run up the SMS bill) through the bot. Past that, no
-        # code goes; the conversation's answer is the same, the tries simply fail and hand off.
-        if await RateLimiter(self.redis).acquire(f"otp:{member_id}", *self.otp_rate) > 0:
-            log.warning("one-time code withheld: too many for this member", extra={"conversation": conv_id})
-            return None
-        for channel in self.code_channels:
-            if channel == "sms" and member.phone:
-                urn = f"tel:{member.phone}"
-            elif channel == "email" and member.email:
-                urn = f"mailto:{member.email}"
-            else:
-                continue
-            code = new_code()
-            key = keys.conversation_otp(conv_id)
-            await replace_hash(
-                self.redis, key, {"member": member_id, "digest": otp_digest(conv_id, code)}, ttl_s=OTP_TTL_S
-            )
-            meta = {"thread": {"subject": "Votre code de vérification"}, "otp": True}
-            return Reply(OTP_TEXT.format(code=code), channel=channel, urn=urn, meta=meta)
-        log.warning("no channel to send a one-time code", extra={"conversation": conv_id})
         return None

@@ -17,8 +17,13 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 
 class RedisStartError(RuntimeError):
@@ -157,3 +162,18 @@ class PrivateRedis:
         with contextlib.suppress(OSError):
             (self.data_dir / "redis.pid").unlink()
         self.pid = 0
+
+
+@contextlib.contextmanager
+def private_redis_url(settings: Settings) -> Iterator[str]:
+    """REDIS_URL, or the private redis-server under var/ (adopted if running, else started and stopped)."""
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    private = PrivateRedis(settings.var_dir / "redis", appendfsync=settings.redis_appendfsync)
+    url = private.start()
+    try:
+        yield url
+    finally:
+        if not private.adopted:
+            private.stop()

@@ -9,11 +9,12 @@ same ids, the message is stored once, and replies carry ids derived from the inb
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Protocol
 
 from redis.asyncio import Redis
 
 from gateway import keys
-from gateway.agents import survey
 from gateway.contacts import Contacts
 from gateway.conversations import Conversations
 from gateway.envelope import Message
@@ -39,6 +40,20 @@ FLOOD_TEXT = (
 FLOOD_NOTICE_S = 15 * 60  # a flooding sender is told so at most once per quarter hour
 
 
+class Detour(Protocol):
+    """A conversation other than the usual one that a member's text message may belong to, and its
+    answer there (the satisfaction survey of a closed conversation: ``agents/survey.py``). The
+    composition root gives the router its detours; the core knows nothing of what they are."""
+
+    async def conversation_for(self, contact_id: str, msg: Message) -> str | None:
+        """The conversation ``msg`` goes to instead, or None (stable when the message is replayed)."""
+        ...
+
+    async def answer(self, conv_id: str, contact_id: str, msg: Message) -> list[str]:
+        """The texts to answer ``msg`` with in that conversation."""
+        ...
+
+
 class Router:
     def __init__(
         self,
@@ -49,6 +64,7 @@ class Router:
         conversations: Conversations,
         *,
         flood: tuple[float, int] = (30 / 60, 20),
+        detours: Sequence[Detour] = (),
     ) -> None:
         self.redis = redis
         self.flood_rate, self.flood_burst = flood
@@ -57,16 +73,21 @@ class Router:
         self.responder = responder
         self.contacts = contacts
         self.conversations = conversations
+        self.detours = list(detours)
 
     async def handle(self, msg: Message) -> None:
         contact_id = await self.contacts.resolve(msg.urn, msg.channel)
         if not msg.automated and await self.flooding(msg):
             await self._flooded(msg, contact_id)
             return
-        surveyed = None
+        detour, detoured = None, None
         if msg.kind == "text" and not msg.automated:
-            surveyed = await survey.conversation_for(self.redis, contact_id, msg.id, msg.text)
-        conv_id = surveyed or await self.conversations.for_message(contact_id, msg)
+            for candidate in self.detours:
+                detoured = await candidate.conversation_for(contact_id, msg)
+                if detoured:
+                    detour = candidate
+                    break
+        conv_id = detoured or await self.conversations.for_message(contact_id, msg)
         msg = msg.with_(contact_id=contact_id, conversation_id=conv_id)
         await self.conversations.append(msg)
         done_key = keys.handled(conv_id, msg.id)
@@ -78,8 +99,8 @@ class Router:
             return
         if conversation.get("status") in ("handoff", "assigned"):
             await self.redis.publish(keys.CONSOLE_NOTIFY, conv_id)  # the agent's console shows it live
-        if surveyed:
-            replies = [Reply(t) for t in await survey.answer(self.redis, conv_id, contact_id, msg.text)]
+        if detour is not None:
+            replies = [Reply(t) for t in await detour.answer(conv_id, contact_id, msg)]
         else:
             replies = await self.responder.respond(msg, conversation)
         await self._answer(msg, replies)

@@ -6,7 +6,8 @@ List-Unsubscribe=One-Click``. The token is the member number and an HMAC of it u
 product's secret, so a link cannot be forged for another member, and nothing is stored per
 notice. Unsubscribing adds the member's current address to ``keys.info_opt_out("email")``:
 information campaigns skip it; mandatory notices (benefit and contribution changes) still go,
-as the mutuelle must send them. Each unsubscription is written to the member's audit trail.
+as the mutuelle must send them. Whoever unsubscribes a member passes ``told``, which the product
+uses to write each unsubscription to the member's audit trail (``members/audit.py``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway import keys
-from gateway.members import audit
+
+# Told of each new unsubscription: (member number, via).
+Told = Callable[[str, str], Awaitable[None]]
 
 LOCAL_PART = "desabonnement"
 _TOKEN = re.compile(r"([A-Za-z0-9_-]{1,40})\.([A-Za-z0-9_-]{22})")
@@ -50,21 +54,21 @@ def headers(secret: str, public_url: str, domain: str, number: str) -> dict[str,
     }
 
 
-async def unsubscribe(redis: Any, number: str, via: str) -> bool:
+async def unsubscribe(redis: Any, number: str, via: str, told: Told | None = None) -> bool:
     """Stop non-mandatory information e-mails to the member's address; False if none is known."""
     address = await redis.hget(keys.member(number), "email")
     if not address:
         return False
     added = await redis.sadd(keys.info_opt_out("email"), f"mailto:{address}")
-    if added:
-        await audit(redis, number, "", via, "unsubscribed_information_email", [])
+    if added and told is not None:
+        await told(number, via)
     return True
 
 
-async def unsubscribe_address(redis: Any, address: str, via: str) -> bool:
+async def unsubscribe_address(redis: Any, address: str, via: str, told: Told | None = None) -> bool:
     """The same for a sender who wrote to the unsubscribe address without a valid token."""
     number = await redis.get(keys.member_by_email(address.strip().lower()))
     if number:
-        return await unsubscribe(redis, str(number), via)
+        return await unsubscribe(redis, str(number), via, told)
     await redis.sadd(keys.info_opt_out("email"), f"mailto:{address.strip().lower()}")
     return True

@@ -15,8 +15,8 @@ from typing import Any
 from faker import Faker
 from tqdm import tqdm
 
-from gateway.member_import import FILES
-from gateway.members import (
+from members.importer import FILES
+from members.records import (
     COVER_LEVELS,
     SEGMENTS,
     Card,

@@ -1,6 +1,6 @@
 """``run.py import DIR``: load member records from CSV files, all or nothing.
 
-Files (UTF-8, comma-separated, a header row naming the columns of ``gateway.members``):
+Files (UTF-8, comma-separated, a header row naming the columns of ``members.records``):
 ``members.csv`` (required), ``claims.csv``, ``complaints.csv``, ``quotes.csv``, ``cards.csv``,
 ``memberships.csv``. Every row of every file is validated before anything is written; any
 error is reported as ``file:line: column: message`` and nothing is written. Writes are
@@ -22,7 +22,8 @@ from typing import Any
 from redis.asyncio import Redis
 from tqdm import tqdm
 
-from gateway.members import (
+from gateway.phones import normalise_phone
+from members.records import (
     CARD_STATUSES,
     CLAIM_STATUSES,
     COMPLAINT_STATUSES,
@@ -39,7 +40,6 @@ from gateway.members import (
     complaint_due,
     required_field_names,
 )
-from gateway.phones import normalise_phone
 
 STATE_KEY = "mbr:import:state"
 FILES: dict[str, type[Any]] = {

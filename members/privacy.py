@@ -10,6 +10,9 @@ Redis tracker store); campaign notices (``camp:{id}:r`` and the notice's convers
 opt-outs; campaign audience lists; and the entries of the inbound and outbound streams (and their
 dead letters and retry payloads) that carry one of the member's messages.
 
+What campaigns hold (notices, plans, audience lists) they tell through a ``Notices`` holder the
+composition root gives (``campaigns/privacy.py``): this room does not read another room's keys.
+
 ``export`` writes all of it as JSON. ``erase`` removes it, keeping only what must be kept as proof:
 for each campaign notice its date, channel and delivery status (no text, no address), and the audit
 trail (who saw which record when, by which channel: record ids, never their content), to which the
@@ -28,17 +31,16 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from campaigns.model import ALL as ALL_CAMPAIGNS
-from campaigns.model import key as campaign_key
 from gateway import keys
 from gateway.envelope import now_ms
-from gateway.members import ALL_MEMBERS, RECORD_TYPES, audit, member_records_key
 from gateway.redis_client import replace_hash
+from members.audit import audit
+from members.records import ALL_MEMBERS, RECORD_TYPES, member_records_key
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,22 @@ RETENTION_INDEXED = "gw:retention:indexed"
 def rasa_tracker(conv_id: str) -> str:
     """The bot's tracker of a conversation (Rasa's Redis tracker store, prefix ``rasa``: bot/manage.py)."""
     return f"rasa:tracker:{conv_id}"
+
+
+class Notices(Protocol):
+    """What the campaigns hold on a member, for access and erasure (``campaigns/privacy.py``)."""
+
+    async def notices(self, number: str) -> dict[str, dict[str, Any]]:
+        """Campaign id -> the campaign's record of its notice to the member (``conv``, ``msg``, ``channel``…)."""
+        ...
+
+    async def audience_lists(self, number: str) -> list[str]:
+        """Ids of the campaigns whose audience list names the member."""
+        ...
+
+    async def forget(self, number: str) -> int:
+        """No more notices to the member: removed from every campaign's plans and audience lists."""
+        ...
 
 
 @dataclass
@@ -79,8 +97,11 @@ class Erasure:
 
 
 class MemberData:
-    def __init__(self, redis: Redis, *, stream_shards: int, outbox: Path | None = None) -> None:
+    def __init__(
+        self, redis: Redis, *, stream_shards: int, outbox: Path | None = None, notices: Notices | None = None
+    ) -> None:
         self.redis = redis
+        self.notices = notices
         self.shards = stream_shards
         self.outbox = outbox  # e-mails written to files when no SMTP relay is configured
 
@@ -101,10 +122,8 @@ class MemberData:
                 open_conv = await self.redis.get(keys.open_conversation(contact, channel))
                 if open_conv:
                     fp.conversations.add(str(open_conv))
-        for cid in await self.redis.zrange(ALL_CAMPAIGNS, 0, -1):
-            raw = await self.redis.hget(campaign_key(cid, "r"), number)
-            if raw:
-                fp.notices[str(cid)] = json.loads(raw)
+        if self.notices is not None:
+            fp.notices = await self.notices.notices(number)
         phones = {u.removeprefix("tel:") for u in fp.urns if u.startswith("tel:")}
         if phones:
             async for rkey in self.redis.scan_iter(match=f"{keys.PREFIX}:callback:*", count=1000):
@@ -149,10 +168,7 @@ class MemberData:
         out["stream_entries"] = [{"stream": key, "entry": entry_id, "message": m} for key, entry_id, m in copies]
         out["callbacks"] = [await self.redis.hgetall(k) for k in sorted(fp.callbacks)]
         out["opt_outs"] = await self._opt_outs(fp.urns)
-        out["audience_lists"] = [
-            str(cid) for cid in await self.redis.zrange(ALL_CAMPAIGNS, 0, -1)
-            if await self.redis.sismember(campaign_key(cid, "list"), number)
-        ]  # fmt: skip
+        out["audience_lists"] = await self.notices.audience_lists(number) if self.notices is not None else []
         out["audit"] = [
             {"id": entry_id, **fields} for entry_id, fields in await self.redis.xrange(keys.member_audit(number))
         ]
@@ -208,14 +224,8 @@ class MemberData:
         for conv_id in sorted(fp.conversations):
             msg_ids |= await self._drop_conversation(conv_id, report)
         # Campaigns: no more notices; each notice sent keeps its date, channel and status as proof.
-        for cid in await self.redis.zrange(ALL_CAMPAIGNS, 0, -1):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for part in ("due", "inflight", "watch", "postal"):
-                    pipe.zrem(campaign_key(cid, part), number)
-                pipe.hdel(campaign_key(cid, "deadline"), number)
-                pipe.srem(campaign_key(cid, "list"), number)
-                results = await pipe.execute()
-            report.count("campaign plans and audience lists", sum(int(r) for r in results))
+        if self.notices is not None:
+            report.count("campaign plans and audience lists", await self.notices.forget(number))
         for cid, rec in fp.notices.items():
             if rec.get("msg"):
                 conv_ids.add(rec["conv"])

@@ -11,23 +11,34 @@ import asyncio
 import getpass
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from gateway.privacy import MemberData
+from redis.asyncio import Redis
+
 from gateway.redis_client import connect
-from gateway.service import private_redis_url
+from gateway.redis_server import private_redis_url
 from gateway.settings import Settings
+from members.privacy import MemberData, Notices
+
+# The campaigns' holder of notices (given by run.py, which sees every room).
+NoticesFactory = Callable[[Redis], Notices]
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, notices: NoticesFactory | None = None) -> int:
     settings = Settings.from_env()
     with private_redis_url(settings) as url:
-        return asyncio.run(_run(args, url, settings))
+        return asyncio.run(_run(args, url, settings, notices))
 
 
-async def _run(args: argparse.Namespace, url: str, settings: Settings) -> int:
+async def _run(args: argparse.Namespace, url: str, settings: Settings, notices: NoticesFactory | None) -> int:
     redis = connect(url)
-    data = MemberData(redis, stream_shards=settings.stream_shards, outbox=settings.var_dir / "outbox")
+    data = MemberData(
+        redis,
+        stream_shards=settings.stream_shards,
+        outbox=settings.var_dir / "outbox",
+        notices=notices(redis) if notices is not None else None,
+    )
     number = str(args.number).strip()
     try:
         if args.action == "export":

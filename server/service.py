@@ -26,15 +26,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.app import Gateway
 from gateway.redis_client import connect
 from gateway.redis_server import PrivateRedis, RedisStartError, free_port
 from gateway.settings import ROOT, Settings
+from server.product import Product
 
 log = logging.getLogger(__name__)
 
@@ -64,26 +63,11 @@ def banner(settings: Settings, redis_desc: str) -> str:
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def private_redis_url(settings: Settings) -> Iterator[str]:
-    """REDIS_URL, or the private redis-server under var/ (adopted if running, else started and stopped)."""
-    if settings.redis_url:
-        yield settings.redis_url
-        return
-    private = PrivateRedis(settings.var_dir / "redis", appendfsync=settings.redis_appendfsync)
-    url = private.start()
-    try:
-        yield url
-    finally:
-        if not private.adopted:
-            private.stop()
-
-
 def ensure_demo_members(url: str, settings: Settings, members: int = 500) -> int:
     """On a fresh machine (no member at all), load a synthetic data set so the product is usable."""
-    from gateway.demo_data import generate
-    from gateway.member_import import import_directory
-    from gateway.members import ALL_MEMBERS
+    from members.demo_data import generate
+    from members.importer import import_directory
+    from members.records import ALL_MEMBERS
 
     async def run() -> int:
         redis = connect(url)
@@ -114,8 +98,8 @@ async def run_roles(settings: Settings, roles: frozenset[str]) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await redis.ping()
-        gateway = Gateway(settings, redis, roles=roles)
-        app = gateway.build_app()
+        product = Product(settings, redis, roles=roles)
+        app = product.build_app()
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
         await runner.setup()  # runs the lifecycle: channels (and workers) start
         if "web" in roles:
@@ -127,7 +111,7 @@ async def run_roles(settings: Settings, roles: frozenset[str]) -> None:
                 raise SystemExit(
                     f"cannot listen on {settings.host}:{settings.port}: {exc.strerror} (set PORT)"
                 ) from exc
-        log.info("role started", extra={"roles": sorted(roles), "channels": sorted(gateway.channels)})
+        log.info("role started", extra={"roles": sorted(roles), "channels": sorted(product.gateway.channels)})
         await stop.wait()
         # Stops the listener first, lets requests in flight finish, then channels and workers.
         await runner.cleanup()

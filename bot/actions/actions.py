@@ -24,7 +24,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from gateway import keys
-from gateway.members import Card, Claim, Complaint, Membership, MemberStore, Quote, audit
+from members.audit import audit
+from members.records import Card, Claim, Complaint, Membership, MemberStore, Quote
 
 from . import answers, state
 

@@ -1,7 +1,7 @@
 """What the bot says about a verified member's records, in plain French.
 
 Pure functions over the records as stored in Redis (JSON with ISO dates, see
-``gateway/members.py``): no Rasa and no Redis here, so the wording is tested directly.
+``members/records.py``): no Rasa and no Redis here, so the wording is tested directly.
 ``short`` answers (SMS) drop what the member can do without, to stay within a segment or two.
 """
 

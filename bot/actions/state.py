@@ -14,14 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway import keys
-from gateway.envelope import now_ms
-from gateway.members import Complaint, MemberStore, complaint_due
-from gateway.otp import otp_digest
+from members.otp import otp_digest
+from members.records import Complaint, MemberStore, complaint_due
 
 VERIFY_TTL_S = 15 * 60
 MAX_FAILURES = 3
@@ -41,6 +41,10 @@ local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 if n >= tonumber(ARGV[1]) then redis.call('DEL', KEYS[1]) end
 return n
 """
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,9 +159,11 @@ class EmailChannel(ChannelBase):
         number = unsubscribe.member_of(self.ctx.settings.secret_key, str(msg.meta.get("subject") or ""))
         try:
             if number is not None:
-                await unsubscribe.unsubscribe(self.ctx.redis, number, CHANNEL)
+                await unsubscribe.unsubscribe(self.ctx.redis, number, CHANNEL, self.ctx.unsubscribed)
             else:
-                await unsubscribe.unsubscribe_address(self.ctx.redis, msg.urn.removeprefix("mailto:"), CHANNEL)
+                await unsubscribe.unsubscribe_address(
+                    self.ctx.redis, msg.urn.removeprefix("mailto:"), CHANNEL, self.ctx.unsubscribed
+                )
         except (RedisError, OSError):
             return TRY_LATER
         log.info("information e-mails declined", extra={"via": "mailto", "token": number is not None})

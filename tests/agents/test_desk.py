@@ -11,17 +11,18 @@ import time
 import pytest
 from redis.asyncio import Redis
 
+from agents.desk import Desk, DeskError, paris_day
+from agents.survey import Survey
 from bot.actions import state as bot_state
 from gateway import keys
-from gateway.agents.desk import Desk, DeskError, paris_day
-from gateway.agents.users import User, UserError, Users
 from gateway.contacts import Contacts
 from gateway.conversations import Conversations
 from gateway.envelope import Message, inbound
-from gateway.members import Complaint, Member, MemberStore
 from gateway.responders import AckResponder
 from gateway.router import Router
 from gateway.streams import Streams
+from members.records import Complaint, Member, MemberStore
+from staff.users import User, UserError, Users
 
 JULIE = User("julie", "Julie", "agent", ("benefits",), 2)
 MARC = User("marc", "Marc", "agent", ("benefits", "complaints"), 3)
@@ -31,7 +32,8 @@ SOPHIE = User("sophie", "Sophie", "supervisor", ("benefits", "quotes", "complain
 @pytest.fixture
 def router(redis: Redis) -> Router:
     streams = Streams(redis, shards=1, maxlen=10_000, dedup_ttl_s=60)
-    return Router(redis, streams, AckResponder(), Contacts(redis), Conversations(redis))
+    # The survey is the router's detour, as the composition root (server/product.py) wires it.
+    return Router(redis, streams, AckResponder(), Contacts(redis), Conversations(redis), detours=[Survey(redis)])
 
 
 @pytest.fixture

@@ -13,10 +13,12 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.actions import state
-from gateway import keys, otp
-from gateway.members import Complaint, Member, MemberStore, audit
-from gateway.otp import new_code, otp_digest
-from gateway.rasa import OTP_TTL_S, RasaResponder
+from gateway import keys
+from members import otp
+from members.audit import audit
+from members.codes import OTP_TTL_S, OneTimeCodes
+from members.otp import new_code, otp_digest
+from members.records import Complaint, Member, MemberStore
 
 
 @pytest.mark.parametrize(
@@ -127,8 +129,8 @@ async def test_a_code_sent_by_the_gateway_lives_ten_minutes(redis: Redis) -> Non
     async with redis.pipeline(transaction=False) as pipe:
         MemberStore(redis).write(pipe, member)
         await pipe.execute()
-    responder = RasaResponder("http://127.0.0.1:9", redis)  # only draws and stores codes here
-    reply = await responder.one_time_code("c1", "M0000042")
+    codes = OneTimeCodes(redis)
+    reply = await codes.send("c1", "M0000042")
     assert reply is not None and reply.urn == "tel:+33199001234"
     code = reply.text.split(": ")[1][:6]
     stored = await redis.hgetall(keys.conversation_otp("c1"))
@@ -138,11 +140,11 @@ async def test_a_code_sent_by_the_gateway_lives_ten_minutes(redis: Redis) -> Non
     while await redis.exists(keys.conversation_otp("c1")):
         await asyncio.sleep(0.01)
     assert not await state.otp_matches(redis, "c1", "M0000042", code)
-    again = await responder.one_time_code("c1", "M0000042")  # a new code replaces the old one
+    again = await codes.send("c1", "M0000042")  # a new code replaces the old one
     assert again is not None and await redis.hget(keys.conversation_otp("c1"), "digest") != otp_digest("c1", code)
     # Strangers claiming to be the member from many conversations: a third code at once, then none.
-    assert await responder.one_time_code("c2", "M0000042") is not None
-    assert await responder.one_time_code("c3", "M0000042") is None
+    assert await codes.send("c2", "M0000042") is not None
+    assert await codes.send("c3", "M0000042") is None
     assert not await redis.exists(keys.conversation_otp("c3"))
 
 

@@ -13,10 +13,10 @@ from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
 from campaigns.rules import PARIS
-from gateway.agents.users import Users
-from gateway.app import Gateway
-from gateway.members import Member, MemberStore
+from server.product import Product
 from gateway.settings import Settings
+from members.records import Member, MemberStore
+from staff.users import Users
 from tests.e2e.product import free_port
 
 PASSWORD = "une-phrase-de-passe-solide"
@@ -30,7 +30,7 @@ async def staff(redis: Redis, settings_env: dict[str, str]) -> AsyncIterator[tup
     twilio = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "t" * 32, "TWILIO_FROM": "+33100000000",
               "TWILIO_API_BASE": "http://127.0.0.1:9"}  # fmt: skip  # the web role sends nothing
     settings = Settings.from_env({**settings_env, **twilio, "PUBLIC_URL": base})
-    gw = Gateway(settings, redis, roles=frozenset({"web"}), channel_names=["email", "sms"])
+    gw = Product(settings, redis, roles=frozenset({"web"}), channel_names=["email", "sms"])
     server = TestServer(gw.build_app(), host="127.0.0.1", port=port)
     await server.start_server()
     await Users(redis).create("claire", PASSWORD, first_name="Claire", role="communications", skills=[])

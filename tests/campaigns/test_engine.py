@@ -17,10 +17,10 @@ from gateway import keys
 from gateway.contacts import Contacts
 from gateway.conversations import Conversations
 from gateway.envelope import Message
-from gateway.members import Member, MemberStore
 from gateway.responders import AckResponder
 from gateway.router import Router
 from gateway.streams import Streams
+from members.records import Member, MemberStore
 
 TUESDAY_10AM = dt.datetime(2027, 1, 5, 10, 0, tzinfo=PARIS)
 

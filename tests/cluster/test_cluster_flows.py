@@ -23,8 +23,9 @@ from redis.asyncio import Redis
 
 from campaigns.rules import PARIS, is_public_holiday
 from gateway import keys
-from gateway.members import Member, MemberStore, verify_audit
 from gateway.responders import ACK_TEXT
+from members.audit import verify_audit
+from members.records import Member, MemberStore
 from tests.cluster.conftest import SHARDS
 from tests.cluster.local_cluster import LocalCluster
 from tests.e2e.product import ROOT, Product

@@ -6,7 +6,7 @@ import datetime as dt
 
 from redis.asyncio import Redis
 
-from gateway.members import Card, Claim, Complaint, Member, MemberStore, Quote
+from members.records import Card, Claim, Complaint, Member, MemberStore, Quote
 
 TODAY = dt.date.today()
 

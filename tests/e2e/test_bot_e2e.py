@@ -20,7 +20,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway import keys
-from gateway.members import Complaint, MemberStore
+from members.records import Complaint, MemberStore
 from tests.e2e.bot_data import CAMILLE, LOUIS, day
 from tests.e2e.conftest import TELEGRAM_SECRET
 from tests.e2e.product import Product

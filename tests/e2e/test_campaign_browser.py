@@ -17,7 +17,7 @@ from playwright.async_api import async_playwright
 from redis.asyncio import Redis
 
 from campaigns.rules import PARIS, fr_date, is_public_holiday, latest_notice_date
-from gateway.members import Member, MemberStore
+from members.records import Member, MemberStore
 from tests.e2e.product import ROOT, Product
 from tests.e2e.test_sms_e2e import redis_of
 from tests.e2e.test_webchat_browser import CHROMIUM_ARGS

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from campaigns.rules import PARIS, fr_date, is_public_holiday
 from gateway import keys
-from gateway.members import Member, MemberStore
+from members.records import Member, MemberStore
 from tests.e2e.product import ROOT, Product
 from tests.e2e.test_sms_e2e import redis_of
 from tests.fakes.smtp import SmtpSink

@@ -18,8 +18,8 @@ from playwright.async_api import BrowserContext, Page, async_playwright
 
 from campaigns.rules import PARIS, is_public_holiday
 from gateway import unsubscribe
-from gateway.members import Member, MemberStore
 from gateway.responders import ACK_TEXT
+from members.records import Member, MemberStore
 from tests.e2e.product import ROOT, Product
 from tests.e2e.test_sms_e2e import redis_of
 from tests.e2e.test_webchat_browser import CHROMIUM_ARGS

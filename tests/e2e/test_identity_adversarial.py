@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 
 from bot.actions.answers import euros
 from gateway import keys
-from gateway.members import Card, Claim, Complaint, Member, Membership, MemberStore, Quote
+from members.records import Card, Claim, Complaint, Member, Membership, MemberStore, Quote
 from tests.e2e.bot_data import seed
 from tests.e2e.product import TELEGRAM_SECRET, Product
 from tests.e2e.test_sms_e2e import post_sms

@@ -25,7 +25,8 @@ from redis.asyncio import Redis
 
 from campaigns.rules import PARIS, is_public_holiday
 from gateway import keys
-from gateway.members import Claim, Complaint, Member, MemberStore, verify_audit
+from members.audit import verify_audit
+from members.records import Claim, Complaint, Member, MemberStore
 from tests.e2e.product import ROOT, Product
 from tests.e2e.test_campaign_e2e import campaign_cli
 from tests.e2e.test_sms_e2e import post_sms, quiet, redis_of

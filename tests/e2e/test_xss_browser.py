@@ -41,7 +41,7 @@ from redis.asyncio import Redis
 
 from gateway import keys
 from gateway.envelope import inbound
-from gateway.members import Claim, Complaint, Member
+from members.records import Claim, Complaint, Member
 from tests.e2e.product import ROOT, TELEGRAM_SECRET, Product
 from tests.e2e.test_bot_e2e import conversation_of
 from tests.e2e.test_csp_browser import WATCH_CSP

@@ -37,11 +37,11 @@ from twilio.request_validator import RequestValidator
 from bot.actions import state as bot_state
 from channels.webchat.tokens import issue_token
 from gateway import keys, unsubscribe
-from gateway.agents.users import Users
-from gateway.app import Gateway
+from server.product import Product
 from gateway.envelope import inbound
-from gateway.members import Complaint, Member, MemberStore
 from gateway.settings import Settings
+from members.records import Complaint, Member, MemberStore
+from staff.users import Users
 from tests.e2e.product import free_port
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
@@ -113,7 +113,7 @@ def error_records() -> Any:
 
 
 @pytest.fixture
-async def product(redis: Redis, settings_env: dict[str, str]) -> AsyncIterator[tuple[Gateway, str]]:
+async def product(redis: Redis, settings_env: dict[str, str]) -> AsyncIterator[tuple[Product, str]]:
     """The whole product in this process: web routes and workers, SMS and Telegram to loopback fakes."""
     async with FakeTwilio(TWILIO_SID, TWILIO_TOKEN) as twilio, FakeTelegram(TELEGRAM_TOKEN) as telegram:
         port = free_port()
@@ -135,7 +135,7 @@ async def product(redis: Redis, settings_env: dict[str, str]) -> AsyncIterator[t
             "TWILIO_FROM": "+33700000003",
             "TWILIO_API_BASE": twilio.base_url,
         }
-        gateway = Gateway(Settings.from_env(env), redis)
+        gateway = Product(Settings.from_env(env), redis)
         server = TestServer(gateway.build_app(), host="127.0.0.1", port=port)
         await server.start_server()
         try:
@@ -144,9 +144,10 @@ async def product(redis: Redis, settings_env: dict[str, str]) -> AsyncIterator[t
             await asyncio.wait_for(server.close(), 30)
 
 
-async def seed(gateway: Gateway, base: str) -> Known:
+async def seed(product: Product, base: str) -> Known:
     """Users, members, conversations waiting for an agent, a complaint, a campaign with an audience,
     a callback request; then a supervisor signs in through the login form."""
+    gateway = product.gateway
     redis = gateway.redis
     users = Users(redis)
     await users.create("sophie", PASSWORD, first_name="Sophie", role="supervisor", skills=[], capacity=20)
@@ -329,7 +330,7 @@ def _report(tally: Tally, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 async def test_fuzz_signed_in_as_a_supervisor(
-    product: tuple[Gateway, str], error_records: ErrorRecords, capsys: pytest.CaptureFixture[str]
+    product: tuple[Product, str], error_records: ErrorRecords, capsys: pytest.CaptureFixture[str]
 ) -> None:
     gateway, base = product
     known = await seed(gateway, base)
@@ -346,7 +347,7 @@ async def test_fuzz_signed_in_as_a_supervisor(
 
 
 async def test_fuzz_anonymous(
-    product: tuple[Gateway, str], error_records: ErrorRecords, capsys: pytest.CaptureFixture[str]
+    product: tuple[Product, str], error_records: ErrorRecords, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, base = product
     tally = await asyncio.to_thread(fuzz, "anonymous", base, None, ANONYMOUS_EXAMPLES)

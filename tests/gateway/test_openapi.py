@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from redis.asyncio import Redis
 
-from gateway.app import Gateway
+from server.product import Product
 from gateway.settings import Settings
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "gateway" / "openapi.yaml"
@@ -51,7 +51,7 @@ def _param_value(name: str, item: dict[str, Any], spec: dict[str, Any]) -> str:
 @pytest.fixture
 async def app(redis: Redis, settings_env: dict[str, str]) -> web.Application:
     # Every channel enabled, so every route is there.
-    gateway = Gateway(Settings.from_env({**settings_env, **CHANNELS_ENV}), redis, roles=frozenset({"web"}))
+    gateway = Product(Settings.from_env({**settings_env, **CHANNELS_ENV}), redis, roles=frozenset({"web"}))
     return gateway.build_app()
 
 

@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from gateway.app import Gateway
+from server.product import Product
 from gateway.settings import Settings
 
 Client = TestClient  # type: ignore[type-arg]
@@ -21,7 +21,7 @@ async def make_client(redis: Redis, settings_env: dict[str, str]) -> AsyncIterat
     async def make(**env: str) -> TestClient:  # type: ignore[type-arg]
         defaults = {k: v for k, v in settings_env.items() if k not in ("CALLBACK_BURST", "PUBLIC_BURST")}
         settings = Settings.from_env({**defaults, "SMTP_LISTEN_PORT": "0", **env})
-        gateway = Gateway(settings, redis, roles=frozenset({"web"}))
+        gateway = Product(settings, redis, roles=frozenset({"web"}))
         client: TestClient = TestClient(TestServer(gateway.build_app(), host="127.0.0.1"))  # type: ignore[type-arg]
         await client.start_server()
         made.append(client)

@@ -17,9 +17,9 @@ from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
 from gateway import unsubscribe
-from gateway.agents.users import Users
-from gateway.app import Gateway
+from server.product import Product
 from gateway.settings import Settings
+from staff.users import Users
 from tests.e2e.product import free_port
 
 PASSWORD = "une-phrase-de-passe-solide"
@@ -87,7 +87,7 @@ async def site(redis: Redis, settings_env: dict[str, str]) -> AsyncIterator[Site
         "TELEGRAM_API_BASE": "http://127.0.0.1:9",
     }
     settings = Settings.from_env(env)
-    gw = Gateway(settings, redis, roles=frozenset({"web"}))
+    gw = Product(settings, redis, roles=frozenset({"web"}))
     app = gw.build_app()
     paths: list[str] = []
     for route in app.router.routes():

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from gateway import keys
 from gateway.conversations import Conversations
 from gateway.envelope import Message
-from gateway.privacy import MemberData
+from members.privacy import MemberData
 
 DAY_MS = 86_400_000
 
@@ -39,7 +39,7 @@ async def test_purge_removes_what_is_older_than_the_retention(redis: Redis) -> N
 
 
 async def test_the_audit_trail_is_a_chain_that_shows_any_change(redis: Redis) -> None:
-    from gateway.members import audit, verify_audit
+    from members.audit import audit, verify_audit
 
     for what in ("claim", "agent_opened_record", "quote"):
         await audit(redis, "M0000042", "c1", "sms", what, ["S1"], agent="lea" if what.startswith("agent") else "")

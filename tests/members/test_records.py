@@ -9,9 +9,9 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from gateway.contacts import Contacts
-from gateway.demo_data import generate
-from gateway.member_import import STATE_KEY, import_directory
-from gateway.members import ALL_MEMBERS, MemberStore
+from members.demo_data import generate
+from members.importer import STATE_KEY, import_directory
+from members.records import ALL_MEMBERS, MemberStore
 
 
 async def test_demo_data_imports_and_links_contacts(redis: Redis, tmp_path: Path) -> None:

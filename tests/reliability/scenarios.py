@@ -25,7 +25,7 @@ import aiosmtplib
 
 from gateway import keys
 from gateway.envelope import inbound
-from gateway.members import Member
+from members.records import Member
 from tests.e2e.product import AUTH_TOKEN, OUR_NUMBER, TELEGRAM_SECRET
 from tests.fakes.telegram import as_body, update
 from tests.fakes.twilio import inbound_params, new_sid, signed_inbound

@@ -7,7 +7,7 @@ import re
 
 import aiohttp
 
-from gateway.agents.users import Users
+from staff.users import Users
 from tests.reliability.conftest import report
 from tests.reliability.rig import Rig
 from tests.reliability.scenarios import poison

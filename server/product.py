@@ -1,0 +1,115 @@
+"""The composition root: the messaging core with every room wired to it.
+
+Only this module (with ``server/service.py`` and ``run.py``) sees every room. Each room above the
+core plugs in through a small interface the lower layer owns:
+
+* members: one-time codes sent through the enabled channels (the Rasa responder's ``one_time_code``),
+  unsubscriptions written to the audit trail (``Gateway.on_unsubscribed``), the retention purge (a
+  scheduler job);
+* agents: the satisfaction survey (a router detour), what a member handed off is told about the
+  wait (the Rasa responder's ``handoff_note``), the console's routes and live updates;
+* campaigns: a failed notice rechecked (``Gateway.on_delivery_failed``), the campaign runner (a
+  scheduler job), the campaign console and the unsubscribe pages;
+* staff: the sign-in shared by both consoles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from agents.console import Console
+from agents.desk import Desk
+from agents.survey import Survey
+from agents.waiting import expected_wait_text
+from campaigns.engine import Campaigns
+from campaigns.web import public_routes as unsubscribe_routes
+from campaigns.web import routes as campaign_routes
+from gateway.app import ALL_ROLES, Gateway
+from gateway.rasa import RasaResponder
+from gateway.responders import Responder
+from gateway.settings import Settings
+from members.audit import unsubscribed_audit
+from members.codes import OneTimeCodes
+from members.privacy import run_retention
+from staff.web import StaffSite
+
+CODE_CHANNELS = ("sms", "email")  # one-time codes go by SMS first, else by e-mail
+NOTICE_CHANNELS = ("email", "sms")  # campaigns' channels, in the order a notice tries them
+
+
+class Product:
+    """Everything one process runs for its roles: the gateway and the rooms hooked into it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        *,
+        responder: Responder | None = None,
+        roles: frozenset[str] = ALL_ROLES,
+        channel_names: list[str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.gateway = gw = Gateway(settings, redis, responder=responder, roles=roles, channel_names=channel_names)
+        # Members.
+        if isinstance(gw.responder, RasaResponder):
+            codes = OneTimeCodes(
+                redis,
+                channels=tuple(c for c in CODE_CHANNELS if c in gw.channels),
+                per_hour=settings.otp_per_hour,
+                burst=settings.otp_burst,
+            )
+            gw.responder.one_time_code = codes.send
+            gw.responder.handoff_note = functools.partial(expected_wait_text, redis)
+        gw.on_unsubscribed.append(unsubscribed_audit(redis))
+        gw.jobs.append(("scheduler", "retention", self.retention))
+        # Agents and the staff sign-in.
+        gw.router.detours.append(Survey(redis))
+        self.desk = Desk(redis, gw.router, rasa_url=settings.rasa_url or "", sms_enabled="sms" in gw.channels)
+        self.site = StaffSite(settings, redis, gw.ctx.templates)
+        self.console = Console(settings, redis, self.desk, self.site)
+        # Campaigns.
+        self.campaigns = Campaigns(
+            redis,
+            enqueue=gw.router.enqueue_many,
+            enabled_channels=tuple(c for c in NOTICE_CHANNELS if c in gw.channels),
+            rates=settings.campaign_rates(),
+            reclaim_s=settings.campaign_reclaim_s,
+        )
+        gw.on_delivery_failed.append(self._recheck_notice)
+        gw.jobs.append(("scheduler", "campaigns", self.campaigns.run))
+
+    async def retention(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        await run_retention(
+            self.redis, shards=s.stream_shards, days=s.retention_days, every_s=s.retention_every_s,
+            stop=stop, outbox=s.var_dir / "outbox",
+        )  # fmt: skip
+
+    async def _recheck_notice(self, msg_id: str) -> None:
+        await self.campaigns.recheck(msg_id)
+
+    def build_app(self) -> web.Application:
+        app = self.gateway.build_app()
+        app.add_routes(self.site.routes())
+        app.add_routes(self.console.routes())
+        app.add_routes(campaign_routes(self.site, self.campaigns))
+        app.add_routes(unsubscribe_routes(self.settings, self.redis, self.gateway.ctx.templates))
+        app.cleanup_ctx.append(self._console_lifecycle)
+        app.on_shutdown.append(self._close_console_sockets)
+        return app
+
+    async def _console_lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        if "web" in self.gateway.roles:
+            await self.console.start()
+        yield
+        await self.console.stop()
+
+    async def _close_console_sockets(self, app: web.Application) -> None:
+        await self.console.shutdown()
