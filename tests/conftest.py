@@ -42,6 +42,9 @@ def settings_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
         "VAR_DIR": str(tmp_path / "var"),
         "REDIS_URL": redis_url,
         "SECRET_KEY": "test-secret-key",
+        # The SMTP listener on a port the system picks: never the product's 2525, which a developer's
+        # run.py serve may hold on the same machine.
+        "SMTP_LISTEN_PORT": "0",
         "CLAIM_IDLE_MS": "1000",
         "SEND_BACKOFF_BASE_S": "0.05",
         "SEND_BACKOFF_MAX_S": "0.5",
