@@ -3,6 +3,10 @@
 
     python3 run.py serve     install what serving needs (once) and run everything
     python3 run.py test      install what the tests need (system packages included) and run them
+    python3 run.py lock      refresh the lock files (requirements/*.txt) from pyproject.toml's ranges
+
+Python packages are installed from the lock files (exact versions, hash-checked), never from the
+open ranges directly, so a new release elsewhere cannot change a fresh install overnight.
 
 Only the standard library is used until the project's virtualenv (.venv) exists; the
 script then re-executes itself inside it.
@@ -16,21 +20,14 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 VENV_PY = VENV / "bin" / "python"
 SYSTEM_PACKAGES = {"redis-server": "redis-server", "chromium": "chromium"}
-
-
-def _requirements(extra: str | None) -> list[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = list(project["dependencies"])
-    if extra:
-        reqs += project["optional-dependencies"][extra]
-    return reqs
+# Exact versions with their hashes, compiled from pyproject.toml's ranges by ``run.py lock``.
+LOCKS = {None: ROOT / "requirements" / "serve.txt", "test": ROOT / "requirements" / "test.txt"}
 
 
 def _run(cmd: list[str], **kw: object) -> None:
@@ -52,14 +49,15 @@ def ensure_system_packages(names: list[str]) -> None:
 
 
 def ensure_venv(extra: str | None) -> None:
-    """Create .venv and install the pinned ranges from pyproject.toml, once per change."""
-    reqs = _requirements(extra)
-    stamp = VENV / f".deps-{hashlib.sha256(chr(10).join(reqs).encode()).hexdigest()[:16]}"
+    """Create .venv and install the lock file's exact versions (hash-checked), once per lock change."""
+    lock = LOCKS[extra]
+    stamp = VENV / f".lock-{lock.stem}-{hashlib.sha256(lock.read_bytes()).hexdigest()[:16]}"
     if stamp.exists():
         return
     if not VENV_PY.exists():
         _run([sys.executable, "-m", "venv", str(VENV)])
-    _run([str(VENV_PY), "-m", "pip", "install", "-q", "--disable-pip-version-check", *reqs])
+    _run([str(VENV_PY), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--require-hashes",
+          "-r", str(lock)])  # fmt: skip
     stamp.touch()
 
 
@@ -204,6 +202,22 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lock(args: argparse.Namespace) -> int:
+    """Compile requirements/serve.txt and requirements/test.txt from pyproject.toml's ranges (newest
+    versions allowed, with every file's hash), from PyPI itself rather than this machine's pip settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CERT"}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    for extra, lock in LOCKS.items():
+        cmd = [sys.executable, "-m", "piptools", "compile", "-q", "--upgrade", "--generate-hashes", "--strip-extras",
+               "--allow-unsafe", "--index-url", "https://pypi.org/simple", "--output-file",
+               str(lock.relative_to(ROOT)), *(["--extra", extra] if extra else []), "pyproject.toml"]  # fmt: skip
+        print("+ " + " ".join(cmd), flush=True)
+        rc = subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode  # noqa: S603
+        if rc != 0:
+            return rc
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="run.py", description="Member assistant and messaging gateway")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -246,6 +260,7 @@ def main() -> int:
     p_member.add_argument("--yes", action="store_true", help="erase: confirm (erasure cannot be undone)")
     p_member.add_argument("--by", help="erase: who asks (recorded in the audit trail), default the system user")
     sub.add_parser("test", help="install test dependencies and run lint, types and tests (extra args go to pytest)")
+    sub.add_parser("lock", help="refresh requirements/serve.txt and requirements/test.txt from pyproject.toml")
     args, extra = parser.parse_known_args()
     if extra and args.command != "test":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -255,6 +270,8 @@ def main() -> int:
         if args.command == "test":
             ensure_system_packages(list(SYSTEM_PACKAGES.values()))
             ensure_venv("test")
+        elif args.command == "lock":
+            ensure_venv("test")  # pip-tools is a test dependency
         else:
             ensure_venv(None)
         reexec_in_venv()
@@ -264,6 +281,8 @@ def main() -> int:
         return cmd_serve(args)
     if args.command == "test":
         return cmd_test(args)
+    if args.command == "lock":
+        return cmd_lock(args)
     if args.command == "demo-data":
         return cmd_demo_data(args)
     if args.command == "import":

@@ -13,9 +13,9 @@ from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
 from campaigns.rules import PARIS
-from server.product import Product
 from gateway.settings import Settings
 from members.records import Member, MemberStore
+from server.product import Product
 from staff.users import Users
 from tests.e2e.product import free_port
 

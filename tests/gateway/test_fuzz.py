@@ -37,10 +37,10 @@ from twilio.request_validator import RequestValidator
 from bot.actions import state as bot_state
 from channels.webchat.tokens import issue_token
 from gateway import keys, unsubscribe
-from server.product import Product
 from gateway.envelope import inbound
 from gateway.settings import Settings
 from members.records import Complaint, Member, MemberStore
+from server.product import Product
 from staff.users import Users
 from tests.e2e.product import free_port
 from tests.fakes.telegram import FakeTelegram

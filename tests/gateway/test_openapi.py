@@ -17,8 +17,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from redis.asyncio import Redis
 
-from server.product import Product
 from gateway.settings import Settings
+from server.product import Product
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "gateway" / "openapi.yaml"
 METHODS = ("get", "post", "put", "patch", "delete")

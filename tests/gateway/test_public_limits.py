@@ -8,8 +8,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from server.product import Product
 from gateway.settings import Settings
+from server.product import Product
 
 Client = TestClient  # type: ignore[type-arg]
 

@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
 from gateway import unsubscribe
-from server.product import Product
 from gateway.settings import Settings
+from server.product import Product
 from staff.users import Users
 from tests.e2e.product import free_port
 
