@@ -4,6 +4,7 @@
     python3 run.py serve     install what serving needs (once) and run everything
     python3 run.py test      install what the tests need (system packages included) and run them
     python3 run.py lock      refresh the lock files (requirements/*.txt) from pyproject.toml's ranges
+                             (--upgrade: every pin to the newest release the ranges allow)
 
 Python packages are installed from the lock files (exact versions, hash-checked), never from the
 open ranges directly, so a new release elsewhere cannot change a fresh install overnight.
@@ -203,12 +204,14 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    """Compile requirements/serve.txt and requirements/test.txt from pyproject.toml's ranges (newest
-    versions allowed, with every file's hash), from PyPI itself rather than this machine's pip settings."""
+    """Compile requirements/serve.txt and requirements/test.txt from pyproject.toml's ranges, with every
+    file's hash, from PyPI itself rather than this machine's pip settings. Pinned versions are kept while
+    the ranges allow them (a new dependency is simply added); ``--upgrade`` moves every pin to the newest."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CERT"}
     env["PIP_CONFIG_FILE"] = os.devnull
     for extra, lock in LOCKS.items():
-        cmd = [sys.executable, "-m", "piptools", "compile", "-q", "--upgrade", "--generate-hashes", "--strip-extras",
+        cmd = [sys.executable, "-m", "piptools", "compile", "-q", *(["--upgrade"] if args.upgrade else []),
+               "--generate-hashes", "--strip-extras",
                "--allow-unsafe", "--index-url", "https://pypi.org/simple", "--output-file",
                str(lock.relative_to(ROOT)), *(["--extra", extra] if extra else []), "pyproject.toml"]  # fmt: skip
         print("+ " + " ".join(cmd), flush=True)
@@ -260,7 +263,8 @@ def main() -> int:
     p_member.add_argument("--yes", action="store_true", help="erase: confirm (erasure cannot be undone)")
     p_member.add_argument("--by", help="erase: who asks (recorded in the audit trail), default the system user")
     sub.add_parser("test", help="install test dependencies and run lint, types and tests (extra args go to pytest)")
-    sub.add_parser("lock", help="refresh requirements/serve.txt and requirements/test.txt from pyproject.toml")
+    p_lock = sub.add_parser("lock", help="refresh requirements/serve.txt and requirements/test.txt from pyproject.toml")
+    p_lock.add_argument("--upgrade", action="store_true", help="move every pin to the newest version the ranges allow")
     args, extra = parser.parse_known_args()
     if extra and args.command != "test":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
