@@ -362,13 +362,20 @@ async def test_agents_hostile_replies_are_text_in_the_widget(
     await all_visible(julie, "#messages", CORPUS, "agent's conversation")
     await watch.clean(julie, "agent's conversation")
 
-    async def widget_shows_all(where: str) -> None:
+    async def widget_shows_all(where: str, timeout: float = 30.0) -> None:
         await all_visible(member, ".mwc-log", CORPUS, where)
+        # The member's own copies satisfy the wait above: each side's messages are awaited on their own
+        # (the agent's last replies may still be on their way), then must be there exactly as written.
+        deadline = asyncio.get_running_loop().time() + timeout
         for kind in ("mwc-bot", "mwc-member"):
-            texts = await member.locator(f".mwc-log li.{kind}").evaluate_all(
-                "(items) => items.map((i) => i.textContent)"
-            )
-            missing = [p for p in CORPUS if p not in texts]
+            while True:
+                texts = await member.locator(f".mwc-log li.{kind}").evaluate_all(
+                    "(items) => items.map((i) => i.textContent)"
+                )
+                missing = [p for p in CORPUS if p not in texts]
+                if not missing or asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.3)
             assert missing == [], (
                 f"{where}: {len(missing)} {kind} messages not shown exactly as written: {missing[:2]!r}"
             )
