@@ -396,6 +396,8 @@
         actions.append(el("button", { type: "button", id: idName, onclick: () => callbackOutcome(cb.id, outcome) }, label));
       }
     }
+    const fiche = renderFiche(data.member, data.past, false);
+    fiche.setAttribute("aria-label", "Fiche adhérent"); // two <aside> landmarks on the page: each named
     delete pane.dataset.layout;
     pane.replaceChildren(
       el("div", { class: "conv callback-detail" },
@@ -403,7 +405,7 @@
           el("h2", { tabindex: "-1" }, `Rappel · ${cb.name}`),
           el("p", { class: "status", id: "cb-status" }, callbackStatus(cb))),
         facts, actions),
-      renderFiche(data.member, data.past, false));
+      fiche);
   }
 
   async function callbackOutcome(id, outcome) {

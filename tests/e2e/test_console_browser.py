@@ -188,6 +188,7 @@ async def test_given_back_to_the_bot_and_a_callback_at_its_slot(
     row = julie.locator(f"#queue li[data-id='{cb_id}']")
     await row.wait_for(timeout=15_000)
     assert "Rappel 14:00–18:00" in await row.inner_text()
-    await row.locator("button.cb-done").click()
+    await row.locator("button.cb-take").click()  # taken first (exclusive), then the outcome
+    await julie.click("#cb-done")
     await julie.wait_for_selector("#toast >> text=Rappel enregistré", timeout=10_000)
     assert (await redis.hgetall(keys.callback(cb_id)))["status"] == "done"
