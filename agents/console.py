@@ -143,6 +143,7 @@ class Console:
                     "me": user.public(),
                     "queue": [i.public() for i in queue],
                     "mine": await desk.mine(user),
+                    "callbacks_mine": await desk.callbacks.mine(user),
                     "agents_online": await desk.online(),
                     "pickup_target_s": PICKUP_TARGET_S,
                     "skills": {k: SKILL_LABELS[k] for k in SKILLS},
@@ -193,6 +194,26 @@ class Console:
             else:
                 raise DeskError("Action inconnue.", 404)
             return web.json_response({"ok": True})
+
+        @routes.get("/console/api/callbacks")
+        @api()
+        async def callbacks_ahead(request: web.Request) -> web.Response:
+            """The « Rappels » view: today's and the coming days' callbacks, per slot."""
+            try:
+                days = max(1, min(31, int(request.query.get("days", "7"))))
+            except ValueError:
+                days = 7
+            return web.json_response(await desk.callbacks.ahead(request[USER_KEY], days))
+
+        @routes.get("/console/api/callbacks/{cb}")
+        @api()
+        async def callback_detail(request: web.Request) -> web.Response:
+            return web.json_response(await desk.callbacks.detail(request[USER_KEY], request.match_info["cb"]))
+
+        @routes.post("/console/api/callbacks/{cb}/take")
+        @api()
+        async def callback_take(request: web.Request) -> web.Response:
+            return web.json_response(await desk.callbacks.take(request[USER_KEY], request.match_info["cb"]))
 
         @routes.post("/console/api/callbacks/{cb}/outcome")
         @api()

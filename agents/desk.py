@@ -4,7 +4,8 @@ and what an agent does with a conversation (reply, note, transfer, close, give b
 Queue order: urgent complaints first, then waiting time. Routing: each item has a skill
 (benefits, quotes, complaints, sales) from the bot's intent or the callback's reason; an agent
 sees and takes items of their skills, up to their capacity. Taking is a ``ZREM`` on the queue:
-whoever removes the entry holds the conversation, so two agents never both take it.
+whoever removes the entry holds the conversation, so two agents never both take it. Callbacks are
+taken the same way, exclusively, and counted against the same capacity (``agents/callbacks.py``).
 
 Every change is published on ``keys.CONSOLE_NOTIFY`` so every console process refreshes.
 Daily figures (Europe/Paris days) are counted in ``keys.day_stats``.
@@ -15,18 +16,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
 from redis.asyncio import Redis
 
+from agents.callbacks import CALLBACK_LEAD_S, CALLBACK_RETRY_S, Callbacks, public, skill_of_callback
 from agents.waiting import ONLINE_WINDOW_MS
 from gateway import keys
 from gateway.conversations import paris_day
 from gateway.envelope import Message, now_ms
+from gateway.hours import DEFAULT_HOURS, OpeningHours
 from gateway.router import Router
 from members.audit import audit
 from members.records import Complaint, MemberStore
@@ -37,8 +39,7 @@ log = logging.getLogger(__name__)
 
 PARIS = ZoneInfo("Europe/Paris")
 PICKUP_TARGET_S = 60
-CALLBACK_LEAD_S = 5 * 60  # a callback shows in the queue 5 minutes before its slot
-CALLBACK_RETRY_S = 30 * 60
+__all__ = ["CALLBACK_LEAD_S", "CALLBACK_RETRY_S", "Desk", "DeskError", "QueueItem", "paris_day"]
 
 SKILL_OF_INTENT = {
     "reimbursement_status": "benefits",
@@ -49,7 +50,6 @@ SKILL_OF_INTENT = {
     "file_complaint": "complaints",
     "complaint_status": "complaints",
 }
-SKILL_OF_CALLBACK = {"devis": "quotes", "reclamation": "complaints", "adhesion": "sales"}
 REASON_LABELS = {
     "ask_human": "demande un conseiller",
     "complaint": "réclamation déposée",
@@ -85,9 +85,11 @@ class QueueItem:
     reason: str
     summary: str
     member: str
+    callback: dict[str, Any] = field(default_factory=dict)  # a callback's details (name, number, subject...)
 
     def public(self) -> dict[str, Any]:
         return {
+            **({"callback": self.callback} if self.callback else {}),
             "kind": self.kind,
             "id": self.id,
             "skill": self.skill,
@@ -101,11 +103,20 @@ class QueueItem:
 
 
 class Desk:
-    def __init__(self, redis: Redis, router: Router, *, rasa_url: str = "", sms_enabled: bool = False) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        router: Router,
+        *,
+        rasa_url: str = "",
+        sms_enabled: bool = False,
+        hours: OpeningHours = DEFAULT_HOURS,
+    ) -> None:
         self.redis = redis
         self.router = router
         self.rasa_url = rasa_url.rstrip("/")
         self.sms_enabled = sms_enabled
+        self.callbacks = Callbacks(self, hours)
 
     # Reading ------------------------------------------------------------------------------
     async def queue(self, user: User | None = None) -> list[QueueItem]:
@@ -128,23 +139,21 @@ class Desk:
                     member=conv.get("handoff_member") or conv.get("member_id", ""),
                 )
             )
-        horizon = int(time.time()) + CALLBACK_LEAD_S
-        for cb_id, slot in await self.redis.zrangebyscore(keys.CALLBACKS_DUE, "-inf", horizon, withscores=True):
-            cb = await self.redis.hgetall(keys.callback(cb_id))
-            if cb.get("status") not in ("pending", "no_answer"):
-                continue
+        for cb, due in await self.callbacks.due_items():
+            shown = public(cb, due)
             items.append(
                 QueueItem(
                     kind="callback",
-                    id=cb_id,
-                    skill=SKILL_OF_CALLBACK.get(cb.get("reason", ""), "benefits"),
+                    id=cb["id"],
+                    skill=skill_of_callback(cb),
                     urgent=False,
-                    since_ms=int(slot * 1000),
+                    since_ms=int(due * 1000),
                     channel="phone",
                     reason="callback",
                     summary=f"Rappel {cb.get('slot_start', '')[11:16]}–{cb.get('slot_end', '')[11:16]}"
                     + (f" ({cb.get('attempts')} essai(s) sans réponse)" if cb.get("attempts") else ""),
                     member="",
+                    callback=shown,
                 )
             )
         if user is not None and not user.is_supervisor:
@@ -184,15 +193,7 @@ class Desk:
         contacts = set(await self.redis.smembers(keys.member_contacts(str(member_id)))) if member_id else set()
         if conv.get("contact_id"):
             contacts.add(conv["contact_id"])
-        others: list[tuple[str, float]] = []
-        for contact in contacts:
-            others += await self.redis.zrevrange(keys.contact_conversations(contact), 0, 20, withscores=True)
-        past = []
-        for other, _ in sorted(others, key=lambda o: -o[1])[:20]:
-            if other != conv_id:
-                data = await self.redis.hgetall(keys.conversation(other))
-                count = await self.redis.zcard(keys.conversation_log(other))
-                past.append({**_conv_public(data), "messages": int(count)})
+        past = await self.past_conversations(contacts, exclude=conv_id)
         return {
             "conversation": _conv_public(conv),
             "messages": [_message_public(m) for m in messages],
@@ -200,6 +201,19 @@ class Desk:
             "member": fiche,
             "past": past,
         }
+
+    async def past_conversations(self, contacts: set[str], *, exclude: str) -> list[dict[str, Any]]:
+        """The latest 20 conversations of these contacts, on every channel (newest first)."""
+        others: list[tuple[str, float]] = []
+        for contact in contacts:
+            others += await self.redis.zrevrange(keys.contact_conversations(contact), 0, 20, withscores=True)
+        past = []
+        for other, _ in sorted(others, key=lambda o: -o[1])[:20]:
+            if other != exclude:
+                data = await self.redis.hgetall(keys.conversation(other))
+                count = await self.redis.zcard(keys.conversation_log(other))
+                past.append({**_conv_public(data), "messages": int(count)})
+        return past
 
     async def member_record(self, member_id: str) -> dict[str, Any] | None:
         store = MemberStore(self.redis)
@@ -218,7 +232,7 @@ class Desk:
             raise DeskError("Cette conversation n'attend plus de conseiller.")
         if not user.is_supervisor and skill_of(conv) not in user.skills:
             raise DeskError("Cette conversation relève d'une autre compétence.", 403)
-        if await self.redis.scard(keys.agent_conversations(user.login)) >= user.capacity:
+        if await self.load(user) >= user.capacity:
             raise DeskError(f"Vous avez déjà {user.capacity} conversations en cours : terminez-en une d'abord.")
         if not await self.redis.zrem(keys.HANDOFF_QUEUE, conv_id):
             raise DeskError("Un autre conseiller vient de prendre cette conversation.")
@@ -250,17 +264,24 @@ class Desk:
             raise DeskError("Conseiller inconnu.", 404)
         return await self.take(agent, conv_id)
 
+    async def load(self, user: User) -> int:
+        """What the agent holds: conversations and callbacks, against their capacity."""
+        return int(await self.redis.scard(keys.agent_conversations(user.login))) + int(
+            await self.redis.scard(keys.agent_callbacks(user.login))
+        )
+
     async def take_next(self, user: User) -> dict[str, Any]:
+        """The first item of the agent's queue: a conversation, or a callback due (by slot)."""
         for item in await self.queue(user):
-            if item.kind != "conversation":
-                continue
             try:
+                if item.kind == "callback":
+                    return await self.callbacks.take(user, item.id)
                 return await self.take(user, item.id)
-            except DeskError as exc:
-                if exc.status == 409 and "capacité" not in str(exc) and "conversations en cours" not in str(exc):
-                    continue
+            except Refused as exc:
+                if exc.status == 409 and "en cours" not in str(exc):
+                    continue  # taken by someone else meanwhile: the next one
                 raise
-        raise DeskError("Aucune conversation n'attend dans votre file.", 404)
+        raise DeskError("Rien n'attend dans votre file : ni conversation, ni rappel à faire.", 404)
 
     # Working a conversation -----------------------------------------------------------------
     async def _held(self, user: User, conv_id: str) -> dict[str, str]:
@@ -401,57 +422,8 @@ class Desk:
 
     # Callbacks -----------------------------------------------------------------------------
     async def callback_outcome(self, user: User, cb_id: str, outcome: str) -> dict[str, str]:
-        key = keys.callback(cb_id)
-        cb = await self.redis.hgetall(key)
-        if not cb:
-            raise DeskError("Demande de rappel inconnue.", 404)
-        if outcome not in ("done", "no_answer", "wrong_number"):
-            raise DeskError("Issue inconnue : done, no_answer ou wrong_number.", 400)
-        day = keys.day_stats(paris_day())
-        at = now_ms()
-        phone = cb.get("phone", "")
-        if outcome == "done":
-            await self.redis.hset(key, mapping={"status": "done", "done_ms": str(at), "done_by": user.login})
-            await self.redis.zrem(keys.CALLBACKS_DUE, cb_id)
-            text = "Merci pour notre échange téléphonique. N'hésitez pas à nous écrire si besoin."
-        elif outcome == "no_answer":
-            attempts = int(await self.redis.hincrby(key, "attempts", 1))
-            retry_at = int(time.time()) + CALLBACK_RETRY_S
-            await self.redis.hset(key, mapping={"status": "no_answer", "last_attempt_ms": str(at)})
-            await self.redis.zadd(keys.CALLBACKS_DUE, {cb_id: retry_at})
-            when = dt.datetime.fromtimestamp(retry_at, PARIS).strftime("%H h %M")
-            text = f"Nous avons essayé de vous appeler sans succès. Nous réessaierons vers {when}."
-            if attempts >= 3:
-                await self.redis.hset(key, "status", "abandoned")
-                await self.redis.zrem(keys.CALLBACKS_DUE, cb_id)
-                text = "Nous n'avons pas réussi à vous joindre. Écrivez-nous ou demandez un nouveau rappel."
-        else:
-            await self.redis.hset(key, mapping={"status": "wrong_number", "done_ms": str(at), "done_by": user.login})
-            await self.redis.zrem(keys.CALLBACKS_DUE, cb_id)
-            text = ""  # nobody to inform at a wrong number
-        await self.redis.hincrby(day, f"callbacks_{outcome}", 1)
-        if text and phone:
-            urn = f"tel:{phone}"
-            msg = Message(
-                id=f"cb.{cb_id}.{outcome}.{cb.get('attempts', '0')}",
-                channel="sms" if self.sms_enabled else "callback",
-                urn=urn,
-                direction="out",
-                text=text,
-                conversation_id=await self._callback_conversation(urn),
-            )
-            if msg.conversation_id:
-                await self.router.enqueue(msg)
-        await self.notify(cb_id)
-        data: dict[str, str] = await self.redis.hgetall(key)
-        return data
-
-    async def _callback_conversation(self, urn: str) -> str | None:
-        contact = await self.redis.get(keys.address(urn))
-        if not contact:
-            return None
-        conv = await self.redis.get(keys.open_conversation(contact, "callback"))
-        return str(conv) if conv else None
+        """How a callback went (``agents/callbacks.py``)."""
+        return await self.callbacks.outcome(user, cb_id, outcome)
 
     # Complaints ----------------------------------------------------------------------------
     async def complaints(self, user: User | None = None, limit: int = 200) -> list[dict[str, Any]]:

@@ -8,17 +8,19 @@ from redis.asyncio import Redis
 
 from gateway import keys
 from gateway.envelope import now_ms
+from gateway.hours import DEFAULT_HOURS, OpeningHours
 
 ONLINE_WINDOW_MS = 2 * 60 * 1000
 
 
-async def expected_wait_text(redis: Redis, conv_id: str) -> str:
-    """What a member waiting for an agent is told (from recent pick-ups and agents online)."""
+async def expected_wait_text(redis: Redis, conv_id: str, hours: OpeningHours = DEFAULT_HOURS) -> str:
+    """What a member waiting for an agent is told (from recent pick-ups and agents online); the
+    hours are the product's one opening-hours setting (``Settings.opening_hours``)."""
     online = await redis.zcount(keys.AGENTS_ONLINE, now_ms() - ONLINE_WINDOW_MS, "+inf")
     if not online:
         return (
             "Aucun conseiller n'est disponible pour le moment : votre demande est gardée et un conseiller "
-            "vous répondra ici dès que possible (du lundi au vendredi, 8 h 30 – 18 h)."
+            f"vous répondra ici dès que possible (nous sommes là {hours.describe()})."
         )
     rank = await redis.zrank(keys.HANDOFF_QUEUE, conv_id)
     position = (int(rank) if rank is not None else 0) + 1

@@ -146,6 +146,16 @@ def callback(request_id: str) -> str:
 CALLBACKS_DUE = f"{PREFIX}:callbacks:due"  # sorted set: request id, score = slot start (epoch s)
 
 
+def callback_ref(reference: str) -> str:
+    """A callback's short reference (``RAP-7K4Q``) -> its request id (SET NX: never two the same)."""
+    return f"{PREFIX}:cbref:{{{reference}}}"
+
+
+def agent_callbacks(login: str) -> str:
+    """The callbacks an agent holds (taken, not yet recorded)."""
+    return f"{PREFIX}:user:{{{login}}}:callbacks"
+
+
 # Web chat sessions: per-session delivery log the socket replays on reconnect.
 def webchat_outbox(session_id: str) -> str:
     return f"{PREFIX}:webchat:{{{session_id}}}:out"

@@ -1,8 +1,11 @@
 """Per-address rate limits on the endpoints anyone may call without signing in.
 
-The callback form and API (each request puts a call in an agent's queue and sends an SMS), the web
-chat's session and socket, and the unsubscribe pages are limited per client address with the GCRA
-buckets of ``gateway.ratelimit`` (in Redis, so every web process shares them). Signed provider
+The web chat's session and socket and the unsubscribe pages are limited per client address with the
+GCRA buckets of ``gateway.ratelimit`` (in Redis, so every web process shares them), here, before the
+handler. The callback form and API (each request puts a call in an agent's queue and sends an SMS)
+are limited by the callback channel itself with ``CallbackLimits`` below, once it knows whether the
+request is accepted: only accepted requests count against ``CALLBACK_RATE_PER_HOUR``; refused ones
+(a typing mistake) have a looser limit of their own, so honest mistakes do not lock a member out. Signed provider
 webhooks are not limited here (Twilio and Telegram call from a few addresses at high rates; their
 signatures are what protects them), nor is the console, whose login has its own limits.
 
@@ -45,9 +48,8 @@ def limits_for(settings: Settings) -> tuple[Limit, Limit]:
 
 
 def limit_of(request: web.Request, callback: Limit, public: Limit) -> Limit | None:
+    """The limit the middleware applies before the handler (the callback channel applies its own)."""
     path, method = request.path, request.method
-    if method == "POST" and path in ("/callback", "/api/callbacks"):
-        return callback
     if (method == "POST" and path == "/webchat/session") or (method == "GET" and path == "/webchat/ws"):
         return public
     if path.startswith("/desabonnement/"):
@@ -71,6 +73,35 @@ def client_address(request: web.Request, trusted_hops: int) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
+
+
+class CallbackLimits:
+    """Per-address limits of callback requests: accepted ones, and refused ones (their own bucket)."""
+
+    def __init__(self, settings: Settings, limiter: RateLimiter) -> None:
+        self.settings = settings
+        self.limiter = limiter
+        self.accepted = Limit("callback", settings.callback_rate_per_hour / 3600, settings.callback_burst)
+        self.invalid = Limit(
+            "callback_invalid", settings.callback_invalid_rate_per_hour / 3600, settings.callback_invalid_burst
+        )
+
+    async def acquire(self, request: web.Request, *, accepted: bool) -> float:
+        """Count one request from the client's address; 0.0 when allowed, else the seconds to wait."""
+        limit = self.accepted if accepted else self.invalid
+        who = client_address(request, self.settings.trusted_proxy_hops)
+        wait = await self.limiter.acquire(f"{limit.name}:{who}", limit.per_second, limit.burst)
+        if wait > 0:
+            INBOUND_REJECTED.labels("callback", "rate_limited").inc()
+        return wait
+
+
+def wait_wording(seconds: float) -> str:
+    """« 1 minute », « 12 minutes », « 2 h 05 »: how long to wait, for a French page."""
+    minutes = max(1, math.ceil(seconds / 60))
+    if minutes < 60:
+        return f"{minutes} minute{'s' if minutes > 1 else ''}"
+    return f"{minutes // 60} h {minutes % 60:02d}"
 
 
 def middleware(settings: Settings, limiter: RateLimiter) -> Middleware:

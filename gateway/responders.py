@@ -15,6 +15,25 @@ from gateway.envelope import Message
 # Texts fit the GSM-7 alphabet (no ç, ê, â...) so an SMS answer is one segment.
 ACK_TEXT = "Message bien arrivé, merci. Un conseiller de votre mutuelle vous répondra dans les meilleurs délais."
 CALLBACK_TEXT = "Votre demande de rappel est bien enregistrée. Un conseiller vous appellera sur le créneau choisi."
+
+
+def callback_text(meta: dict[str, object]) -> str:
+    """The confirmation of a callback request: its short reference and slot when known."""
+    reference, start, end = (str(meta.get(k) or "") for k in ("reference", "slot_start", "slot_end"))
+    if not (reference and len(start) >= 16 and len(end) >= 16):
+        return CALLBACK_TEXT
+    day = f"{start[8:10]}/{start[5:7]}"
+    return (
+        f"Votre demande de rappel {reference} est bien enregistrée. Un conseiller vous appellera le {day} "
+        f"entre {_hour(start[11:16])} et {_hour(end[11:16])}. Donnez cette référence si vous nous écrivez."
+    )
+
+
+def _hour(hhmm: str) -> str:
+    hours, minutes = hhmm.split(":")
+    return f"{int(hours)} h" + ("" if minutes == "00" else f" {minutes}")
+
+
 OPTIN_TEXT = "Vous recevrez de nouveau nos SMS. Pour ne plus les recevoir, répondez STOP."
 
 
@@ -66,5 +85,5 @@ def fixed_answer(msg: Message) -> list[str] | None:
         confirmed = isinstance(keyword, dict) and keyword.get("confirmed_by")
         return [] if confirmed else [OPTIN_TEXT]
     if msg.kind == "callback_request":
-        return [CALLBACK_TEXT]
+        return [callback_text(msg.meta)]
     return None

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.hours import DEFAULT_HOURS, DEFAULT_OPENING_HOURS, OpeningHours
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -42,6 +44,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 def _str(env: Mapping[str, str], name: str, default: str = "") -> str:
     return env.get(name, default) or default
+
+
+def _hours(env: Mapping[str, str]) -> OpeningHours:
+    raw = _str(env, "OPENING_HOURS", DEFAULT_OPENING_HOURS)
+    try:
+        return OpeningHours.parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"OPENING_HOURS: {exc}, got {raw!r}") from exc
 
 
 def _secret(env: Mapping[str, str], var_dir: Path) -> str:
@@ -102,8 +112,14 @@ class Settings:
     # One-time codes sent to one member's phone or e-mail, whoever claims to be them (per hour, at once).
     otp_per_hour: float = 5.0
     otp_burst: int = 3
-    callback_rate_per_hour: float = 10.0
+    callback_rate_per_hour: float = 10.0  # accepted callback requests per client address
     callback_burst: int = 5
+    # Callback submissions refused for a mistake (a typo in the number...): a looser limit of their own.
+    callback_invalid_rate_per_hour: float = 60.0
+    callback_invalid_burst: int = 30
+    # When agents call back and answer (the callback form's slots, what members are told); French
+    # public holidays are always closed. See gateway/hours.py for the format.
+    opening_hours: OpeningHours = DEFAULT_HOURS
     trusted_proxy_hops: int = 0
     # Dispatcher
     send_max_attempts: int = 8
@@ -224,6 +240,9 @@ class Settings:
             otp_per_hour=_float(env, "OTP_PER_HOUR", 5.0),
             otp_burst=_int(env, "OTP_BURST", 3),
             callback_burst=_int(env, "CALLBACK_BURST", 5),
+            callback_invalid_rate_per_hour=_float(env, "CALLBACK_INVALID_RATE_PER_HOUR", 60.0),
+            callback_invalid_burst=_int(env, "CALLBACK_INVALID_BURST", 30),
+            opening_hours=_hours(env),
             trusted_proxy_hops=_int(env, "TRUSTED_PROXY_HOPS", 0),
             send_max_attempts=_int(env, "SEND_MAX_ATTEMPTS", 8),
             send_backoff_base_s=_float(env, "SEND_BACKOFF_BASE_S", 1.0),

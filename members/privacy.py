@@ -259,7 +259,11 @@ class MemberData:
                 keys.survey_pending(contact), *(keys.open_conversation(contact, c) for c in CHANNELS),
             ))  # fmt: skip
         for rkey in fp.callbacks:
-            await self.redis.zrem(keys.CALLBACKS_DUE, rkey.rsplit("{", 1)[-1].rstrip("}"))
+            cb_id = rkey.rsplit("{", 1)[-1].rstrip("}")
+            await self.redis.zrem(keys.CALLBACKS_DUE, cb_id)
+            reference = await self.redis.hget(rkey, "ref")
+            if reference and await self.redis.get(keys.callback_ref(reference)) == cb_id:
+                await self.redis.delete(keys.callback_ref(reference))  # the short reference, free again
             report.count("callback requests", await self.redis.delete(rkey))
         # Streams: every entry carrying one of the member's messages or addresses.
         report.count("stream entries", await self._scrub_streams(fp.urns, conv_ids, msg_ids, report))

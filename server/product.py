@@ -66,12 +66,13 @@ class Product:
                 burst=settings.otp_burst,
             )
             gw.responder.one_time_code = codes.send
-            gw.responder.handoff_note = functools.partial(expected_wait_text, redis)
+            gw.responder.handoff_note = functools.partial(expected_wait_text, redis, hours=settings.opening_hours)
         gw.on_unsubscribed.append(unsubscribed_audit(redis))
         gw.jobs.append(("scheduler", "retention", self.retention))
         # Agents and the staff sign-in.
         gw.router.detours.append(Survey(redis))
-        self.desk = Desk(redis, gw.router, rasa_url=settings.rasa_url or "", sms_enabled="sms" in gw.channels)
+        self.desk = Desk(redis, gw.router, rasa_url=settings.rasa_url or "", sms_enabled="sms" in gw.channels,
+                         hours=settings.opening_hours)  # fmt: skip
         self.site = StaffSite(settings, redis, gw.ctx.templates)
         self.console = Console(settings, redis, self.desk, self.site)
         # Campaigns.

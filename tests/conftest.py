@@ -51,6 +51,7 @@ def settings_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
         "PATH": os.environ.get("PATH", ""),
         # Tests send many requests from one address; tests/gateway/test_public_limits.py checks the limits.
         "CALLBACK_BURST": "100000",
+        "CALLBACK_INVALID_BURST": "100000",
         "PUBLIC_BURST": "100000",
     }
 

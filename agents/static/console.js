@@ -9,6 +9,8 @@
   const STATUS = { queued: "en file", sending: "envoi", sent: "envoyé", delivered: "reçu", read: "lu", failed: "échec", undelivered: "non distribué" };
   let state = null;
   let current = null; // conversation id shown in the detail pane
+  let currentCallback = null; // callback id shown in the detail pane (agents' callbacks, below)
+  let rappelsShown = false; // the « Rappels » view is in the detail pane
   let canned = [];
   const drafts = { reply: new Map(), note: new Map() }; // kept across live re-renders
   const REASONS = { ask_human: "demande un conseiller", complaint: "réclamation déposée", verification_failed: "identité non vérifiée", misunderstood: "incompris deux fois", callback: "demande de rappel" };
@@ -72,7 +74,10 @@
     state = await api("/console/api/state");
     renderQueue();
     renderMine();
+    renderMyCallbacks();
     if (current) await openConversation(current, false);
+    else if (currentCallback) await openCallback(currentCallback, false);
+    else if (rappelsShown) await showRappels(false);
   }
 
   function renderQueue() {
@@ -80,6 +85,7 @@
     list.replaceChildren();
     document.getElementById("queue-count").textContent = String(state.queue.length);
     for (const item of state.queue) {
+      if (item.kind === "callback") { list.append(callbackQueueItem(item)); continue; }
       const timer = el("span", { class: "timer", "data-since": item.since_ms }, waited(item.since_ms));
       const row = el("li", { class: `item ${item.urgent ? "urgent" : ""}`, "data-id": item.id, "data-kind": item.kind },
         el("span", { class: "chan" }, CHANNELS[item.channel] || item.channel),
@@ -142,6 +148,8 @@
       return;
     }
     current = id;
+    currentCallback = null;
+    rappelsShown = false;
     renderDetail(data, scroll);
     renderMine();
   }
@@ -286,6 +294,151 @@
       el("button", { type: "button", onclick: async () => { await api(`/console/api/complaints/${encodeURIComponent(c.member)}/${encodeURIComponent(c.id)}`, { status: "answered" }); toast("Réclamation marquée répondue."); loadComplaints(); } }, "Répondue"))));
   }
 
+  // Callbacks (issue 18): queue items, the callback's detail, taking it, its outcome, « Rappels » -----
+  const CB_STATUS = { pending: "à rappeler", no_answer: "pas de réponse", in_progress: "en cours" };
+
+  function frPhone(e164) {
+    return /^\+33\d{9}$/.test(e164) ? ("0" + e164.slice(3)).replace(/(\d{2})(?=\d)/g, "$1 ") : e164;
+  }
+
+  function telLink(phone, attrs) {
+    return el("a", { href: `tel:${phone}`, class: "tel", ...(attrs || {}) }, frPhone(phone));
+  }
+
+  function frTime(ms) {
+    return new Date(Number(ms)).toLocaleTimeString("fr-FR", { timeZone: "Europe/Paris", hour: "2-digit", minute: "2-digit" }).replace(":", " h ");
+  }
+
+  function frDay(iso) {
+    return iso ? new Date(iso).toLocaleDateString("fr-FR", { timeZone: "Europe/Paris", weekday: "long", day: "2-digit", month: "2-digit" }) : "";
+  }
+
+  function callbackStatus(cb) {
+    if (cb.status === "in_progress") return cb.held_by === state.me.login ? "Vous avez pris ce rappel." : `Pris par ${cb.held_by}`;
+    const tries = cb.attempts ? ` (${cb.attempts} essai${cb.attempts > 1 ? "s" : ""} sans réponse)` : "";
+    return `${CB_STATUS[cb.status] || cb.status}${tries}`;
+  }
+
+  function callbackQueueItem(item) {
+    const cb = item.callback;
+    return el("li", { class: "item callback", "data-id": item.id, "data-kind": "callback" },
+      el("span", { class: "chan" }, CHANNELS.phone),
+      el("span", { class: "skill" }, state.skills[item.skill] || item.skill),
+      el("span", { class: "timer", "data-since": item.since_ms }, waited(item.since_ms)),
+      el("div", { class: "cb-name" }, cb.name),
+      el("div", {}, telLink(cb.phone)),
+      el("div", { class: "reason" }, `${cb.subject} · ${item.summary}`),
+      cb.comment ? el("div", { class: "summary" }, cb.comment) : null,
+      el("div", { class: "cb-buttons" },
+        el("button", { type: "button", class: "cb-open", onclick: () => openCallback(item.id, true) }, `Voir ${cb.ref || "le rappel"}`),
+        el("button", { type: "button", class: "take cb-take", onclick: () => takeCallback(item.id) }, "Prendre")));
+  }
+
+  function renderMyCallbacks() {
+    const list = document.getElementById("mine-callbacks");
+    if (!list) return;
+    list.replaceChildren(...(state.callbacks_mine || []).map((cb) => el("li", { class: `item callback ${cb.id === currentCallback ? "current" : ""}`, "data-id": cb.id },
+      el("div", { class: "cb-name" }, cb.name), el("div", {}, telLink(cb.phone)),
+      el("button", { type: "button", class: "cb-open", onclick: () => openCallback(cb.id, true) }, `Voir ${cb.ref || "le rappel"}`))));
+  }
+
+  async function takeCallback(id) {
+    const taken = await api(`/console/api/callbacks/${encodeURIComponent(id)}/take`, {});
+    await tookCallback(taken);
+  }
+
+  async function tookCallback(taken) {
+    toast(`Rappel pris : appelez le ${frPhone(taken.phone)}.`);
+    current = null;
+    currentCallback = taken.id;
+    await refresh();
+    focusDetail();
+  }
+
+  function focusDetail() {
+    const heading = document.querySelector("#detail h2");
+    if (heading) heading.focus();
+  }
+
+  async function openCallback(id, userAction) {
+    let data;
+    try {
+      data = await api(`/console/api/callbacks/${encodeURIComponent(id)}`);
+    } catch (err) {
+      if (currentCallback === id) { currentCallback = null; showEmpty("Rappel inaccessible."); }
+      return;
+    }
+    current = null;
+    rappelsShown = false;
+    currentCallback = id;
+    renderCallbackDetail(data);
+    renderMyCallbacks();
+    if (userAction) focusDetail();
+  }
+
+  function renderCallbackDetail(data) {
+    const cb = data.callback;
+    const pane = document.getElementById("detail");
+    const mine = cb.status === "in_progress" && (cb.held_by === state.me.login || state.me.role === "supervisor");
+    const facts = el("dl", { class: "cb-facts" },
+      el("dt", {}, "Numéro"), el("dd", {}, telLink(cb.phone, { id: "cb-phone" })),
+      el("dt", {}, "Objet"), el("dd", {}, cb.subject),
+      el("dt", {}, "Précisions"), el("dd", { class: "cb-comment" }, cb.comment || "—"),
+      el("dt", {}, "Créneau"), el("dd", {}, `${frDay(cb.slot_start)}, ${cb.slot}`),
+      el("dt", {}, "À rappeler"), el("dd", { id: "cb-due", "data-due-ms": cb.due_ms }, cb.due_ms ? `${frDay(new Date(cb.due_ms).toISOString())} à partir de ${frTime(cb.due_ms)}` : "—"),
+      el("dt", {}, "Référence"), el("dd", {}, cb.ref || cb.id));
+    const actions = el("div", { class: "actions" });
+    if (cb.status === "pending" || cb.status === "no_answer") {
+      actions.append(el("button", { type: "button", id: "cb-take", onclick: () => takeCallback(cb.id) }, "Prendre ce rappel"));
+    }
+    if (mine) {
+      for (const [outcome, label, idName] of [["done", "Rappel effectué", "cb-done"], ["no_answer", "Pas de réponse", "cb-no-answer"], ["wrong_number", "Mauvais numéro", "cb-wrong-number"]]) {
+        actions.append(el("button", { type: "button", id: idName, onclick: () => callbackOutcome(cb.id, outcome) }, label));
+      }
+    }
+    const fiche = renderFiche(data.member, data.past, false);
+    fiche.setAttribute("aria-label", "Fiche adhérent"); // two <aside> landmarks on the page: each named
+    delete pane.dataset.layout;
+    pane.replaceChildren(
+      el("div", { class: "conv callback-detail" },
+        el("header", { class: "conv-head" },
+          el("h2", { tabindex: "-1" }, `Rappel · ${cb.name}`),
+          el("p", { class: "status", id: "cb-status" }, callbackStatus(cb))),
+        facts, actions),
+      fiche);
+  }
+
+  async function callbackOutcome(id, outcome) {
+    await api(`/console/api/callbacks/${encodeURIComponent(id)}/outcome`, { outcome });
+    toast(outcome === "no_answer" ? "Rappel enregistré : pas de réponse, il reviendra dans 30 minutes." : "Rappel enregistré.");
+    await refresh();
+    if (currentCallback === id) focusDetail();
+  }
+
+  async function showRappels(userAction) {
+    const data = await api("/console/api/callbacks?days=7");
+    current = null;
+    currentCallback = null;
+    rappelsShown = true;
+    const pane = document.getElementById("detail");
+    delete pane.dataset.layout;
+    const view = el("section", { class: "rappels", "aria-labelledby": "rappels-title" },
+      el("h2", { id: "rappels-title", tabindex: "-1" }, "Rappels"),
+      el("p", { class: "hint" }, "Les rappels d'aujourd'hui et des jours qui viennent, par créneau."));
+    for (const day of data.days) {
+      view.append(el("h3", {}, `${day.label} — ${day.count} rappel${day.count > 1 ? "s" : ""}${day.closed ? ` (${day.closed})` : ""}`));
+      if (!day.slots.length) { view.append(el("p", { class: "empty" }, "Aucun rappel.")); continue; }
+      for (const slot of day.slots) {
+        view.append(el("h4", {}, slot.label), el("ul", { class: "rappels-list" }, ...slot.callbacks.map((cb) => el("li", { class: "rappel", "data-id": cb.id },
+          el("strong", { class: "cb-name" }, cb.name), " · ", telLink(cb.phone), " · ", cb.subject,
+          el("span", { class: "cb-state" }, ` · ${callbackStatus(cb)}${cb.status === "no_answer" ? ` · à rappeler à partir de ${frTime(cb.due_ms)}` : ""}`),
+          " ", el("button", { type: "button", class: "cb-open", onclick: () => openCallback(cb.id, true) }, `Voir ${cb.ref || "le rappel"}`)))));
+      }
+    }
+    pane.replaceChildren(view);
+    if (userAction) focusDetail();
+  }
+
   // Supervisor ---------------------------------------------------------------------------------
   function pct(v) { return v === null || v === undefined ? "—" : `${Math.round(v * 100)} %`; }
 
@@ -359,10 +512,12 @@
   if (document.body.classList.contains("console")) {
     api("/console/api/canned").then((c) => { canned = c; });
     document.getElementById("take-next").addEventListener("click", async () => {
-      const conv = await api("/console/api/take-next", {});
-      current = conv.id;
+      const taken = await api("/console/api/take-next", {});
+      if (taken.kind === "callback") { await tookCallback(taken); return; }
+      current = taken.id;
       await refresh();
     });
+    document.getElementById("show-rappels").addEventListener("click", () => showRappels(true));
     setInterval(tickTimers, 1000);
     connect(() => { refresh(); loadComplaints(); });
   } else if (document.body.classList.contains("supervisor")) {

@@ -2,8 +2,9 @@
 
 * phone: a French number (mainland or overseas departments), normalised to E.164 with
   ``phonenumbers``: "06 12 34 56 78", "+33 6 12 34 56 78", "0033612345678" are accepted.
-* slot: a day and one of the offered time ranges, within opening hours (Monday to Friday
-  9h–18h, Saturday 9h–12h, Europe/Paris), not already over, at most 30 days ahead.
+* slot: a day and one of the time ranges the opening hours offer that day (``OPENING_HOURS``,
+  gateway/hours.py: by default Monday to Friday 9h–18h, Saturday 9h–12h, Europe/Paris; never on a
+  French public holiday), not already over, at most 30 days ahead.
 * reason: one of the listed topics; an optional comment of at most 500 characters.
 """
 
@@ -15,20 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.hours import DAY_NAMES, DEFAULT_HOURS, OpeningHours, holiday_name
 from gateway.phones import normalise_phone
 
 PARIS = ZoneInfo("Europe/Paris")
 MAX_DAYS_AHEAD = 30
 MAX_COMMENT = 500
 MAX_NAME = 100
-
-# Offered time ranges; Saturday only the morning one.
-SLOTS: dict[str, tuple[dt.time, dt.time]] = {
-    "09:00-12:00": (dt.time(9), dt.time(12)),
-    "12:00-14:00": (dt.time(12), dt.time(14)),
-    "14:00-18:00": (dt.time(14), dt.time(18)),
-}
-SATURDAY_SLOTS = frozenset({"09:00-12:00"})
 
 REASONS: dict[str, str] = {
     "remboursement": "Un remboursement",
@@ -77,7 +71,9 @@ def _text(data: dict[str, Any], name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def validate(data: dict[str, Any], now: dt.datetime | None = None) -> CallbackRequest:
+def validate(
+    data: dict[str, Any], now: dt.datetime | None = None, hours: OpeningHours = DEFAULT_HOURS
+) -> CallbackRequest:
     """A callback request from submitted fields, or ValidationError with a French message per field."""
     now = (now or dt.datetime.now(PARIS)).astimezone(PARIS)
     errors: dict[str, str] = {}
@@ -96,18 +92,26 @@ def validate(data: dict[str, Any], now: dt.datetime | None = None) -> CallbackRe
     except ValueError:
         errors["date"] = "Choisissez un jour (format AAAA-MM-JJ)."
     else:
-        if slot_raw not in SLOTS:
+        offered = {slot.key for slot in hours.all_slots()}
+        holiday = holiday_name(day)
+        slot = hours.slot(day, slot_raw)
+        if slot_raw not in offered:
             errors["slot"] = "Choisissez une plage horaire proposée."
-        elif day.weekday() == 6:
-            errors["date"] = "Nous ne rappelons pas le dimanche."
-        elif day.weekday() == 5 and slot_raw not in SATURDAY_SLOTS:
-            errors["slot"] = "Le samedi, nous rappelons seulement de 9 h à 12 h."
+        elif holiday:
+            errors["date"] = (
+                f"Le {day:%d/%m/%Y} est un jour férié ({holiday}) : nous ne rappelons pas ce jour-là. "
+                "Choisissez un autre jour."
+            )
+        elif not hours.days[day.weekday()]:
+            errors["date"] = f"Nous ne rappelons pas le {DAY_NAMES[day.weekday()]}. Choisissez un autre jour."
+        elif slot is None:
+            name = DAY_NAMES[day.weekday()]
+            errors["slot"] = f"Le {name}, nous rappelons seulement {hours.day_wording(day.weekday())}."
         else:
-            start_t, end_t = SLOTS[slot_raw]
-            slot_start = dt.datetime.combine(day, start_t, PARIS)
-            slot_end = dt.datetime.combine(day, end_t, PARIS)
+            slot_start = dt.datetime.combine(day, slot.start, PARIS)
+            slot_end = dt.datetime.combine(day, slot.end, PARIS)
             if slot_end <= now:
-                errors["date"] = "Ce créneau est déjà passé."
+                errors["date"] = "Ce créneau est déjà passé : choisissez un créneau à venir."
             elif day > now.date() + dt.timedelta(days=MAX_DAYS_AHEAD):
                 errors["date"] = f"Choisissez un jour dans les {MAX_DAYS_AHEAD} prochains jours."
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from agents.desk import Desk, DeskError, paris_day
+from agents.desk import PARIS, Desk, DeskError, paris_day
 from agents.survey import Survey
 from bot.actions import state as bot_state
 from gateway import keys
@@ -23,6 +23,7 @@ from gateway.router import Router
 from gateway.streams import Streams
 from members.records import Complaint, Member, MemberStore
 from staff.users import User, UserError, Users
+from staff.web import Refused
 
 JULIE = User("julie", "Julie", "agent", ("benefits",), 2)
 MARC = User("marc", "Marc", "agent", ("benefits", "complaints"), 3)
@@ -233,3 +234,81 @@ async def test_supervisor_assigns_and_the_record_shows_every_channel(router: Rou
     assert [p["channel"] for p in view["past"]] == ["email"]  # the same member's e-mail conversation
     audit = await redis.xrange(keys.member_audit("M0000042"))
     assert [(e["what"], e["agent"]) for _, e in audit] == [("agent_opened_record", "julie")]
+
+
+async def callback_request(redis: Redis, router: Router, cb_id: str, phone: str, *, due: int, name: str = "") -> None:
+    """A callback request as the callback channel stores it (hash, due set, inbound message)."""
+    await redis.hset(keys.callback(cb_id), mapping={"id": cb_id, "ref": "RAP-7K4Q", "phone": phone, "status": "pending",
+                                                    "reason": "remboursement", "comment": "Après 16 h svp", "name": name,
+                                                    "slot_start": "2026-12-02T14:00:00+01:00",
+                                                    "slot_end": "2026-12-02T18:00:00+01:00"})  # fmt: skip
+    await redis.set(keys.callback_ref("RAP-7K4Q"), cb_id)
+    await redis.zadd(keys.CALLBACKS_DUE, {cb_id: due})
+    await router.handle(inbound("callback", f"tel:{phone}", "Un remboursement", cb_id, kind="callback_request"))
+
+
+async def test_a_callback_is_a_work_item_taken_by_one_agent_with_the_members_record(
+    router: Router, desk: Desk, redis: Redis
+) -> None:
+    store = MemberStore(redis)
+    member = Member("M0000042", "Camille", "Durand", "1975-03-12", "+33600000001", "camille@example.fr", "confort",
+                    "Bretagne", "famille", "64.20", "2027-01-05")  # fmt: skip
+    async with redis.pipeline(transaction=False) as pipe:
+        store.write(pipe, member)
+        await pipe.execute()
+    await callback_request(redis, router, "cb1", "+33600000001", due=int(time.time()) - 60, name="")
+    [item] = await desk.queue(JULIE)
+    shown = item.public()["callback"]
+    assert (shown["name"], shown["phone"], shown["subject"], shown["comment"], shown["slot"]) == (
+        "inconnu", "+33600000001", "Remboursement", "Après 16 h svp", "14 h – 18 h")  # fmt: skip
+    # Opened by its short reference: the member's record (audited) and past contacts are there.
+    view = await desk.callbacks.detail(JULIE, "rap 7k4q")
+    assert view["member"]["member"]["last_name"] == "Durand"
+    assert [p["channel"] for p in view["past"]] == ["callback"]
+    trail = [(e["what"], e["agent"], e["channel"]) for _, e in await redis.xrange(keys.member_audit("M0000042"))]
+    assert trail == [("agent_opened_record", "julie", "callback")]
+    # "Prendre le suivant" takes it; nobody else can, and it leaves the queue.
+    taken = await desk.take_next(JULIE)
+    assert (taken["kind"], taken["id"], taken["held_by"]) == ("callback", "cb1", "julie")
+    with pytest.raises(Refused, match="Un autre conseiller"):
+        await desk.callbacks.take(MARC, "cb1")
+    with pytest.raises(Refused) as not_his:
+        await desk.callback_outcome(MARC, "cb1", "done")
+    assert not_his.value.status == 403
+    assert await desk.queue(SOPHIE) == [] and [c["id"] for c in await desk.callbacks.mine(JULIE)] == ["cb1"]
+    # « Pas de réponse »: due again 30 minutes later, back in the queue then, released by Julie.
+    before = time.time()
+    await desk.callback_outcome(JULIE, "cb1", "no_answer")
+    due = await redis.zscore(keys.CALLBACKS_DUE, "cb1")
+    assert before + 30 * 60 - 1 <= due <= time.time() + 30 * 60 + 1
+    assert await desk.callbacks.mine(JULIE) == [] and await desk.queue(JULIE) == []
+    record = await redis.hgetall(keys.callback("cb1"))
+    assert (record["status"], record["attempts"], "held_by" in record) == ("no_answer", "1", False)
+    await redis.zadd(keys.CALLBACKS_DUE, {"cb1": int(time.time())})  # half an hour later
+    assert [i.id for i in await desk.queue(MARC)] == ["cb1"]
+
+
+async def test_callbacks_count_against_capacity_and_the_rappels_view_lists_the_coming_days(
+    router: Router, desk: Desk, redis: Redis
+) -> None:
+    convs = [await handed_off(router, f"tel:+3360000002{i}", intent="card_status") for i in range(2)]
+    await callback_request(redis, router, "cb1", "+33600000009", due=int(time.time()) - 10, name="Jean Petit")
+    await desk.take(JULIE, convs[0])
+    await desk.callbacks.take(JULIE, "cb1")
+    with pytest.raises(DeskError, match="déjà 2"):
+        await desk.take(JULIE, convs[1])  # one conversation and one callback: Julie is full
+    tomorrow = dt.datetime.combine(dt.date.today() + dt.timedelta(days=1), dt.time(15), PARIS)
+    await redis.hset(keys.callback("cb2"), mapping={"id": "cb2", "phone": "+33600000008", "status": "pending",
+                                                    "reason": "devis", "slot_start": tomorrow.isoformat(),
+                                                    "slot_end": tomorrow.replace(hour=18).isoformat()})  # fmt: skip
+    await redis.zadd(keys.CALLBACKS_DUE, {"cb2": int(tomorrow.timestamp())})
+    sophie = await desk.callbacks.ahead(SOPHIE, 7)
+    assert len(sophie["days"]) == 7
+    today, second = sophie["days"][0], sophie["days"][1]
+    assert [(s["label"], [c["name"] for c in s["callbacks"]]) for s in today["slots"]] == [
+        ("14 h – 18 h", ["Jean Petit"])
+    ]
+    assert today["slots"][0]["callbacks"][0]["status"] == "in_progress"
+    assert [(s["label"], [c["id"] for c in s["callbacks"]]) for s in second["slots"]] == [("15 h – 18 h", ["cb2"])]
+    julie = await desk.callbacks.ahead(JULIE, 7)  # quotes are not her skill
+    assert [c["id"] for d in julie["days"] for s in d["slots"] for c in s["callbacks"]] == ["cb1"]

@@ -48,6 +48,7 @@ def loopback_env(var_dir: Path, twilio_base: str, telegram_base: str, smtp_url: 
         "SMTP_URL": smtp_url,
         # Every simulated member writes from 127.0.0.1: the per-address limits have their own test.
         "CALLBACK_BURST": "100000",
+        "CALLBACK_INVALID_BURST": "100000",
         "PUBLIC_BURST": "100000",
     }
 

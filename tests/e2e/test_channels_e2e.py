@@ -10,7 +10,8 @@ from email.message import EmailMessage
 import aiohttp
 import aiosmtplib
 
-from gateway.responders import ACK_TEXT, CALLBACK_TEXT
+from gateway.hours import holiday_name
+from gateway.responders import ACK_TEXT, callback_text
 from tests.e2e.conftest import TELEGRAM_SECRET
 from tests.e2e.product import Product
 from tests.fakes.smtp import SmtpSink
@@ -94,7 +95,7 @@ async def test_callback_request_through_the_api_is_confirmed(
     product = make_product()
     await product.start()
     day = dt.date.today() + dt.timedelta(days=1)
-    while day.weekday() >= 5:
+    while day.weekday() >= 5 or holiday_name(day):  # the callback form refuses public holidays
         day += dt.timedelta(days=1)
     payload = {"phone": "06 12 34 56 78", "date": day.isoformat(), "slot": "14:00-18:00", "reason": "remboursement"}
     async with aiohttp.ClientSession() as session:
@@ -114,7 +115,10 @@ async def test_callback_request_through_the_api_is_confirmed(
     assert bad[0] == 400 and bad[1]["error"]["fields"][0]["field"] == "phone"
     # With SMS enabled, the member is also confirmed by SMS, once.
     [sms] = await fake_twilio.wait_for(1, timeout=15)  # type: ignore[attr-defined]
-    assert (sms.to, sms.body) == ("+33612345678", CALLBACK_TEXT)
+    reference = answers[0][1]["reference"]  # the short reference a person reads over the phone
+    assert answers[1][1]["reference"] == reference and reference.startswith("RAP-")
+    assert (sms.to, sms.body) == ("+33612345678", callback_text({**answers[0][1], "reference": reference}))
+    assert sms.body.startswith(f"Votre demande de rappel {reference} est bien enregistrée.")
     assert product.stop() == 0
 
 

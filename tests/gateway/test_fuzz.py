@@ -38,6 +38,7 @@ from bot.actions import state as bot_state
 from channels.webchat.tokens import issue_token
 from gateway import keys, unsubscribe
 from gateway.envelope import inbound
+from gateway.hours import holiday_name
 from gateway.settings import Settings
 from members.records import Complaint, Member, MemberStore
 from server.product import Product
@@ -191,7 +192,7 @@ async def seed(product: Product, base: str) -> Known:
         async with http.post(upload, data=b"M0000001\nM0000002\nM0000003\n", headers=headers) as resp:
             assert resp.status == 200
         day = today + dt.timedelta(days=1)
-        while day.weekday() >= 5:
+        while day.weekday() >= 5 or holiday_name(day):  # the callback form refuses public holidays
             day += dt.timedelta(days=1)
         callback = {"phone": "06 12 34 56 78", "date": day.isoformat(), "slot": "14:00-18:00", "reason": "devis"}
         async with http.post(f"{base}/api/callbacks", json=callback) as resp:

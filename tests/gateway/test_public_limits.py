@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from gateway.hours import PARIS, holiday_name
 from gateway.settings import Settings
 from server.product import Product
 
@@ -19,7 +22,8 @@ async def make_client(redis: Redis, settings_env: dict[str, str]) -> AsyncIterat
     made: list[TestClient] = []  # type: ignore[type-arg]
 
     async def make(**env: str) -> TestClient:  # type: ignore[type-arg]
-        defaults = {k: v for k, v in settings_env.items() if k not in ("CALLBACK_BURST", "PUBLIC_BURST")}
+        figures = ("CALLBACK_BURST", "CALLBACK_INVALID_BURST", "PUBLIC_BURST")
+        defaults = {k: v for k, v in settings_env.items() if k not in figures}
         settings = Settings.from_env({**defaults, "SMTP_LISTEN_PORT": "0", **env})
         gateway = Product(settings, redis, roles=frozenset({"web"}))
         client: TestClient = TestClient(TestServer(gateway.build_app(), host="127.0.0.1"))  # type: ignore[type-arg]
@@ -32,25 +36,48 @@ async def make_client(redis: Redis, settings_env: dict[str, str]) -> AsyncIterat
         await client.close()
 
 
-async def test_callback_requests_are_limited_per_address_and_forged_forwarding_does_not_help(
+def next_weekday() -> str:
+    day = dt.datetime.now(PARIS).date() + dt.timedelta(days=1)
+    while day.weekday() >= 5 or holiday_name(day):
+        day += dt.timedelta(days=1)
+    return day.isoformat()
+
+
+def request(n: int) -> dict[str, str]:
+    return {"phone": f"06 12 34 56 {n:02d}", "date": next_weekday(), "slot": "14:00-18:00", "reason": "carte"}
+
+
+async def test_only_accepted_callbacks_count_and_mistakes_have_a_looser_limit_of_their_own(
     make_client: Callable[..., object],
 ) -> None:
     client: Client = await make_client()  # type: ignore[misc]
-    statuses = [(await client.post("/api/callbacks", data=b"{")).status for _ in range(5)]
-    assert statuses == [400] * 5  # counted whatever their content
-    refused = await client.post("/api/callbacks", data=b"{")
+    # Ten typing mistakes on the form: each gets its errors back, none counts against the 5 requests.
+    mistakes = [await client.post("/callback", data={**request(0), "phone": "06 12"}) for _ in range(10)]
+    assert [r.status for r in mistakes] == [400] * 10
+    accepted = [(await client.post("/api/callbacks", json=request(n))).status for n in range(5)]
+    assert accepted == [201] * 5
+    refused = await client.post("/api/callbacks", json=request(9))
     assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
     body = await refused.json()
     assert body["error"] == "rate_limited" and body["detail"].startswith("Trop de demandes")
     # Without a trusted proxy, X-Forwarded-For is anybody's to write: it changes nothing.
-    forged = await client.post("/api/callbacks", data=b"{", headers={"X-Forwarded-For": "203.0.113.9"})
+    forged = await client.post("/api/callbacks", json=request(9), headers={"X-Forwarded-For": "203.0.113.9"})
     assert forged.status == 429
-    form = await client.post("/callback", data={"phone": "0612345678"})
-    assert form.status == 429 and "Trop de demandes" in await form.text()  # the form shares the bucket
+    # The form shares the bucket: the refusal is the French form, what was typed kept, the wait stated.
+    form = await client.post("/callback", data={**request(8), "name": "Camille Durand", "comment": "Après 16 h"})
+    page = await form.text()
+    assert form.status == 429 and int(form.headers["Retry-After"]) > 0
+    assert re.search(r"réessayer dans \d+ minutes?", page) and 'value="06 12 34 56 08"' in page
+    assert 'value="Camille Durand"' in page and "Après 16 h</textarea>" in page
+    # Mistakes still get their errors (their own bucket), up to 30 at once; then the same refusal page.
+    statuses = [(await client.post("/callback", data={**request(0), "phone": "x"})).status for _ in range(20)]
+    assert statuses == [400] * 20
+    over = await client.post("/callback", data={**request(0), "phone": "x"})
+    assert over.status == 429 and "Trop de demandes" in await over.text() and 'value="x"' in await over.text()
 
 
 async def test_behind_a_trusted_proxy_the_address_it_saw_counts(make_client: Callable[..., object]) -> None:
-    client: Client = await make_client(TRUSTED_PROXY_HOPS="1")  # type: ignore[misc]
+    client: Client = await make_client(TRUSTED_PROXY_HOPS="1", CALLBACK_INVALID_BURST="5")  # type: ignore[misc]
     for _ in range(5):
         assert (
             await client.post("/api/callbacks", data=b"{", headers={"X-Forwarded-For": "198.51.100.7"})
