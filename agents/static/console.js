@@ -115,8 +115,17 @@
   }
 
   // Console -----------------------------------------------------------------------------------
+  // Live refreshes overlap: only the latest answer is shown (an older one never brings back a
+  // conversation the agent has just left).
+  let refreshSeq = 0;
+  let openSeq = 0;
+  let focusPending = false; // the agent asked to go to a conversation: its title gets the focus once shown
+
   async function refresh() {
-    state = await api("/console/api/state");
+    const ticket = ++refreshSeq;
+    const fresh = await api("/console/api/state");
+    if (ticket !== refreshSeq) return;
+    state = fresh;
     renderQueue();
     renderMine();
     if (current) await openConversation(current, false);
@@ -190,8 +199,8 @@
   async function take(id) {
     await api(`/console/api/conversations/${encodeURIComponent(id)}/take`, {});
     current = id;
+    focusPending = true;
     await refresh();
-    focusConversation();
   }
 
   // After taking or opening a conversation: the keyboard lands on its title, the history shows its end.
@@ -209,17 +218,20 @@
   }
 
   async function openConversation(id, scroll = true, focus = false) {
+    const ticket = ++openSeq;
+    current = id;
+    if (focus) focusPending = true;
     let data;
     try {
       data = await api(`/console/api/conversations/${encodeURIComponent(id)}`);
     } catch (err) {
-      if (current === id) { current = null; showEmpty("Conversation inaccessible.", focus); }
+      if (ticket === openSeq && current === id) { current = null; showEmpty("Conversation inaccessible.", focusPending); focusPending = false; }
       return;
     }
-    current = id;
+    if (ticket !== openSeq) return; // a later request is on its way
     renderDetail(data, scroll);
     renderMine();
-    if (focus) focusConversation();
+    if (focusPending) { focusPending = false; focusConversation(); }
   }
 
   function speakerOf(m) {
@@ -328,7 +340,11 @@
       const oldLog = pane.querySelector("#messages");
       const atBottom = oldLog.scrollTop + oldLog.clientHeight >= oldLog.scrollHeight - 4;
       oldLog.replaceChildren(...log.childNodes);
-      pane.querySelector(".conv-head").replaceChildren(...head.childNodes);
+      const oldHead = pane.querySelector(".conv-head");
+      const title = head.querySelector("#conv-title");
+      oldHead.querySelector("#conv-title").textContent = title.textContent;
+      title.remove();
+      oldHead.replaceChildren(oldHead.querySelector("#conv-title"), ...head.childNodes);
       pane.querySelector(".notes").replaceWith(notes);
       pane.querySelector("#fiche").replaceChildren(...fiche.childNodes);
       if (atBottom || scroll) oldLog.scrollTop = oldLog.scrollHeight;
@@ -480,8 +496,8 @@
     document.getElementById("take-next").addEventListener("click", async () => {
       const conv = await api("/console/api/take-next", {});
       current = conv.id;
+      focusPending = true;
       await refresh();
-      focusConversation();
     });
     setInterval(tickTimers, 1000);
     connect(() => { refresh(); loadComplaints(); });
