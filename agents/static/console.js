@@ -110,6 +110,12 @@
     return s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")}` : `${Math.floor(s / 3600)} h ${String(Math.floor(s / 60) % 60).padStart(2, "0")}`;
   }
 
+  // Minutes only: the text of a focused button changes at most once a minute.
+  function heldFor(ms) {
+    const min = Math.max(0, Math.floor((Date.now() - ms) / 60000));
+    return min < 1 ? "prise à l'instant" : min < 60 ? `prise il y a ${min} min` : `prise il y a ${Math.floor(min / 60)} h ${String(min % 60).padStart(2, "0")}`;
+  }
+
   function time(ms) {
     return ms ? new Date(Number(ms)).toLocaleString("fr-FR", { dateStyle: "short", timeStyle: "short" }) : "";
   }
@@ -180,7 +186,7 @@
           el("button", { type: "button", class: "open", "data-key": `m:${conv.id}`, "aria-current": here ? "true" : null, onclick: () => openConversation(conv.id, true, true) },
             el("span", { class: "chan" }, CHANNELS[conv.channel] || conv.channel), " ",
             el("span", { class: "summary" }, conv.handoff_summary || REASONS[conv.handoff_reason] || "Conversation"),
-            el("span", { class: "since" }, `prise il y a ${waited(conv.assigned_ms)}`))));
+            el("span", { class: "since", "data-since": conv.assigned_ms }, heldFor(conv.assigned_ms)))));
       }
       if (!state.mine.length) list.append(el("li", { class: "none" }, "Aucune conversation en cours."));
     });
@@ -194,6 +200,7 @@
       node.textContent = late ? `${waited(since)} · en retard` : waited(since);
       node.classList.toggle("late", late);
     }
+    for (const node of document.querySelectorAll("#mine .since")) { const text = heldFor(Number(node.dataset.since)); if (node.textContent !== text) node.textContent = text; }
   }
 
   async function take(id) {
@@ -246,7 +253,7 @@
     const head = el("header", { class: "conv-head" },
       el("h2", { id: "conv-title", tabindex: "-1" }, `${CHANNELS[conv.channel] || conv.channel} · ${REASONS[conv.handoff_reason] || CONV_STATUS[conv.status] || conv.status}${conv.urgent ? " · URGENT" : ""}`),
       el("p", { class: "summary" }, conv.handoff_summary || ""),
-      el("p", { class: "status", id: "conv-status" }, conv.status === "assigned" ? (mine ? "Vous avez pris cette conversation." : `Prise par ${conv.assigned_agent}`) : conv.status === "handoff" ? `En attente d'un conseiller depuis ${waited(conv.handoff_ms)}` : conv.status === "closed" ? "Clôturée" : "Avec l'assistant"));
+      el("p", { class: "status", id: "conv-status" }, conv.status === "assigned" ? (mine ? "Vous avez pris cette conversation." : `Prise par ${((state.agents || []).find((a) => a.login === conv.assigned_agent) || {}).speaker || conv.assigned_agent}`) : conv.status === "handoff" ? `En attente d'un conseiller depuis ${waited(conv.handoff_ms)}` : conv.status === "closed" ? "Clôturée" : "Avec l'assistant"));
     const log = el("ol", { class: "messages", id: "messages", tabindex: "0", "aria-label": "Messages de la conversation" });
     for (const m of data.messages) {
       const who = m.direction === "in" ? "member" : m.speaker ? "agent" : "bot";

@@ -31,7 +31,7 @@ from tests.fakes.smtp import SmtpSink
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]  # the first test starts Rasa and the product
 PASSWORD = "un-mot-de-passe-assez-long"
 LATE = Complaint("REC-2026-000099", CAMILLE.number, day(-14), False, day(-4), "open", "Remboursement oublié", "")
 
@@ -271,6 +271,16 @@ async def test_agent_keyboard_walk_and_every_console_page(setup: Setup) -> None:
         await julie.wait_for_selector("#toast >> text=questionnaire envoyé", timeout=10_000)
         await until(lambda: _has(inbox, "de 1 (pas du tout) à 5"), "the survey by SMS")
         assert (await redis.hgetall(keys.conversation(sms_conv)))["status"] == "closed"
+
+        # « Répondue » on the overdue complaint asks too; confirmed with the keyboard, the date is recorded.
+        await tab_to(julie, f"#complaints button[data-key='c:{LATE.id}']", back=True)
+        await julie.keyboard.press("Enter")
+        await expect(dialog).to_contain_text(f"Marquer la réclamation {LATE.id} comme répondue")
+        await julie.keyboard.press("Tab")
+        await julie.keyboard.press("Space")
+        await julie.wait_for_selector("#toast >> text=Réclamation marquée répondue", timeout=10_000)
+        [record] = [r for r in await MemberStore(redis).records(CAMILLE.number, Complaint.RECORD) if r["id"] == LATE.id]
+        assert record["status"] == "answered" and record["answered_date"]
 
     # The supervisor's page is not Julie's: a 403 in the console's layout, with the way back.
     response = await julie.goto(product.url + "/console/supervisor")

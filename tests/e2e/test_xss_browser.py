@@ -364,8 +364,8 @@ async def test_agents_hostile_replies_are_text_in_the_widget(
 
     async def widget_shows_all(where: str) -> None:
         await all_visible(member, ".mwc-log", CORPUS, where)
-        for kind in ("mwc-bot", "mwc-member"):
-            texts = await member.locator(f".mwc-log li.{kind}").evaluate_all(
+        for kind in ("mwc-agent", "mwc-member"):  # the agent's replies are labelled with Julie's name
+            texts = await member.locator(f".mwc-log li.{kind} .mwc-text").evaluate_all(
                 "(items) => items.map((i) => i.textContent)"
             )
             missing = [p for p in CORPUS if p not in texts]
