@@ -125,33 +125,53 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     from gateway.redis_client import connect
     from gateway.redis_server import private_redis_url
     from gateway.settings import Settings
-    from staff.users import UserError, Users
+    from staff.users import UserError, UserExists, Users
 
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
+    refused = (
+        "Utilisateur refusé : {exc}. Rien n'a été modifié ; pour le changer (mot de passe, rôle, compétences…), "
+        "relancez la commande avec --update."
+    )
+
+    def read_password() -> str | None:
+        if args.password_stdin:
+            return sys.stdin.readline().rstrip("\n")
         password = getpass.getpass("Mot de passe (12 caractères au moins) : ")
         if getpass.getpass("Mot de passe, encore : ") != password:
             print("Les deux mots de passe diffèrent.", file=sys.stderr)
-            return 1
+            return None
+        return password
 
     async def run(url: str) -> int:
         redis = connect(url)
         try:
-            user = await Users(redis).create(
+            users = Users(redis)
+            existed = await users.exists(args.login)
+            if existed and not args.update:  # said before the password is asked for
+                print(refused.format(exc=f"l'identifiant {args.login.strip().lower()} existe déjà"), file=sys.stderr)
+                return 1
+            password = read_password()
+            if password is None:
+                return 1
+            user = await users.create(
                 args.login,
                 password,
                 first_name=args.first_name,
                 role=args.role,
                 skills=[s for s in args.skills.split(",") if s],
                 capacity=args.capacity,
+                title=args.title,
+                update=args.update,
             )
+        except UserExists as exc:  # created by someone else meanwhile
+            print(refused.format(exc=exc), file=sys.stderr)
+            return 1
         except UserError as exc:
             print(f"Utilisateur refusé : {exc}", file=sys.stderr)
             return 1
         finally:
             await redis.aclose()
-        print(f"Utilisateur {user.login} ({user.role}, compétences : {', '.join(user.skills) or 'aucune'}) enregistré.")
+        done = "mis à jour" if existed else "enregistré"
+        print(f"Utilisateur {user.login} ({user.role}, compétences : {', '.join(user.skills) or 'aucune'}) {done}.")
         return 0
 
     with private_redis_url(Settings.from_env()) as url:
@@ -239,13 +259,17 @@ def main() -> int:
     p_demo.add_argument("--seed", type=int, default=2026)
     p_imp = sub.add_parser("import", help="load member records from a folder of CSV files (all or nothing)")
     p_imp.add_argument("directory")
-    p_user = sub.add_parser("create-user", help="create or update a console user (agent, supervisor, communications)")
+    p_user = sub.add_parser("create-user", help="create a console user (agent, supervisor, communications); "
+                            "an existing login is changed only with --update")  # fmt: skip
     p_user.add_argument("login")
     p_user.add_argument("--first-name", required=True, help="given to members: their identified interlocutor")
     p_user.add_argument("--role", choices=("agent", "supervisor", "communications"), default="agent")
     p_user.add_argument("--skills", default="benefits", help="comma-separated: benefits,quotes,complaints,sales")
     p_user.add_argument("--capacity", type=int, default=3, help="conversations held at once")
     p_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p_user.add_argument("--title", default="conseiller", help="shown to members after the first name: "
+                        "« Julie, conseillère »")  # fmt: skip
+    p_user.add_argument("--update", action="store_true", help="change an existing user (all fields, password too)")
     # Built with the standard library only: the parser runs before the virtualenv exists.
     p_camp = sub.add_parser("campaign", help="campaigns: create, list, count, preview, schedule, pause, resume, "
                             "cancel, report, watch, proof (see campaigns/cli.py)")  # fmt: skip

@@ -312,6 +312,7 @@ class Console:
         queue = await self.desk.queue(None)
         return {
             "days": out,
+            "skills": {k: SKILL_LABELS[k] for k in SKILLS},
             "now": {
                 "waiting": len(queue),
                 "waiting_by_skill": {s: sum(1 for i in queue if i.skill == s) for s in SKILLS},

@@ -194,9 +194,10 @@ class Desk:
         if conv.get("contact_id"):
             contacts.add(conv["contact_id"])
         past = await self.past_conversations(contacts, exclude=conv_id)
+        speakers = {u.login: u.speaker for u in await Users(self.redis).all()}
         return {
             "conversation": _conv_public(conv),
-            "messages": [_message_public(m) for m in messages],
+            "messages": [_message_public(m, speakers) for m in messages],
             "notes": notes,
             "member": fiche,
             "past": past,
@@ -251,7 +252,7 @@ class Desk:
         await self.redis.ltrim(keys.PICKUPS, 0, 49)
         gender = "votre conseiller" if not user.first_name else f"{user.first_name}, de votre mutuelle"
         await self._say(conv_id, conv, f"take.{taken}", f"Bonjour, je suis {gender}. Je prends connaissance de "
-                        "votre demande et je vous réponds ici.")  # fmt: skip
+                        "votre demande et je vous réponds ici.", speaker=user.speaker)  # fmt: skip
         await self.notify(conv_id)
         return _conv_public(await self.redis.hgetall(keys.conversation(conv_id)))
 
@@ -301,12 +302,15 @@ class Desk:
             raise DeskError("Le message est vide.", 400)
         if len(text) > 4000:
             raise DeskError("Le message dépasse 4 000 caractères.", 400)
-        msg_id = await self._say(conv_id, conv, f"a.{client_id}", text, agent=user.login)
+        msg_id = await self._say(conv_id, conv, f"a.{client_id}", text, agent=user.login, speaker=user.speaker)
         await self.notify(conv_id)
         return msg_id
 
-    async def _say(self, conv_id: str, conv: dict[str, str], suffix: str, text: str, *, agent: str = "") -> str:
-        """Send ``text`` to the member on the conversation's channel, once per id."""
+    async def _say(
+        self, conv_id: str, conv: dict[str, str], suffix: str, text: str, *, agent: str = "", speaker: str = ""
+    ) -> str:
+        """Send ``text`` to the member on the conversation's channel, once per id. ``speaker`` names the
+        agent who speaks (« Julie, conseillère »): channels that label messages (the web chat) show it."""
         channel = conv.get("channel", "")
         meta: dict[str, Any] = {}
         if channel == "callback":  # a callback request is answered by SMS when SMS is on
@@ -316,6 +320,8 @@ class Desk:
             meta["thread"] = last.meta["reply"]
         if agent:
             meta["agent"] = agent
+        if speaker:
+            meta["speaker"] = speaker
         msg = Message(
             id=f"{conv_id}.{suffix}",
             channel=channel,
@@ -427,19 +433,26 @@ class Desk:
 
     # Complaints ----------------------------------------------------------------------------
     async def complaints(self, user: User | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        """Open complaints, the nearest due date first; each shown to an agent is in its member's audit trail."""
+        """Open complaints, overdue ones first (``overdue``, ``days_late``), then by due date; each shown to
+        an agent is in its member's audit trail."""
         out = []
+        today = dt.datetime.now(PARIS).date()
         store = MemberStore(self.redis)
         for entry, _ in await self.redis.zrange(keys.COMPLAINTS_DUE, 0, limit - 1, withscores=True):
             member, _, ref = entry.partition(" ")
             for record in await store.records(member, Complaint.RECORD):
                 if record.get("id") == ref:
-                    out.append(record)
+                    try:
+                        late = (today - dt.date.fromisoformat(str(record.get("due_date")))).days
+                    except ValueError:
+                        late = 0
+                    out.append({**record, "overdue": late > 0, "days_late": max(0, late)})
                     if user is not None:
                         await audit(
                             self.redis, member, "", "console", "agent_listed_complaint", [ref], agent=user.login
                         )
-        return out
+        # The set is already by due date; the sort says the rule (overdue first) where it is kept.
+        return sorted(out, key=lambda c: (not c["overdue"], str(c.get("due_date") or "")))
 
     async def complaint_done(self, user: User, member: str, ref: str, status: str) -> dict[str, Any]:
         if status not in ("answered", "closed"):
@@ -493,15 +506,20 @@ def _conv_public(conv: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _message_public(item: dict[str, Any]) -> dict[str, Any]:
+def _message_public(item: dict[str, Any], speakers: dict[str, str] | None = None) -> dict[str, Any]:
+    """A message as the console shows it; ``speaker`` names the agent who wrote it (empty: the member
+    or the assistant), from the message itself or, for older messages, from the agent's login."""
     meta = item.get("meta") or {}
     delivery = item.get("delivery") or {}
+    agent = str(meta.get("agent") or "")
+    speaker = str(meta.get("speaker") or (speakers or {}).get(agent) or ("Conseiller" if agent else ""))
     return {
         "id": item.get("id"),
         "direction": item.get("direction"),
         "channel": item.get("channel"),
         "text": "Code de vérification envoyé (masqué)." if meta.get("otp") else item.get("text", ""),
         "created_ms": item.get("created_ms"),
-        "agent": meta.get("agent", ""),
+        "agent": agent,
+        "speaker": speaker,
         "status": delivery.get("status", ""),
     }

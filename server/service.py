@@ -48,6 +48,9 @@ def banner(settings: Settings, redis_desc: str) -> str:
         "Passerelle démarrée / gateway running",
         f"  Demo page and web chat : {base}/",
         f"  Callback request form  : {base}/callback",
+        f"  Agents' console        : {base}/console  (supervisors: {base}/console/supervisor; "
+        "users: run.py create-user)",
+        f"  Campaigns console      : {base}/console/campaigns",
         f"  Health / metrics       : {base}/healthz  {base}/metrics",
         f"  Redis                  : {redis_desc}",
     ]

@@ -25,6 +25,7 @@ ROLES = ("agent", "supervisor", "communications")
 SKILLS = ("benefits", "quotes", "complaints", "sales")
 SKILL_LABELS = {"benefits": "Prestations", "quotes": "Devis", "complaints": "Réclamations", "sales": "Adhésions"}
 SESSION_TTL_S = 8 * 3600
+DEFAULT_TITLE = "conseiller"  # how members see an agent: « Julie, conseillère » (``--title``)
 LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
 _hasher = PasswordHasher()
 # Verifying against this when the login is unknown keeps both answers equally slow.
@@ -38,10 +39,16 @@ class User:
     role: str
     skills: tuple[str, ...]
     capacity: int
+    title: str = DEFAULT_TITLE
 
     @property
     def is_supervisor(self) -> bool:
         return self.role == "supervisor"
+
+    @property
+    def speaker(self) -> str:
+        """How the agent is named beside their messages, to members and in the console."""
+        return f"{self.first_name}, {self.title}" if self.first_name else self.title.capitalize()
 
     def public(self) -> dict[str, object]:
         return {
@@ -50,11 +57,17 @@ class User:
             "role": self.role,
             "skills": list(self.skills),
             "capacity": self.capacity,
+            "title": self.title,
+            "speaker": self.speaker,
         }
 
 
 class UserError(ValueError):
     pass
+
+
+class UserExists(UserError):
+    """The login is taken: changing it must be asked for (``update=True``)."""
 
 
 def digest(token: str) -> str:
@@ -67,8 +80,18 @@ class Users:
         self.limiter = RateLimiter(redis)
 
     async def create(
-        self, login: str, password: str, *, first_name: str, role: str, skills: list[str], capacity: int = 3
+        self,
+        login: str,
+        password: str,
+        *,
+        first_name: str,
+        role: str,
+        skills: list[str],
+        capacity: int = 3,
+        title: str = DEFAULT_TITLE,
+        update: bool = False,
     ) -> User:
+        """Create a user; an existing login is changed only with ``update`` (else ``UserExists``)."""
         login = login.strip().lower()
         if not LOGIN_RE.fullmatch(login):
             raise UserError("identifiant invalide : 2 à 40 caractères, lettres minuscules, chiffres, . _ -")
@@ -83,6 +106,12 @@ class Users:
             raise UserError("prénom manquant : il est donné aux adhérents (interlocuteur identifié)")
         if not 1 <= capacity <= 20:
             raise UserError("capacité invalide : de 1 à 20 conversations à la fois")
+        title = " ".join(title.split())
+        if not 1 <= len(title) <= 40:
+            raise UserError("titre invalide : de 1 à 40 caractères (« conseillère », « conseiller »…)")
+        created = await self.redis.hget(keys.user(login), "created_ms")
+        if await self.exists(login) and not update:
+            raise UserExists(f"l'identifiant {login} existe déjà")
         await self.redis.hset(
             keys.user(login),
             mapping={
@@ -92,13 +121,19 @@ class Users:
                 "skills": ",".join(skills or (SKILLS if role == "supervisor" else ())),
                 "capacity": str(capacity),
                 "password": _hasher.hash(password),
-                "created_ms": str(int(time.time() * 1000)),
+                "title": title,
+                "created_ms": created or str(int(time.time() * 1000)),
+                **({"updated_ms": str(int(time.time() * 1000))} if created else {}),
             },
         )
         await self.redis.sadd(keys.USERS, login)
         user = await self.get(login)
         assert user is not None
         return user
+
+    async def exists(self, login: str) -> bool:
+        """Whether the login is taken (a disabled user's too)."""
+        return bool(await self.redis.exists(keys.user(login.strip().lower())))
 
     async def get(self, login: str) -> User | None:
         data = await self.redis.hgetall(keys.user(login))
@@ -110,6 +145,7 @@ class Users:
             role=data.get("role", "agent"),
             skills=tuple(s for s in data.get("skills", "").split(",") if s),
             capacity=int(data.get("capacity") or 3),
+            title=data.get("title") or DEFAULT_TITLE,
         )
 
     async def all(self) -> list[User]:

@@ -31,6 +31,10 @@ CSRF_KEY: web.RequestKey[str] = web.RequestKey("console_csrf")
 ALL_ROLES = ("agent", "supervisor", "communications")
 # Where each role lands after signing in.
 HOME = {"agent": "/console", "supervisor": "/console/supervisor", "communications": "/console/campaigns"}
+# In French, for the forbidden page: who a page is for, the user's role, the way back.
+ROLE_PLURAL = {"agent": "conseillers", "supervisor": "superviseurs", "communications": "chargés de communication"}
+ROLE_LABEL = {"agent": "conseiller", "supervisor": "superviseur", "communications": "communication"}
+HOME_LABEL = {"agent": "à la console", "supervisor": "au tableau de bord", "communications": "aux campagnes"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SeenHook = Callable[[User], Awaitable[None]]
@@ -119,8 +123,23 @@ class StaffSite:
         if found is None:
             raise web.HTTPSeeOther("/console/login")
         if found[0].role not in roles:
-            raise web.HTTPForbidden(text="Accès réservé.")
+            raise self.forbidden(found[0], roles)
         return found
+
+    def forbidden(self, user: User, roles: tuple[str, ...]) -> web.HTTPForbidden:
+        """The 403 page, in the console's layout, with the way back to the user's own home page."""
+        html = self.templates.get_template("console/forbidden.html.j2").render(
+            user=user,
+            reserved="aux " + " et aux ".join(ROLE_PLURAL.get(r, r) for r in roles),
+            role=ROLE_LABEL.get(user.role, user.role),
+            home=HOME.get(user.role, "/console/login"),
+            home_label=HOME_LABEL.get(user.role, "à la connexion"),
+        )
+        return web.HTTPForbidden(
+            text=html,
+            content_type="text/html",
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "same-origin"},
+        )
 
     def routes(self) -> web.RouteTableDef:
         routes = web.RouteTableDef()

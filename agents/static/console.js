@@ -16,6 +16,8 @@
   const REASONS = { ask_human: "demande un conseiller", complaint: "réclamation déposée", verification_failed: "identité non vérifiée", misunderstood: "incompris deux fois", callback: "demande de rappel" };
   const CLAIM = { received: "reçue", in_progress: "en cours", paid: "payée", rejected: "refusée" };
   const COMPLAINT = { open: "en cours", answered: "répondue", closed: "close" };
+  const CONV_STATUS = { open: "avec l'assistant", handoff: "en attente d'un conseiller", assigned: "prise par un conseiller", closed: "clôturée" };
+  const seen = { queue: null, messages: new Map() }; // what was already on screen: only news is announced
   const QUOTE = { received: "reçu", in_review: "à l'étude", accepted: "accepté", refused: "refusé" };
   const CARD = { in_production: "en fabrication", sent: "envoyée", delivered: "distribuée", returned: "revenue" };
   function frDate(iso) { return iso ? iso.split("-").reverse().join("/") : "—"; }
@@ -35,10 +37,55 @@
     return node;
   }
 
-  function showEmpty(text) {
+  function showEmpty(text, focus) {
     const pane = document.getElementById("detail");
     delete pane.dataset.layout;
-    pane.replaceChildren(el("p", { class: "empty" }, text));
+    const p = el("p", { class: "empty", tabindex: "-1" }, text);
+    pane.replaceChildren(p);
+    if (focus) p.focus();
+  }
+
+  // Screen readers: one polite live region says what arrived; history and re-renders stay silent.
+  function announce(text) {
+    const box = document.getElementById("announce");
+    if (!box) return;
+    box.textContent = "";
+    setTimeout(() => { box.textContent = text; }, 50);
+  }
+
+  // A live re-render replaces a list: the keyboard focus goes back to the same control.
+  function keepFocus(container, render) {
+    const active = document.activeElement;
+    const key = active && container.contains(active) ? active.dataset.key : null;
+    render();
+    if (key) {
+      const again = container.querySelector(`[data-key="${CSS.escape(key)}"]`);
+      if (again) again.focus();
+    }
+  }
+
+  // An accessible confirmation: a modal <dialog> (focus kept inside, Escape cancels), focus back
+  // to the button that asked. Resolves true only on the confirming button.
+  function confirmAction(question, yes) {
+    return new Promise((resolve) => {
+      const opener = document.activeElement;
+      const no = el("button", { type: "button", id: "confirm-no", class: "secondary" }, "Annuler");
+      const ok = el("button", { type: "button", id: "confirm-yes" }, yes);
+      const dialog = el("dialog", { id: "confirm", "aria-labelledby": "confirm-title" },
+        el("h2", { id: "confirm-title" }, question),
+        el("div", { class: "dialog-actions" }, no, ok));
+      let answer = false;
+      no.addEventListener("click", () => dialog.close());
+      ok.addEventListener("click", () => { answer = true; dialog.close(); });
+      dialog.addEventListener("close", () => {
+        dialog.remove();
+        if (opener && opener.isConnected) opener.focus();
+        resolve(answer);
+      });
+      document.body.append(dialog);
+      dialog.showModal();
+      no.focus();
+    });
   }
 
   function toast(text) {
@@ -65,13 +112,28 @@
     return s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")}` : `${Math.floor(s / 3600)} h ${String(Math.floor(s / 60) % 60).padStart(2, "0")}`;
   }
 
+  // Minutes only: the text of a focused button changes at most once a minute.
+  function heldFor(ms) {
+    const min = Math.max(0, Math.floor((Date.now() - ms) / 60000));
+    return min < 1 ? "prise à l'instant" : min < 60 ? `prise il y a ${min} min` : `prise il y a ${Math.floor(min / 60)} h ${String(min % 60).padStart(2, "0")}`;
+  }
+
   function time(ms) {
     return ms ? new Date(Number(ms)).toLocaleString("fr-FR", { dateStyle: "short", timeStyle: "short" }) : "";
   }
 
   // Console -----------------------------------------------------------------------------------
+  // Live refreshes overlap: only the latest answer is shown (an older one never brings back a
+  // conversation the agent has just left).
+  let refreshSeq = 0;
+  let openSeq = 0;
+  let focusPending = false; // the agent asked to go to a conversation: its title gets the focus once shown
+
   async function refresh() {
-    state = await api("/console/api/state");
+    const ticket = ++refreshSeq;
+    const fresh = await api("/console/api/state");
+    if (ticket !== refreshSeq) return;
+    state = fresh;
     renderQueue();
     renderMine();
     renderMyCallbacks();
@@ -82,76 +144,101 @@
 
   function renderQueue() {
     const list = document.getElementById("queue");
+    keepFocus(list, () => fillQueue(list));
+    const ids = new Set(state.queue.map((i) => i.id));
+    if (seen.queue) {
+      const fresh = state.queue.filter((i) => !seen.queue.has(i.id));
+      if (fresh.length === 1) announce(`Nouvelle demande en attente : ${CHANNELS[fresh[0].channel] || fresh[0].channel}, ${fresh[0].reason}.`);
+      else if (fresh.length > 1) announce(`${fresh.length} nouvelles demandes en attente.`);
+    }
+    seen.queue = ids;
+    tickTimers();
+  }
+
+  function fillQueue(list) {
     list.replaceChildren();
     document.getElementById("queue-count").textContent = String(state.queue.length);
     for (const item of state.queue) {
       if (item.kind === "callback") { list.append(callbackQueueItem(item)); continue; }
       const timer = el("span", { class: "timer", "data-since": item.since_ms }, waited(item.since_ms));
-      const row = el("li", { class: `item ${item.urgent ? "urgent" : ""}`, "data-id": item.id, "data-kind": item.kind },
-        el("span", { class: "chan" }, CHANNELS[item.channel] || item.channel),
-        el("span", { class: "skill" }, state.skills[item.skill] || item.skill),
-        item.urgent ? el("strong", { class: "flag" }, "URGENT") : null,
-        timer,
-        el("div", { class: "reason" }, item.reason),
-        el("div", { class: "summary" }, item.summary));
-      if (item.kind === "conversation") {
-        row.append(el("button", { type: "button", class: "take", onclick: (e) => { e.stopPropagation(); take(item.id); } }, "Prendre"));
-        row.addEventListener("click", () => openConversation(item.id));
-      } else {
-        for (const [outcome, label] of [["done", "Rappel effectué"], ["no_answer", "Pas de réponse"], ["wrong_number", "Mauvais numéro"]]) {
-          row.append(el("button", { type: "button", class: `cb-${outcome}`, onclick: () => callbackOutcome(item.id, outcome) }, label));
-        }
-      }
+      const what = `${CHANNELS[item.channel] || item.channel}, ${item.reason}`;
+      const row = el("li", { class: `item ${item.urgent ? "urgent" : ""}`, "data-id": item.id, "data-kind": item.kind });
+      const labels = [
+        el("span", { class: "chan" }, CHANNELS[item.channel] || item.channel), " ",
+        el("span", { class: "skill" }, state.skills[item.skill] || item.skill), " ",
+        item.urgent ? el("strong", { class: "flag" }, "URGENT ") : null,
+        el("span", { class: "reason" }, item.reason),
+        el("span", { class: "summary" }, item.summary)];
+      row.append(el("button", { type: "button", class: "open", "data-key": `q:${item.id}:open`, onclick: () => openConversation(item.id, true, true) }, ...labels), timer,
+        el("button", { type: "button", class: "take", "data-key": `q:${item.id}:take`, "aria-label": `Prendre : ${what}`, onclick: () => take(item.id) }, "Prendre"));
       list.append(row);
     }
-    tickTimers();
   }
 
   function renderMine() {
     const list = document.getElementById("mine");
-    list.replaceChildren();
-    for (const conv of state.mine) {
-      list.append(el("li", { class: `item mine ${conv.id === current ? "current" : ""}`, "data-id": conv.id, onclick: () => openConversation(conv.id) },
-        el("span", { class: "chan" }, CHANNELS[conv.channel] || conv.channel),
-        el("span", { class: "summary" }, conv.handoff_summary || ""),
-        el("span", { class: "timer", "data-since": conv.assigned_ms }, waited(conv.assigned_ms))));
-    }
+    keepFocus(list, () => {
+      list.replaceChildren();
+      for (const conv of state.mine) {
+        const here = conv.id === current;
+        list.append(el("li", { class: `item mine ${here ? "current" : ""}`, "data-id": conv.id },
+          el("button", { type: "button", class: "open", "data-key": `m:${conv.id}`, "aria-current": here ? "true" : null, onclick: () => openConversation(conv.id, true, true) },
+            el("span", { class: "chan" }, CHANNELS[conv.channel] || conv.channel), " ",
+            el("span", { class: "summary" }, conv.handoff_summary || REASONS[conv.handoff_reason] || "Conversation"),
+            el("span", { class: "since", "data-since": conv.assigned_ms }, heldFor(conv.assigned_ms)))));
+      }
+      if (!state.mine.length) list.append(el("li", { class: "none" }, "Aucune conversation en cours."));
+    });
   }
 
   function tickTimers() {
     const target = (state && state.pickup_target_s) || 60;
     for (const node of document.querySelectorAll("#queue .timer")) {
       const since = Number(node.dataset.since);
-      node.textContent = waited(since);
-      node.classList.toggle("late", Date.now() - since > target * 1000);
+      const late = Date.now() - since > target * 1000;
+      node.textContent = late ? `${waited(since)} · en retard` : waited(since);
+      node.classList.toggle("late", late);
     }
+    for (const node of document.querySelectorAll("#mine .since")) { const text = heldFor(Number(node.dataset.since)); if (node.textContent !== text) node.textContent = text; }
   }
 
   async function take(id) {
     await api(`/console/api/conversations/${encodeURIComponent(id)}/take`, {});
     current = id;
+    focusPending = true;
     await refresh();
   }
 
-  async function callbackOutcome(id, outcome) {
-    await api(`/console/api/callbacks/${encodeURIComponent(id)}/outcome`, { outcome });
-    toast("Rappel enregistré.");
-    await refresh();
+  // After taking or opening a conversation: the keyboard lands on its title, the history shows its end.
+  function focusConversation() {
+    const title = document.getElementById("conv-title");
+    if (title) title.focus();
+    const log = document.getElementById("messages");
+    if (log) log.scrollTop = log.scrollHeight;
   }
 
-  async function openConversation(id, scroll = true) {
+  async function openConversation(id, scroll = true, focus = false) {
+    const ticket = ++openSeq;
+    current = id;
+    if (focus) focusPending = true;
     let data;
     try {
       data = await api(`/console/api/conversations/${encodeURIComponent(id)}`);
     } catch (err) {
-      if (current === id) { current = null; showEmpty("Conversation inaccessible."); }
+      if (ticket === openSeq && current === id) { current = null; showEmpty("Conversation inaccessible.", focusPending); focusPending = false; }
       return;
     }
-    current = id;
+    if (ticket !== openSeq) return; // a later request is on its way
     currentCallback = null;
     rappelsShown = false;
     renderDetail(data, scroll);
     renderMine();
+    if (focusPending) { focusPending = false; focusConversation(); }
+  }
+
+  function speakerOf(m) {
+    if (m.direction === "in") return "Adhérent";
+    return m.speaker || "Assistant";
   }
 
   function renderDetail(data, scroll) {
@@ -159,57 +246,83 @@
     const mine = conv.status === "assigned" && conv.assigned_agent === state.me.login;
     const pane = document.getElementById("detail");
     const head = el("header", { class: "conv-head" },
-      el("h2", {}, `${CHANNELS[conv.channel] || conv.channel} · ${REASONS[conv.handoff_reason] || conv.status}${conv.urgent ? " · URGENT" : ""}`),
+      el("h2", { id: "conv-title", tabindex: "-1" }, `${CHANNELS[conv.channel] || conv.channel} · ${REASONS[conv.handoff_reason] || CONV_STATUS[conv.status] || conv.status}${conv.urgent ? " · URGENT" : ""}`),
       el("p", { class: "summary" }, conv.handoff_summary || ""),
-      el("p", { class: "status", id: "conv-status" }, conv.status === "assigned" ? (mine ? "Vous avez pris cette conversation." : `Prise par ${conv.assigned_agent}`) : conv.status === "handoff" ? `En attente d'un conseiller depuis ${waited(conv.handoff_ms)}` : conv.status === "closed" ? "Clôturée" : "Avec l'assistant"));
-    const log = el("ol", { class: "messages", id: "messages" });
+      el("p", { class: "status", id: "conv-status" }, conv.status === "assigned" ? (mine ? "Vous avez pris cette conversation." : `Prise par ${((state.agents || []).find((a) => a.login === conv.assigned_agent) || {}).speaker || conv.assigned_agent}`) : conv.status === "handoff" ? `En attente d'un conseiller depuis ${waited(conv.handoff_ms)}` : conv.status === "closed" ? "Clôturée" : "Avec l'assistant"));
+    const log = el("ol", { class: "messages", id: "messages", tabindex: "0", "aria-label": "Messages de la conversation" });
     for (const m of data.messages) {
-      log.append(el("li", { class: `msg ${m.direction}` },
-        el("span", { class: "meta" }, `${m.direction === "in" ? "Adhérent" : m.agent ? `Conseiller (${m.agent})` : "Assistant"} · ${time(m.created_ms)}${m.direction === "out" && m.status ? " · " + (STATUS[m.status] || m.status) : ""}`),
+      const who = m.direction === "in" ? "member" : m.speaker ? "agent" : "bot";
+      log.append(el("li", { class: `msg ${m.direction} ${who}`, "data-id": m.id },
+        el("span", { class: "meta" }, el("strong", { class: "who" }, speakerOf(m)),
+          ` · ${time(m.created_ms)}${m.direction === "out" && m.status ? " · " + (STATUS[m.status] || m.status) : ""}`),
         el("p", { class: "text" }, m.text)));
     }
+    // Announce what the member wrote since the last look at this conversation (never the history).
+    const known = seen.messages.get(conv.id);
+    if (known) {
+      for (const m of data.messages) {
+        if (!known.has(m.id) && m.direction === "in") announce(`Nouveau message de l'adhérent : ${m.text}`);
+      }
+    }
+    seen.messages.set(conv.id, new Set(data.messages.map((m) => m.id)));
     const notes = el("ol", { class: "notes" });
     for (const n of data.notes) notes.append(el("li", {}, el("span", { class: "meta" }, `${n.first_name} · ${time(n.at_ms)}`), el("p", {}, n.text)));
     const actions = el("div", { class: "actions" });
     if (conv.status === "handoff") {
       actions.append(el("button", { type: "button", id: "take-this", onclick: () => take(conv.id) }, "Prendre cette conversation"));
       if (state.me.role === "supervisor") {
-        const assign = el("select", { id: "assign" }, el("option", { value: "" }, "Attribuer à…"),
+        const assign = el("select", { id: "assign" }, el("option", { value: "" }, "Choisir…"),
           ...state.agents.filter((a) => a.role === "agent").map((a) => el("option", { value: a.login }, `${a.first_name} (${a.login})`)));
-        assign.addEventListener("change", async (e) => {
-          if (!e.target.value) return;
-          await api(`/console/api/conversations/${encodeURIComponent(conv.id)}/assign`, { to_agent: e.target.value });
+        const doAssign = async () => {
+          if (!assign.value) { toast("Choisissez un conseiller."); assign.focus(); return; }
+          await api(`/console/api/conversations/${encodeURIComponent(conv.id)}/assign`, { to_agent: assign.value });
           toast("Conversation attribuée.");
           current = null;
-          showEmpty("Conversation attribuée.");
+          showEmpty("Conversation attribuée.", true);
           await refresh();
-        });
-        actions.append(assign);
+        };
+        actions.append(el("span", { class: "field" }, el("label", { for: "assign" }, "Attribuer à"), assign,
+          el("button", { type: "button", id: "assign-go", onclick: doAssign }, "Attribuer")));
       }
     }
     let replyBox = null;
     if (mine) {
-      const select = el("select", { id: "canned", onchange: (e) => { const c = canned.find((x) => x.id === e.target.value); if (c) { document.getElementById("reply-text").value = c.text; drafts.reply.set(current, c.text); } e.target.value = ""; } },
-        el("option", { value: "" }, "Réponses types…"), ...canned.map((c) => el("option", { value: c.id }, c.title)));
+      // A canned answer is chosen, then inserted: browsing the list with the arrow keys changes nothing.
+      const select = el("select", { id: "canned" }, el("option", { value: "" }, "Choisir…"), ...canned.map((c) => el("option", { value: c.id }, c.title)));
+      const insert = () => {
+        const c = canned.find((x) => x.id === select.value);
+        if (!c) { toast("Choisissez une réponse type."); select.focus(); return; }
+        const box = document.getElementById("reply-text");
+        box.value = c.text;
+        drafts.reply.set(conv.id, c.text);
+        box.focus();
+      };
       const text = el("textarea", { id: "reply-text", rows: "3", maxlength: "4000", placeholder: "Votre réponse à l'adhérent", oninput: (e) => drafts.reply.set(conv.id, e.target.value) });
       text.value = drafts.reply.get(conv.id) || "";
       replyBox = el("form", { class: "reply", id: "reply-form", onsubmit: (e) => { e.preventDefault(); sendReply(conv.id); } },
-        select, text, el("button", { type: "submit", id: "send" }, "Envoyer"));
-      const transfer = el("select", { id: "transfer" }, el("option", { value: "" }, "Transférer à…"),
+        el("span", { class: "field canned" }, el("label", { for: "canned" }, "Réponses types"), select,
+          el("button", { type: "button", id: "canned-insert", onclick: insert }, "Insérer")),
+        el("label", { for: "reply-text" }, "Votre réponse"), el("span", { class: "field send" }, text, el("button", { type: "submit", id: "send" }, "Envoyer")));
+      const transfer = el("select", { id: "transfer" }, el("option", { value: "" }, "Choisir…"),
         ...Object.entries(state.skills).map(([k, v]) => el("option", { value: `skill:${k}` }, `File ${v}`)),
         ...state.agents.filter((a) => a.login !== state.me.login).map((a) => el("option", { value: `agent:${a.login}` }, `${a.first_name} (${a.login})`)));
-      transfer.addEventListener("change", async (e) => {
-        const [kind, value] = e.target.value.split(":");
-        if (!value) return;
+      const doTransfer = async () => {
+        const [kind, value] = transfer.value.split(":");
+        if (!value) { toast("Choisissez une file ou un conseiller."); transfer.focus(); return; }
         await api(`/console/api/conversations/${encodeURIComponent(conv.id)}/transfer`, kind === "skill" ? { to_skill: value } : { to_agent: value });
         toast("Conversation transférée.");
         current = null;
-        showEmpty("Conversation transférée.");
+        showEmpty("Conversation transférée.", true);
         await refresh();
-      });
-      actions.append(transfer,
+      };
+      actions.append(el("span", { class: "field" }, el("label", { for: "transfer" }, "Transférer à"), transfer,
+          el("button", { type: "button", id: "transfer-go", onclick: doTransfer }, "Transférer")),
         el("button", { type: "button", id: "give-back", onclick: () => act(conv.id, "bot", "Conversation rendue à l'assistant.") }, "Rendre à l'assistant"),
-        el("button", { type: "button", id: "close", onclick: () => act(conv.id, "close", "Conversation clôturée, questionnaire envoyé.") }, "Clôturer"));
+        el("button", { type: "button", id: "close", onclick: async () => {
+          if (await confirmAction("Clôturer cette conversation ? L'adhérent recevra le questionnaire de satisfaction.", "Clôturer")) {
+            await act(conv.id, "close", "Conversation clôturée, questionnaire envoyé.");
+          }
+        } }, "Clôturer"));
     }
     const noteForm = el("form", { class: "note", onsubmit: async (e) => {
       e.preventDefault();
@@ -218,28 +331,34 @@
       await api(`/console/api/conversations/${encodeURIComponent(conv.id)}/note`, { text: value });
       drafts.note.delete(conv.id);
       await openConversation(conv.id, false);
-    } }, el("input", { id: "note-text", maxlength: "2000", placeholder: "Note interne (invisible pour l'adhérent)", oninput: (e) => drafts.note.set(conv.id, e.target.value) }), el("button", { type: "submit", id: "add-note" }, "Noter"));
+    } }, el("label", { for: "note-text", class: "visually-hidden" }, "Note interne"),
+    el("input", { id: "note-text", maxlength: "2000", placeholder: "Note interne (invisible pour l'adhérent)", oninput: (e) => drafts.note.set(conv.id, e.target.value) }), el("button", { type: "submit", id: "add-note" }, "Noter"));
     noteForm.querySelector("input").value = drafts.note.get(conv.id) || "";
     const fiche = renderFiche(data.member, data.past, Boolean(conv.verified_member));
     const layout = `${conv.id}|${conv.status}|${mine}`;
     if (pane.dataset.layout === layout) {
-      // Same conversation, same state: refresh what changed, never the fields the agent is typing in.
+      // Same conversation, same state: refresh what changed, never the fields the agent is typing in,
+      // and keep the nodes that may hold the keyboard focus (the title, the history, the record).
       const oldLog = pane.querySelector("#messages");
       const atBottom = oldLog.scrollTop + oldLog.clientHeight >= oldLog.scrollHeight - 4;
-      oldLog.replaceWith(log);
-      pane.querySelector(".conv-head").replaceWith(head);
+      oldLog.replaceChildren(...log.childNodes);
+      const oldHead = pane.querySelector(".conv-head");
+      const title = head.querySelector("#conv-title");
+      oldHead.querySelector("#conv-title").textContent = title.textContent;
+      title.remove();
+      oldHead.replaceChildren(oldHead.querySelector("#conv-title"), ...head.childNodes);
       pane.querySelector(".notes").replaceWith(notes);
-      pane.querySelector("#fiche").replaceWith(fiche);
-      if (atBottom || scroll) log.scrollTop = log.scrollHeight;
+      pane.querySelector("#fiche").replaceChildren(...fiche.childNodes);
+      if (atBottom || scroll) oldLog.scrollTop = oldLog.scrollHeight;
       return;
     }
     pane.dataset.layout = layout;
     pane.replaceChildren(el("div", { class: "conv" }, head, log, replyBox, actions, el("h3", {}, "Notes internes"), notes, noteForm), fiche);
-    if (scroll) log.scrollTop = log.scrollHeight;
+    log.scrollTop = log.scrollHeight; // a conversation opens on its last message
   }
 
   function renderFiche(record, past, verified) {
-    const box = el("aside", { class: "fiche", id: "fiche" }, el("h3", {}, "Fiche adhérent"));
+    const box = el("aside", { class: "fiche", id: "fiche", tabindex: "0", "aria-labelledby": "fiche-title" }, el("h3", { id: "fiche-title" }, "Fiche adhérent"));
     if (!record) {
       box.append(el("p", { class: "empty" }, "Adhérent non identifié."));
     } else {
@@ -261,7 +380,7 @@
       }
     }
     if (past && past.length) {
-      box.append(el("h4", {}, "Autres conversations"), el("ul", {}, ...past.map((p) => el("li", {}, `${CHANNELS[p.channel] || p.channel} · ${time(p.created_ms)} · ${p.status} · ${p.messages} message(s)`))));
+      box.append(el("h4", {}, "Autres conversations"), el("ul", {}, ...past.map((p) => el("li", {}, `${CHANNELS[p.channel] || p.channel} · ${time(p.created_ms)} · ${CONV_STATUS[p.status] || p.status} · ${p.messages} message(s)`))));
     }
     return box;
   }
@@ -274,13 +393,15 @@
     text.value = "";
     drafts.reply.delete(id);
     await openConversation(id);
+    const again = document.getElementById("reply-text");
+    if (again) again.focus();
   }
 
   async function act(id, action, done) {
     await api(`/console/api/conversations/${encodeURIComponent(id)}/${action}`, {});
     toast(done);
     current = null;
-    showEmpty(done);
+    showEmpty(done, true);
     await refresh();
   }
 
@@ -288,10 +409,17 @@
     const list = document.getElementById("complaints");
     if (!list) return;
     const rows = await api("/console/api/complaints");
-    list.replaceChildren(...rows.slice(0, 30).map((c) => el("li", { class: `item ${c.urgent ? "urgent" : ""}` },
-      el("span", {}, `${c.id} · échéance ${frDate(c.due_date)}${c.urgent ? " · urgente" : ""}`),
-      el("div", { class: "summary" }, c.subject),
-      el("button", { type: "button", onclick: async () => { await api(`/console/api/complaints/${encodeURIComponent(c.member)}/${encodeURIComponent(c.id)}`, { status: "answered" }); toast("Réclamation marquée répondue."); loadComplaints(); } }, "Répondue"))));
+    const late = (c) => c.overdue ? el("strong", { class: "overdue-flag" }, `En retard de ${c.days_late} jour${c.days_late > 1 ? "s" : ""}`) : null;
+    keepFocus(list, () => list.replaceChildren(...rows.slice(0, 30).map((c) => el("li", { class: `item ${c.urgent ? "urgent" : ""} ${c.overdue ? "overdue" : ""}`, "data-id": c.id },
+      late(c),
+      el("span", { class: "ref" }, `${c.id} · échéance ${frDate(c.due_date)}${c.urgent ? " · urgente" : ""}`),
+      el("span", { class: "summary" }, c.subject),
+      el("button", { type: "button", class: "answered", "data-key": `c:${c.id}`, "aria-label": `Répondue : réclamation ${c.id}`, onclick: async () => {
+        if (!await confirmAction(`Marquer la réclamation ${c.id} comme répondue ? La date de réponse sera enregistrée.`, "Marquer répondue")) return;
+        await api(`/console/api/complaints/${encodeURIComponent(c.member)}/${encodeURIComponent(c.id)}`, { status: "answered" });
+        toast("Réclamation marquée répondue.");
+        loadComplaints();
+      } }, "Répondue")))));
   }
 
   // Callbacks (issue 18): queue items, the callback's detail, taking it, its outcome, « Rappels » -----
@@ -449,10 +577,10 @@
       el("div", { class: "kpi" }, el("span", {}, "En attente"), el("strong", { id: "kpi-waiting" }, String(now.waiting))),
       el("div", { class: "kpi" }, el("span", {}, "Conseillers en ligne"), el("strong", { id: "kpi-online" }, String(now.agents_online))),
       el("div", { class: "kpi" }, el("span", {}, "Attente la plus longue"), el("strong", {}, now.oldest_wait_ms ? waited(now.oldest_wait_ms) : "—")),
-      ...Object.entries(now.waiting_by_skill).map(([k, v]) => el("div", { class: "kpi small" }, el("span", {}, k), el("strong", {}, String(v)))));
+      ...Object.entries(now.waiting_by_skill).map(([k, v]) => el("div", { class: "kpi small" }, el("span", {}, `En attente, ${(data.skills || {})[k] || k}`), el("strong", {}, String(v)))));
     const body = document.querySelector("#days tbody");
     body.replaceChildren(...data.days.slice().reverse().map((d) => el("tr", {},
-      el("td", {}, d.day), el("td", {}, d.conversations || 0), el("td", {}, d.handoffs || 0), el("td", {}, d.queue_peak || 0),
+      el("td", {}, el("time", { datetime: d.day }, frDate(d.day))), el("td", {}, d.conversations || 0), el("td", {}, d.handoffs || 0), el("td", {}, d.queue_peak || 0),
       el("td", {}, d.agents || 0), el("td", {}, d.picked || 0),
       el("td", {}, pct(d.service_level)), el("td", {}, pct(d.answer_rate)), el("td", {}, pct(d.complaints_in_time_rate)),
       el("td", {}, d.csat === null ? "—" : String(d.csat).replace(".", ",")), el("td", {}, d.nps === null ? "—" : String(d.nps)),
@@ -471,7 +599,7 @@
       const rect = document.createElementNS(ns, "rect");
       Object.entries({ x: pad + i * bw + 2, y: h - v * (h - 10), width: bw - 4, height: v * (h - 10), class: v >= 0.8 ? "ok" : "ko" }).forEach(([k, val]) => rect.setAttribute(k, val));
       const title = document.createElementNS(ns, "title");
-      title.textContent = `${d.day} : ${pct(d.service_level)}`;
+      title.textContent = `${frDate(d.day)} : ${pct(d.service_level)}`;
       rect.append(title);
       const label = document.createElementNS(ns, "text");
       Object.entries({ x: pad + i * bw + bw / 2, y: h + 14, "text-anchor": "middle" }).forEach(([k, val]) => label.setAttribute(k, val));
@@ -487,7 +615,7 @@
     document.getElementById("dead-count").textContent = `(${dead.count})`;
     const when = (ms) => new Date(ms).toLocaleString("fr-FR", { timeZone: "Europe/Paris" });
     document.querySelector("#dead tbody").replaceChildren(...(dead.items.length ? dead.items.map((d) => el("tr", {},
-      el("td", {}, when(d.at_ms)), el("td", {}, d.stream === "in" ? "entrant" : "sortant"), el("td", {}, d.channel || "—"),
+      el("td", {}, when(d.at_ms)), el("td", {}, d.stream === "in" ? "entrant" : "sortant"), el("td", {}, CHANNELS[d.channel] || d.channel || "—"),
       el("td", {}, d.urn || "—"), el("td", {}, d.unreadable ? "illisible" : d.msg_id), el("td", { class: "error" }, d.error)))
       : [el("tr", {}, el("td", { colspan: "6" }, "Aucun."))]));
   }
@@ -499,9 +627,10 @@
     const live = document.getElementById("live");
     let keepAlive = null;
     let pending = null;
-    ws.onopen = () => { live.classList.replace("off", "on"); keepAlive = setInterval(() => ws.send("ping"), 30000); onChange(); };
+    const say = (text) => { const words = live.querySelector(".live-text"); if (words) words.textContent = text; };
+    ws.onopen = () => { live.classList.replace("off", "on"); say("En direct"); keepAlive = setInterval(() => ws.send("ping"), 30000); onChange(); };
     ws.onmessage = () => { clearTimeout(pending); pending = setTimeout(onChange, 100); };
-    ws.onclose = () => { live.classList.replace("on", "off"); clearInterval(keepAlive); setTimeout(() => connect(onChange), 2000); };
+    ws.onclose = () => { live.classList.replace("on", "off"); say("Reconnexion…"); clearInterval(keepAlive); setTimeout(() => connect(onChange), 2000); };
   }
 
   document.getElementById("logout").addEventListener("click", async () => {
@@ -515,6 +644,7 @@
       const taken = await api("/console/api/take-next", {});
       if (taken.kind === "callback") { await tookCallback(taken); return; }
       current = taken.id;
+      focusPending = true;
       await refresh();
     });
     document.getElementById("show-rappels").addEventListener("click", () => showRappels(true));

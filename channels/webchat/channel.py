@@ -120,6 +120,10 @@ class WebchatChannel(ChannelBase):
     async def send(self, msg: Message) -> SendResult:
         session_id = msg.urn.removeprefix("webchat:")
         entry = {"type": "message", "text": msg.text, "msg_id": msg.id, "ts": str(msg.created_ms)}
+        speaker = msg.meta.get("speaker")
+        if isinstance(speaker, str) and speaker:  # an agent's message: the widget names them, not « Assistant »
+            entry["from"] = "agent"
+            entry["speaker"] = speaker[:80]
         entry_id = await self._append(session_id, entry, once_key=f"m:{msg.id}")
         return SendResult(external_id=entry_id, status="sent")
 
@@ -188,7 +192,8 @@ class WebchatChannel(ChannelBase):
         self._open.add(ws)
         wake = asyncio.Event()
         self._sockets.setdefault(session_id, set()).add(wake)
-        pump = asyncio.create_task(self._pump(ws, session_id, after, wake))
+        mark = request.query.get("mark") == "1"  # the widget asks for the end of the replay to be marked
+        pump = asyncio.create_task(self._pump(ws, session_id, after, wake, mark=mark))
         try:
             async for frame in ws:
                 if frame.type != WSMsgType.TEXT:
@@ -208,10 +213,14 @@ class WebchatChannel(ChannelBase):
                     self._sockets.pop(session_id, None)
         return ws
 
-    async def _pump(self, ws: web.WebSocketResponse, session_id: str, after: str, wake: asyncio.Event) -> None:
-        """Send the session's outbox entries after ``after``, then follow it."""
+    async def _pump(
+        self, ws: web.WebSocketResponse, session_id: str, after: str, wake: asyncio.Event, *, mark: bool = False
+    ) -> None:
+        """Send the session's outbox entries after ``after``, then follow it. With ``mark``, a ``caught_up``
+        frame (no id) ends the replay: the widget announces to screen readers only what comes after it."""
         key = keys.webchat_outbox(session_id)
         last = after
+        caught_up = not mark
         while not ws.closed:
             wake.clear()
             entries = await self.ctx.redis.xrange(key, min=f"({last}" if last != "0" else "-", count=200)
@@ -220,6 +229,9 @@ class WebchatChannel(ChannelBase):
                 last = entry_id
             if len(entries) == 200:
                 continue
+            if not caught_up:
+                caught_up = True
+                await ws.send_json({"type": "caught_up"})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=15)
 

@@ -103,6 +103,7 @@ async def test_agent_takes_answers_closes_and_the_survey_is_counted(
 
         # A canned answer, edited, goes out by SMS.
         await julie.select_option("#canned", "delai-remboursement")
+        await julie.click("#canned-insert")  # choosing alone changes nothing (keyboard users browse the list)
         assert "48 h" in await julie.input_value("#reply-text")
         await julie.fill("#reply-text", "Votre dossier est complet, le virement part demain.")
         before = len(inbox())
@@ -130,8 +131,9 @@ async def test_agent_takes_answers_closes_and_the_survey_is_counted(
         assert no_csrf == [403, "csrf"]
         assert (await redis.hgetall(keys.conversation(conv)))["status"] == "assigned"
 
-        # Julie closes; the survey goes out on SMS and the member's answers are counted.
+        # Julie closes (and confirms); the survey goes out on SMS and the member's answers are counted.
         await julie.click("#close")
+        await julie.click("#confirm-yes")
         await julie.wait_for_selector("#toast >> text=questionnaire envoyé", timeout=10_000)
         await turn(send, inbox, "5", "0 à 10")
         [thanks] = await turn(send, inbox, "10", "Merci pour vos réponses")
@@ -142,8 +144,9 @@ async def test_agent_takes_answers_closes_and_the_survey_is_counted(
     sophie = await log_in(browser, bot_product, "sophie")
     assert sophie.url.endswith("/console/supervisor")
     today = paris_day()  # the console counts Europe/Paris days (CI at 23:xx UTC saw yesterday's empty row)
-    row = sophie.locator(f"#days tr:has(td:text-is('{today}'))")
+    row = sophie.locator(f"#days tr:has(time[datetime='{today}'])")  # shown as 07/12/2026, French
     await row.wait_for(timeout=10_000)
+    assert await row.locator("td").first.inner_text() == "/".join(reversed(today.split("-")))
     cells = await row.locator("td").all_inner_texts()
     # day, conversations, handed off, queue peak, agents, picked, service level, answer rate, complaints in time,
     # satisfaction, NPS, bot containment

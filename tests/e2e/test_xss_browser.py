@@ -367,9 +367,9 @@ async def test_agents_hostile_replies_are_text_in_the_widget(
         # The member's own copies satisfy the wait above: each side's messages are awaited on their own
         # (the agent's last replies may still be on their way), then must be there exactly as written.
         deadline = asyncio.get_running_loop().time() + timeout
-        for kind in ("mwc-bot", "mwc-member"):
+        for kind in ("mwc-agent", "mwc-member"):  # the agent's replies are labelled with Julie's name
             while True:
-                texts = await member.locator(f".mwc-log li.{kind}").evaluate_all(
+                texts = await member.locator(f".mwc-log li.{kind} .mwc-text").evaluate_all(
                     "(items) => items.map((i) => i.textContent)"
                 )
                 missing = [p for p in CORPUS if p not in texts]

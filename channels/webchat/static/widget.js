@@ -1,6 +1,9 @@
 /* Web chat widget of the mutuelle gateway. Embed with one tag:
  *   <script src="https://GATEWAY/webchat/widget.js" defer></script>
- * No dependencies, no inline code, text rendered with textContent only. */
+ * No dependencies, no inline code, text rendered with textContent only.
+ * Accessibility: every message names its speaker (« Vous », « Assistant », « Julie, conseillère »);
+ * messages that arrive while the page is open are read out through a polite live region, the
+ * history replayed on (re)connection is not; Escape closes the panel and gives focus back. */
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -12,6 +15,8 @@
   var lastId = "0";
   var shown = {};      // client ids and message ids already on screen
   var retry = 0;
+  var caughtUp = false; // this socket's replay of past messages is over: what comes now is new
+  var SPEAKERS = { member: "Vous", bot: "Assistant" };
 
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -33,18 +38,31 @@
   css.href = origin + "/webchat/widget.css";
   document.head.appendChild(css);
 
-  var root = el("div", "mwc-root");
+  var root = el("aside", "mwc-root");
+  root.setAttribute("aria-label", "Messagerie de votre mutuelle");
   var toggle = el("button", "mwc-toggle", "Discuter avec nous");
   toggle.type = "button";
   toggle.setAttribute("aria-expanded", "false");
+  toggle.setAttribute("aria-controls", "mwc-panel");
   var panel = el("section", "mwc-panel");
+  panel.id = "mwc-panel";
   panel.hidden = true;
-  panel.setAttribute("aria-label", "Messagerie de votre mutuelle");
-  var header = el("header", "mwc-header", "Votre mutuelle");
+  panel.setAttribute("aria-labelledby", "mwc-title");
+  var header = el("header", "mwc-header");
+  var title = el("h2", "mwc-title", "Votre mutuelle");
+  title.id = "mwc-title";
+  var close = el("button", "mwc-close", "Fermer");
+  close.type = "button";
+  close.setAttribute("aria-label", "Fermer la messagerie");
+  header.appendChild(title);
+  header.appendChild(close);
   var status = el("p", "mwc-status", "Connexion…");
   status.setAttribute("role", "status");
   var log = el("ol", "mwc-log");
-  log.setAttribute("aria-live", "polite");
+  log.setAttribute("aria-label", "Messages");
+  log.tabIndex = 0; // scrollable: reachable with the keyboard
+  var announce = el("p", "mwc-sr");
+  announce.setAttribute("aria-live", "polite");
   var form = el("form", "mwc-form");
   var input = el("textarea", "mwc-input");
   input.rows = 2;
@@ -59,28 +77,55 @@
   panel.appendChild(status);
   panel.appendChild(log);
   panel.appendChild(form);
+  panel.appendChild(announce);
   root.appendChild(panel);
   root.appendChild(toggle);
   document.body.appendChild(root);
-  log.appendChild(el("li", "mwc-msg mwc-bot", "Bonjour ! Comment pouvons-nous vous aider ?"));
 
-  toggle.addEventListener("click", function () {
-    panel.hidden = !panel.hidden;
-    toggle.setAttribute("aria-expanded", String(!panel.hidden));
-    if (!panel.hidden) input.focus();
+  function setOpen(open) {
+    panel.hidden = !open;
+    toggle.setAttribute("aria-expanded", String(open));
+    if (open) {
+      input.focus();
+      log.scrollTop = log.scrollHeight;
+    } else {
+      toggle.focus();
+    }
+  }
+  toggle.addEventListener("click", function () { setOpen(panel.hidden); });
+  close.addEventListener("click", function () { setOpen(false); });
+  panel.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      setOpen(false);
+    }
   });
 
-  function render(kind, text, key, state) {
+  var STATES = { pending: "envoi en cours", error: "non envoyé" };
+  function setState(item, state) {
+    item.setAttribute("data-state", state);
+    item.querySelector(".mwc-state").textContent = STATES[state] ? " · " + STATES[state] : "";
+  }
+
+  // kind: "member", "bot" or "agent" (then ``speaker`` names the agent: « Julie, conseillère »).
+  function render(kind, text, key, state, speaker) {
     if (key && shown[key]) {
-      if (state) shown[key].setAttribute("data-state", state);
+      if (state) setState(shown[key], state);
       return;
     }
-    var item = el("li", "mwc-msg " + (kind === "member" ? "mwc-member" : "mwc-bot"), text);
-    if (state) item.setAttribute("data-state", state);
+    var item = el("li", "mwc-msg mwc-" + kind);
+    var who = el("span", "mwc-speaker", speaker || SPEAKERS[kind] || SPEAKERS.bot);
+    who.appendChild(el("span", "mwc-state"));
+    item.appendChild(who);
+    item.appendChild(el("span", "mwc-visually-hidden", " : "));
+    item.appendChild(el("span", "mwc-text", text));
+    if (state) setState(item, state);
     if (key) shown[key] = item;
     log.appendChild(item);
     log.scrollTop = log.scrollHeight;
+    if (kind !== "member" && caughtUp) announce.textContent = who.firstChild.textContent + " : " + text;
   }
+  render("bot", "Bonjour ! Comment pouvons-nous vous aider ?");
 
   function transmit(item) {
     if (ws && ws.readyState === WebSocket.OPEN) {
@@ -115,7 +160,10 @@
     } else if (frame.type === "echo") {
       render("member", frame.text, frame.client_id, "sent");
     } else if (frame.type === "message") {
-      render("bot", frame.text, "m:" + frame.msg_id);
+      if (frame.from === "agent") render("agent", frame.text, "m:" + frame.msg_id, null, frame.speaker);
+      else render("bot", frame.text, "m:" + frame.msg_id);
+    } else if (frame.type === "caught_up") {
+      caughtUp = true;
     } else if (frame.type === "error") {
       status.textContent = frame.message || "Erreur.";
       if (frame.client_id) {
@@ -149,7 +197,8 @@
     token().then(function (t) {
       var opened = false;
       var url = origin.replace(/^http/, "ws") + "/webchat/ws?token=" + encodeURIComponent(t) +
-        "&after=" + encodeURIComponent(lastId);
+        "&after=" + encodeURIComponent(lastId) + "&mark=1";
+      caughtUp = false;
       ws = new WebSocket(url);
       ws.onopen = function () {
         opened = true;
