@@ -538,8 +538,10 @@
 
   async function callbackOutcome(id, outcome) {
     await api(`/console/api/callbacks/${encodeURIComponent(id)}/outcome`, { outcome });
-    toast(outcome === "no_answer" ? "Rappel enregistré : pas de réponse, il reviendra dans 30 minutes." : "Rappel enregistré.");
+    const back = outcome === "no_answer";  // due again later; done or a wrong number leave the agent's hands
+    if (!back && currentCallback === id) { currentCallback = null; showEmpty("Rappel traité.", true); }
     await refresh();
+    toast(back ? "Rappel enregistré : pas de réponse, il reviendra dans 30 minutes." : "Rappel enregistré.");
     if (currentCallback === id) focusDetail();
   }
 
