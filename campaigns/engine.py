@@ -29,7 +29,17 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from campaigns.model import ALL, Campaign, CampaignError, context, from_input, key, parse_member_file
+from campaigns.model import (
+    ALL,
+    Campaign,
+    CampaignError,
+    context,
+    from_input,
+    hour,
+    key,
+    long_datetime,
+    parse_member_file,
+)
 from campaigns.render import Renderer, RenderError
 from campaigns.rules import PARIS, Estimate, end_of_day, estimate, fr_date, latest_notice_date
 from campaigns.variables import NEW, Findings, needed, resolve
@@ -691,6 +701,7 @@ class Campaigns:
             "remaining": int(due) + int(inflight),  # notices not handed to a provider yet
             # Every notice gone, the campaign still waits for bounces and delivery reports until then:
             "waiting_until": _iso(last_watch[0][1] * 1000) if last_watch and last_watch[0][1] > 0 else "",
+            "waiting_label": _until(last_watch[0][1]) if last_watch and last_watch[0][1] > 0 else "",
         }
 
     async def postal(self, campaign: Campaign) -> list[dict[str, Any]]:
@@ -710,6 +721,14 @@ def _last_open_at_or_before(window: Any, moment: dt.datetime) -> dt.datetime:
             return dt.datetime.combine(day, window.start, PARIS)
         day -= dt.timedelta(days=1)
     return moment
+
+
+def _until(seconds: float) -> str:
+    """« jusqu'à 14 h 50 » today, « jusqu'au 16 janvier 2027 à 14 h 50 » another day (Paris time)."""
+    moment = dt.datetime.fromtimestamp(seconds, PARIS)
+    if moment.date() == dt.datetime.now(PARIS).date():
+        return f"jusqu'à {hour(moment.time())}"
+    return f"jusqu'au {long_datetime(moment.isoformat())}"
 
 
 def _iso(ms: Any) -> str:
