@@ -170,11 +170,13 @@ class Campaign:
 
 
 def long_date(iso: str) -> str:
-    """« 15 janvier 2027 » (Babel's long French date), or the text as it is when it is no date."""
+    """« 15 janvier 2027 », « 1er mars 2027 » (Babel's long French date), or the text as it is when it is no date."""
     try:
-        return str(format_date(dt.date.fromisoformat(iso[:10]), format="long", locale="fr_FR"))
+        day = dt.date.fromisoformat(iso[:10])
     except ValueError:
         return iso
+    text = str(format_date(day, format="long", locale="fr_FR"))
+    return "1er" + text[1:] if day.day == 1 else text
 
 
 def long_datetime(iso: str) -> str:
