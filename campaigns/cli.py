@@ -29,7 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from campaigns.engine import Campaigns
-from campaigns.model import CampaignError, decode_list, from_input
+from campaigns.model import CHANNEL_LABELS, CampaignError, decode_list, from_input
 from campaigns.proof import BOM, csv_chunks, xlsx_file
 from campaigns.rules import PARIS
 from gateway.redis_client import connect
@@ -96,7 +96,8 @@ async def _act(args: argparse.Namespace, engine: Campaigns) -> int:
     if args.action == "count":
         counts = await engine.count(campaign)
         print(
-            f"{counts['total']} adhérents : " + ", ".join(f"{k} {v}" for k, v in sorted(counts["by_channel"].items()))
+            f"{counts['total']} adhérents : "
+            + ", ".join(f"{CHANNEL_LABELS.get(k, k)} {v}" for k, v in sorted(counts["by_channel"].items()))
         )
     elif args.action == "preview":
         for shown in await engine.preview(campaign, 3):
