@@ -245,6 +245,8 @@
     current = id;
     clearTimeout(timer);
     if (!form.hidden) closeForm();
+    // Another campaign: nothing of the previous one stays clickable while this one loads.
+    if (!same) fill(detail, el("p", { class: "empty" }, "Chargement de la campagne…"));
     const r = await api(url(id));
     if (current !== id) return;  // another campaign was chosen meanwhile
     const c = r.campaign;
