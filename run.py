@@ -276,8 +276,9 @@ def main() -> int:
     p_camp.add_argument("action", choices=CAMPAIGN_ACTIONS)
     p_camp.add_argument("target", nargs="?", help="a campaign id (a JSON file for create)")
     p_camp.add_argument("--start", help="schedule: start (Europe/Paris), default now")
-    p_camp.add_argument("--out", help="proof: CSV file to write")
-    p_camp.add_argument("--list", help="create: a file of member numbers (text or CSV) as the audience")
+    p_camp.add_argument("--out", help="proof: file to write, CSV for French Excel (.csv) or a workbook (.xlsx)")
+    p_camp.add_argument("--list", help="create: a file of member numbers (text or CSV) as the audience; extra "
+                        "columns (nouvelle cotisation...) are each member's own values")  # fmt: skip
     p_member = sub.add_parser(
         "member", help="a member's data: export it as JSON, or erase it (see members/privacy_cli.py)"
     )

@@ -146,7 +146,7 @@ async def plan_and_enqueue(url: str, size: int) -> dict[str, float]:
         batch = await engine.store.read_many(numbers[start : start + 5000])
         t0 = time.perf_counter()
         for member in batch:
-            renderer.render("email", member, context(campaign, member))
+            renderer.render("email", member, context(campaign, member), engine.variables(campaign, member, {}))
         render_s += time.perf_counter() - t0
         rendered += len(batch)
     t0 = time.perf_counter()

@@ -4,30 +4,34 @@ run.py campaign create FILE.json [--list MEMBERS.csv]   validate and store a dra
                                         the audience may be a file of member numbers
 run.py campaign list
 run.py campaign count ID                audience size and the channel each member would get
-run.py campaign preview ID              the notice per channel for the first member (SMS encoding, segments)
+run.py campaign preview ID              the notice per channel for three members (SMS encoding, segments)
 run.py campaign schedule ID [--start 2027-01-05T09:00]   plan (progress bar) or say why not
 run.py campaign pause|resume|cancel ID
 run.py campaign report ID               where the notices stand
 run.py campaign watch ID                a progress bar until the campaign is done
-run.py campaign proof ID --out FILE.csv proof of notice, member by member
+run.py campaign proof ID --out FILE.csv proof of notice, member by member, as French Excel opens it
+                                        (FILE.xlsx: an Excel workbook; no --out: the CSV on standard output)
+
+The --list file of ``create`` may carry each member's own figures: a header row, the member number,
+a « nouvelle cotisation » column and any other column as a variable (see campaigns/variables.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import datetime as dt
 import json
+import shutil
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
 from campaigns.engine import Campaigns
-from campaigns.model import CampaignError, context, decode_list, from_input
+from campaigns.model import CHANNEL_LABELS, CampaignError, decode_list, from_input
+from campaigns.proof import BOM, csv_chunks, xlsx_file
 from campaigns.rules import PARIS
-from campaigns.web import PROOF_COLUMNS
 from gateway.redis_client import connect
 from gateway.redis_server import private_redis_url
 from gateway.settings import Settings
@@ -76,7 +80,9 @@ async def _act(args: argparse.Namespace, engine: Campaigns) -> int:
                 await engine.cancel(campaign)  # never a draft aimed at everyone by mistake
                 raise
             print(f"liste importée : {got['members']} adhérents, dont {got['unknown']} inconnus ; "
-                  f"{got['bad_count']} ligne(s) ignorée(s) {got['bad_lines'] or ''}", file=sys.stderr)  # fmt: skip
+                  f"{got['bad_count']} ligne(s) ignorée(s) {got['bad_lines'] or ''}"
+                  + (f" ; valeurs par adhérent : {', '.join(got['variables'])}" if got["variables"] else ""),
+                  file=sys.stderr)  # fmt: skip
         print(campaign.id)
         return 0
     if args.action == "list":
@@ -90,23 +96,31 @@ async def _act(args: argparse.Namespace, engine: Campaigns) -> int:
     if args.action == "count":
         counts = await engine.count(campaign)
         print(
-            f"{counts['total']} adhérents : " + ", ".join(f"{k} {v}" for k, v in sorted(counts["by_channel"].items()))
+            f"{counts['total']} adhérents : "
+            + ", ".join(f"{CHANNEL_LABELS.get(k, k)} {v}" for k, v in sorted(counts["by_channel"].items()))
         )
     elif args.action == "preview":
-        async for member in engine.members(campaign):
-            for channel in campaign.channels:
-                shown = engine.renderer(campaign).render(channel, member, context(campaign, member)).preview()
-                print(f"--- {channel} ({member['number']})")
+        for shown in await engine.preview(campaign, 3):
+            figures = shown["figures"]
+            print(f"=== {shown['member']} {shown['name']}" + (
+                f" : {figures['current_contribution']} → {figures['new_contribution']} "
+                f"({figures.get('change_eur', '?')} €, {figures.get('change_percent', '?')} %)"
+                if "new_contribution" in figures and "current_contribution" in figures else ""))  # fmt: skip
+            if shown["error"]:
+                print(shown["error"])
+            for channel, notice in shown["channels"].items():
+                print(f"--- {channel} ({shown['member']})")
                 if channel == "sms":
-                    print(f"[{shown['encoding']}, {shown['segments']} segment(s), {shown['units']} unités]")
+                    print(f"[{notice['encoding']}, {notice['segments']} segment(s), {notice['units']} unités]")
                 if channel == "email":
-                    print(f"Objet : {shown['subject']}")
-                print(shown["text"])
-            break
+                    print(f"Objet : {notice['subject']}")
+                print(notice["text"])
     elif args.action == "schedule":
         start = dt.datetime.fromisoformat(args.start) if args.start else dt.datetime.now(PARIS)
         if start.tzinfo is None:
             start = start.replace(tzinfo=PARIS)
+        if campaign.window_warning():
+            print(campaign.window_warning(), file=sys.stderr)
         with tqdm(desc="Planification", unit="adhérent") as bar:
             plan = await engine.schedule(campaign, start, progress=bar.update)
         print(
@@ -129,13 +143,15 @@ async def _act(args: argparse.Namespace, engine: Campaigns) -> int:
                     break
                 await asyncio.sleep(2)
     elif args.action == "proof":
-        out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
-        try:
-            writer = csv.DictWriter(out, fieldnames=PROOF_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            async for row in engine.recipients(campaign):
-                writer.writerow(row)
-        finally:
-            if out is not sys.stdout:
-                out.close()
+        if args.out and args.out.lower().endswith(".xlsx"):
+            book = await xlsx_file(engine.recipients(campaign))
+            with book, open(args.out, "wb") as out:
+                shutil.copyfileobj(book, out)
+        elif args.out:
+            with open(args.out, "wb") as out:  # with the byte-order mark: French Excel opens it in columns
+                async for chunk in csv_chunks(engine.recipients(campaign)):
+                    out.write(chunk)
+        else:
+            async for chunk in csv_chunks(engine.recipients(campaign)):
+                sys.stdout.write(chunk.decode("utf-8").removeprefix(BOM))
     return 0

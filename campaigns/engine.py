@@ -29,9 +29,20 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from campaigns.model import ALL, Campaign, CampaignError, context, key, parse_member_list
+from campaigns.model import (
+    ALL,
+    Campaign,
+    CampaignError,
+    context,
+    from_input,
+    hour,
+    key,
+    long_datetime,
+    parse_member_file,
+)
 from campaigns.render import Renderer, RenderError
 from campaigns.rules import PARIS, Estimate, end_of_day, estimate, fr_date, latest_notice_date
+from campaigns.variables import NEW, Findings, needed, resolve
 from gateway import keys
 from gateway.envelope import Message
 from members.records import ALL_MEMBERS, MemberStore
@@ -136,6 +147,14 @@ class Campaigns:
     # Audience --------------------------------------------------------------------------------
     async def members(self, campaign: Campaign, today: dt.date | None = None) -> AsyncIterator[dict[str, str]]:
         """The audience's member records, in batches read with one round trip each."""
+        async for batch in self.member_batches(campaign, today):
+            for member in batch:
+                yield member
+
+    async def member_batches(
+        self, campaign: Campaign, today: dt.date | None = None
+    ) -> AsyncIterator[list[dict[str, str]]]:
+        """The audience's member records, a batch per round trip (sorted by member number)."""
         today = today or dt.datetime.now(PARIS).date()
         if campaign.audience.uploaded:
             candidates: AsyncIterator[list[str]] = _scan(self.redis, key(campaign.id, "list"))
@@ -144,32 +163,113 @@ class Campaigns:
         else:
             candidates = _scan(self.redis, ALL_MEMBERS)
         async for batch in candidates:
-            for member in await self.store.read_many(batch):
-                if member["number"] and campaign.audience.matches(member, today):
-                    yield member
+            found = [
+                m for m in await self.store.read_many(batch) if m["number"] and campaign.audience.matches(m, today)
+            ]
+            if found:
+                yield found
+
+    # Per-member values --------------------------------------------------------------------------
+    async def own_values(self, campaign: Campaign, numbers: list[str]) -> list[dict[str, str]]:
+        """Each member's row of the campaign's per-member file ({} without one), one round trip."""
+        if not campaign.variables or not numbers:
+            return [{} for _ in numbers]
+        raw = await self.redis.hmget(key(campaign.id, "vars"), numbers)
+        return [orjson.loads(r) if r else {} for r in raw]
+
+    def variables(self, campaign: Campaign, member: dict[str, str], own: dict[str, str]) -> dict[str, Any]:
+        """What this member's notice sees (``campaigns/variables.py``), figures as of the effective date."""
+        try:
+            on = dt.date.fromisoformat(campaign.effective_date or member.get(campaign.date_field, ""))
+        except ValueError:
+            on = dt.datetime.now(PARIS).date()
+        return resolve(campaign.values, member, own, on)
+
+    def findings(self, campaign: Campaign) -> tuple[Findings, Callable[[dict[str, str], dict[str, Any]], None]]:
+        """A fresh record of problems and the function that checks one member against the templates."""
+        renderer = self.renderer(campaign)
+        names = needed(renderer.names())
+        fields = renderer.member_fields() or set()
+        bounded = campaign.kind == "contribution_change" or NEW in names
+        found = Findings(max_change_percent=campaign.max_change_percent)
+
+        def check(member: dict[str, str], variables: dict[str, Any]) -> None:
+            found.check(member["number"], variables, names, fields, member, bounded)
+
+        return found, check
+
+    async def checked_batches(
+        self, campaign: Campaign, findings: Callable[[dict[str, str], dict[str, Any]], None]
+    ) -> AsyncIterator[list[dict[str, str]]]:
+        """The audience, each member checked (missing values, bounds) on the way."""
+        async for batch in self.member_batches(campaign):
+            owns = await self.own_values(campaign, [m["number"] for m in batch])
+            for member, own in zip(batch, owns, strict=True):
+                findings(member, self.variables(campaign, member, own))
+            yield batch
+
+    async def preview(self, campaign: Campaign, n: int = 3) -> list[dict[str, Any]]:
+        """The notices of the audience's first ``n`` members, per channel, with their figures; a notice
+        that cannot be written says why instead."""
+        out: list[dict[str, Any]] = []
+        renderer = self.renderer(campaign)
+        async for batch in self.member_batches(campaign):
+            batch = batch[: n - len(out)]
+            owns = await self.own_values(campaign, [m["number"] for m in batch])
+            for member, own in zip(batch, owns, strict=True):
+                variables = self.variables(campaign, member, own)
+                channels: dict[str, Any] = {}
+                error = ""
+                for channel in campaign.channels:
+                    try:
+                        channels[channel] = renderer.render(
+                            channel, member, context(campaign, member), variables
+                        ).preview()
+                    except RenderError as exc:
+                        error = f"Notice impossible à écrire pour {member['number']} : {exc}"
+                figures = {k: str(variables[k]) for k in ("current_contribution", NEW, "change_eur", "change_percent")
+                           if str(variables.get(k, "")) != ""}  # fmt: skip
+                out.append({"member": member["number"], "name": f"{member['first_name']} {member['last_name']}".strip(),
+                            "channels": channels, "figures": figures, "error": error})  # fmt: skip
+            if len(out) >= n:
+                break
+        return out
+
+    async def update(self, campaign: Campaign, data: dict[str, Any]) -> Campaign:
+        """A draft edited: validated again as a whole, its list and per-member values kept."""
+        if campaign.state != "draft":
+            raise CampaignError({"state": "seul un brouillon se modifie (mettez en pause ou annulez la campagne)"})
+        edited = from_input(data, existing=campaign)
+        await self.save(edited)
+        return edited
 
     async def import_list(self, campaign: Campaign, text: str) -> dict[str, Any]:
         """A draft's audience from an uploaded file of member numbers (see ``parse_member_list``), kept
         in Redis whatever its size; the filters still apply. Replaces a previous list."""
         if campaign.state != "draft":
             raise CampaignError({"file": "la liste d'une campagne se change tant qu'elle est un brouillon"})
-        numbers, bad = parse_member_list(text)
+        parsed = parse_member_file(text)
+        numbers, bad = parsed.numbers, parsed.bad
         if not numbers:
             raise CampaignError({"file": "aucun numéro d'adhérent reconnu dans ce fichier (un numéro par ligne, "
                                          "ou une colonne « numéro » d'un fichier CSV)"})  # fmt: skip
-        lkey = key(campaign.id, "list")
-        await self.redis.delete(lkey)
+        lkey, vkey = key(campaign.id, "list"), key(campaign.id, "vars")
+        await self.redis.delete(lkey, vkey)
         unknown = 0
         for i in range(0, len(numbers), 5000):
             chunk = numbers[i : i + 5000]
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.sadd(lkey, *chunk)
                 pipe.smismember(ALL_MEMBERS, chunk)
-                _, known = await pipe.execute()
-            unknown += sum(1 for k in known if not int(k))
+                if parsed.variables:  # in Redis, under the campaign's hash tag: every worker reads them
+                    pipe.hset(vkey, mapping={n: orjson.dumps(parsed.values[n]).decode() for n in chunk})
+                found = await pipe.execute()
+            unknown += sum(1 for k in found[1] if not int(k))
         campaign.audience.uploaded = len(numbers)
+        campaign.variables = parsed.variables
         await self.save(campaign)
-        return {"members": len(numbers), "unknown": unknown, "bad_lines": bad[:20], "bad_count": len(bad)}
+        return {"members": len(numbers), "unknown": unknown, "bad_lines": bad[:20], "bad_count": len(bad),
+                "variables": parsed.variables}  # fmt: skip
 
     def first_channel(self, campaign: Campaign, member: dict[str, str], opted_out: dict[str, set[str]]) -> str | None:
         for channel in campaign.channels:
@@ -212,8 +312,12 @@ class Campaigns:
         """Audience size and the channel each member would get now (``none``: postal mail)."""
         opted = await self.opted_out(campaign)
         by_channel: Counter[str] = Counter()
-        async for member in self.members(campaign):
-            by_channel[self.first_channel(campaign, member, opted) or "none"] += 1
+        found, check = self.findings(campaign)
+        async for batch in self.checked_batches(campaign, check):
+            for member in batch:
+                by_channel[self.first_channel(campaign, member, opted) or "none"] += 1
+        if found.errors():  # each member's figures are checked before anyone relies on the count
+            raise CampaignError(found.errors())
         return {"total": sum(by_channel.values()), "by_channel": dict(by_channel)}
 
     # Planning ----------------------------------------------------------------------------------
@@ -244,7 +348,8 @@ class Campaigns:
         late: list[dt.date] = []
         no_date = 0
         per_day: dict[dt.date, Counter[str]] = {}
-        async for member in self.members(campaign):
+        found, check = self.findings(campaign)
+        async for member in _each(self.checked_batches(campaign, check)):
             deadline_day = self.deadline_of(campaign, member)
             if deadline_day is None:
                 no_date += 1
@@ -265,6 +370,8 @@ class Campaigns:
             plan.append((member["number"], planned.timestamp(), deadline.timestamp()))
             if progress is not None:
                 progress(1)
+        if found.errors():
+            raise CampaignError(found.errors())
         if not plan:
             raise CampaignError({"audience": "aucun adhérent ne correspond à cette audience"})
         if late:
@@ -376,9 +483,14 @@ class Campaigns:
         return sent
 
     def renderer(self, campaign: Campaign) -> Renderer:
-        if campaign.id not in self._renderers:
-            self._renderers[campaign.id] = Renderer(campaign.templates, campaign.values)
-        return self._renderers[campaign.id]
+        """The campaign's compiled templates, kept per process for as long as its templates and values
+        stay the same (a draft edited through another process gets a fresh one)."""
+        sig = f"{campaign.id}:{hash(orjson.dumps([campaign.templates, campaign.values], option=orjson.OPT_SORT_KEYS))}"
+        if sig not in self._renderers:
+            if len(self._renderers) > 200:
+                self._renderers.clear()
+            self._renderers[sig] = Renderer(campaign.templates, campaign.values)
+        return self._renderers[sig]
 
     async def _send_due(self, campaign: Campaign, now: float, limit: int | None = None) -> int:
         if not campaign.send_window().contains(dt.datetime.fromtimestamp(now, PARIS)):
@@ -409,18 +521,21 @@ class Campaigns:
         return await self._notify_many(campaign, [(number, tried)], now) == 1
 
     async def _notify_many(self, campaign: Campaign, batch: list[tuple[str, tuple[str, ...]]], now: float) -> int:
-        """Render and hand a batch of notices to the outbound stream: four round trips for the batch."""
+        """Render and hand a batch of notices to the outbound stream: four round trips for the batch (five
+        with per-member values)."""
         numbers = [n for n, _ in batch]
         rows = await self.store.read_many(numbers)
         opted = await self.opted_out_among(campaign, [r for r in rows if r])
         deadlines = await self.redis.hmget(key(campaign.id, "deadline"), numbers)
+        owns = await self.own_values(campaign, numbers)
         renderer = self.renderer(campaign)
         outbox: list[Message] = []
         records: dict[str, str] = {}
         postal: dict[str, float] = {}
         watch: dict[str, float] = {}
-        for (number, tried), member, raw_deadline in zip(batch, rows, deadlines, strict=True):
+        for (number, tried), member, raw_deadline, own in zip(batch, rows, deadlines, owns, strict=True):
             deadline = float(raw_deadline or now)
+            variables = self.variables(campaign, member, own)
             tried_now = list(tried)
             msg: Message | None = None
             for channel in campaign.channels:
@@ -428,7 +543,7 @@ class Campaigns:
                 if channel in tried_now or channel not in self.enabled or not urn or urn in opted.get(channel, set()):
                     continue
                 try:
-                    notice = renderer.render(channel, member, context(campaign, member))
+                    notice = renderer.render(channel, member, context(campaign, member), variables)
                 except RenderError as exc:
                     log.error("notice not rendered", extra={"campaign": campaign.id, "channel": channel,
                                                             "error": str(exc)[:200]})  # fmt: skip
@@ -565,6 +680,11 @@ class Campaigns:
                 late += 1
         info = await self.redis.hgetall(key(campaign.id))
         planned = int(info.get("planned") or 0)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(key(campaign.id, "due"))
+            pipe.zcard(key(campaign.id, "inflight"))
+            pipe.zrange(key(campaign.id, "watch"), -1, -1, withscores=True)
+            due, inflight, last_watch = await pipe.execute()
         notified = sum(n for s, n in counts.items() if s in ("sent", "delivered", "read"))
         return {
             "campaign": campaign.public(),
@@ -577,6 +697,11 @@ class Campaigns:
             "postal": int(await self.redis.zcard(key(campaign.id, "postal"))),
             "late": late,
             "state": campaign.state,
+            "start_at": info.get("start_at", ""),
+            "remaining": int(due) + int(inflight),  # notices not handed to a provider yet
+            # Every notice gone, the campaign still waits for bounces and delivery reports until then:
+            "waiting_until": _iso(last_watch[0][1] * 1000) if last_watch and last_watch[0][1] > 0 else "",
+            "waiting_label": _until(last_watch[0][1]) if last_watch and last_watch[0][1] > 0 else "",
         }
 
     async def postal(self, campaign: Campaign) -> list[dict[str, Any]]:
@@ -598,6 +723,14 @@ def _last_open_at_or_before(window: Any, moment: dt.datetime) -> dt.datetime:
     return moment
 
 
+def _until(seconds: float) -> str:
+    """« jusqu'à 14 h 50 » today, « jusqu'au 16 janvier 2027 à 14 h 50 » another day (Paris time)."""
+    moment = dt.datetime.fromtimestamp(seconds, PARIS)
+    if moment.date() == dt.datetime.now(PARIS).date():
+        return f"jusqu'à {hour(moment.time())}"
+    return f"jusqu'au {long_datetime(moment.isoformat())}"
+
+
 def _iso(ms: Any) -> str:
     try:
         return dt.datetime.fromtimestamp(int(float(ms)) / 1000, PARIS).isoformat(timespec="seconds") if ms else ""
@@ -609,6 +742,12 @@ def _on_time(sent_ms: Any, deadline: Any) -> str:
     if not sent_ms or not deadline:
         return ""
     return "oui" if int(sent_ms) / 1000 <= int(deadline) else "non"
+
+
+async def _each(batches: AsyncIterator[list[dict[str, str]]]) -> AsyncIterator[dict[str, str]]:
+    async for batch in batches:
+        for item in batch:
+            yield item
 
 
 async def _chunks(items: list[str], size: int = 1000) -> AsyncIterator[list[str]]:

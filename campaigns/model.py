@@ -4,7 +4,8 @@ Stored in Redis under the campaign's hash tag (``camp:{<id>}…``) so its plan, 
 counters live in one cluster slot and are updated together by scripts.
 
 States: draft → scheduled → sending → done, with paused (from scheduled or sending) and
-cancelled. Only a draft can be edited.
+cancelled. Only a draft can be edited. A campaign's per-member values (from an uploaded file) live in
+``camp:{<id>}:vars`` (member number → JSON object), next to its list (``camp:{<id>}:list``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from campaigns.rules import SendWindow
+from babel.dates import format_date
+
+from campaigns.rules import PARIS, SendWindow
+from campaigns.variables import DEFAULT_MAX_CHANGE_PERCENT, variable_name
 
 KINDS = {
     "benefit_change": "Évolution des garanties",
@@ -30,6 +34,13 @@ MANDATORY = ("benefit_change", "contribution_change")  # notices members cannot 
 CHANNELS = ("email", "sms")
 DATE_FIELDS = ("contribution_call_date",)
 STATES = ("draft", "scheduled", "sending", "paused", "done", "cancelled")
+STATE_LABELS = {
+    "draft": "brouillon", "scheduled": "programmée", "sending": "en cours", "paused": "en pause",
+    "done": "terminée", "cancelled": "annulée",
+}  # fmt: skip
+CHANNEL_LABELS = {"email": "e-mail", "sms": "SMS", "none": "courrier", "": "courrier"}
+# Working hours: a window reaching outside them is allowed, with a warning (notices at 01:50 upset members).
+WORKING_START, WORKING_END, WORKING_DAYS = dt.time(9, 0), dt.time(19, 0), (1, 2, 3, 4, 5)
 ALL = "camp:all"  # sorted set: campaign id, score = creation time (ms)
 
 
@@ -108,6 +119,8 @@ class Campaign:
     start_at: str = ""  # ISO datetime (Europe/Paris) once scheduled
     created_by: str = ""
     created_ms: int = 0
+    max_change_percent: float = 25.0  # a contribution change beyond ± this refuses count and schedule
+    variables: list[str] = field(default_factory=list)  # per-member variables from the uploaded file
 
     @property
     def mandatory(self) -> bool:
@@ -129,21 +142,66 @@ class Campaign:
         data["audience"] = Audience(**data.get("audience") or {})
         return cls(**data)
 
+    def window_warning(self) -> str:
+        """A French warning when the window reaches outside working hours and days, else ""."""
+        window = self.send_window()
+        outside = []
+        if window.start < WORKING_START or window.end > WORKING_END:
+            outside.append(f"de {window.start:%H:%M} à {window.end:%H:%M}")
+        if any(d not in WORKING_DAYS for d in window.weekdays):
+            outside.append("le samedi")
+        if not outside:
+            return ""
+        return (f"Fenêtre d'envoi hors des heures ouvrées (9 h – 19 h, du lundi au vendredi) : des notices "
+                f"partiraient {' et '.join(outside)}.")  # fmt: skip
+
     def public(self) -> dict[str, Any]:
         out = asdict(self)
         out["kind_label"] = KINDS.get(self.kind, self.kind)
+        out["state_label"] = STATE_LABELS.get(self.state, self.state)
+        out["channels_label"] = " puis ".join(CHANNEL_LABELS.get(c, c) for c in self.channels)
+        out["effective_label"] = long_date(self.effective_date) if self.effective_date else ""
+        out["start_label"] = long_datetime(self.start_at) if self.start_at else ""
         out["audience_label"] = self.audience.describe()
         out["window_label"] = self.send_window().describe()
+        out["window_warning"] = self.window_warning()
         out["mandatory"] = self.mandatory
         return out
+
+
+def long_date(iso: str) -> str:
+    """« 15 janvier 2027 », « 1er mars 2027 » (Babel's long French date), or the text as it is when it is no date."""
+    try:
+        day = dt.date.fromisoformat(iso[:10])
+    except ValueError:
+        return iso
+    text = str(format_date(day, format="long", locale="fr_FR"))
+    return "1er" + text[1:] if day.day == 1 else text
+
+
+def long_datetime(iso: str) -> str:
+    """« 15 janvier 2027 à 9 h 00 », in Paris time."""
+    try:
+        moment = dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(PARIS)
+    return f"{long_date(moment.date().isoformat())} à {hour(moment.time())}"
+
+
+def hour(moment: dt.time) -> str:
+    """« 14 h 50 », as French writes a time of day."""
+    return f"{moment.hour} h {moment.minute:02d}"
 
 
 def new_id() -> str:
     return time.strftime("%Y%m%d") + "-" + secrets.token_hex(4)
 
 
-def from_input(data: dict[str, Any], *, created_by: str = "") -> Campaign:
-    """Validate what staff typed (JSON API, console form or a file for ``run.py campaign create``)."""
+def from_input(data: dict[str, Any], *, created_by: str = "", existing: Campaign | None = None) -> Campaign:
+    """Validate what staff typed (JSON API, console form or a file for ``run.py campaign create``).
+    ``existing``: the draft being edited (its id, author, list and per-member values are kept)."""
     from campaigns.render import Renderer, RenderError, default_templates
 
     errors: dict[str, str] = {}
@@ -182,6 +240,9 @@ def from_input(data: dict[str, Any], *, created_by: str = "") -> Campaign:
         errors["audience"] = "filtres illisibles"
         audience = Audience()
     window = _object(data, "window", errors, "fenêtre illisible")
+    # A new campaign's window is stored whole: 9 h – 19 h on working days unless it says otherwise
+    # (campaigns stored before kept the defaults of ``send_window``, Saturdays included).
+    window = {"start": "09:00", "end": "19:00", "weekdays": list(WORKING_DAYS), **window}
     try:
         Campaign("x", "information", "x", "", "", Audience(), [], {}, {}, window).send_window()
     except (ValueError, TypeError, OverflowError) as exc:
@@ -198,10 +259,18 @@ def from_input(data: dict[str, Any], *, created_by: str = "") -> Campaign:
     except (TypeError, ValueError, OverflowError):
         errors["lead_days"] = "de 0 à 20 jours"
         lead = 2
+    raw_bound = data.get("max_change_percent")
+    try:
+        bound = float(str(raw_bound).replace(",", ".")) if raw_bound not in (None, "") else DEFAULT_MAX_CHANGE_PERCENT
+        if not 0 < bound <= 100:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        errors["max_change_percent"] = "une évolution maximale de 0,1 à 100 %"
+        bound = DEFAULT_MAX_CHANGE_PERCENT
     if errors:
         raise CampaignError(errors)
     campaign = Campaign(
-        id=new_id(),
+        id=existing.id if existing else new_id(),
         kind=kind,
         title=title,
         effective_date=effective,
@@ -212,20 +281,49 @@ def from_input(data: dict[str, Any], *, created_by: str = "") -> Campaign:
         values=values,
         window=window,
         lead_days=lead,
-        created_by=created_by,
-        created_ms=int(time.time() * 1000),
+        created_by=existing.created_by if existing else created_by,
+        created_ms=existing.created_ms if existing else int(time.time() * 1000),
+        max_change_percent=bound,
+        variables=list(existing.variables) if existing else [],
     )
-    # Every channel's template must render for a sample member now, not fail at 9 a.m. on send day.
-    sample = {"number": "M0000000", "first_name": "Camille", "last_name": "Durand", "cover_level": "confort",
-              "contribution_eur": "64.20", "contribution_call_date": "2027-01-05", "region": "Bretagne",
-              "segment": "famille", "birth_date": "1975-03-12"}  # fmt: skip
-    try:
-        renderer = Renderer(templates, values)
-        for channel in channels:
-            renderer.render(channel, sample, context(campaign, sample))
-    except RenderError as exc:
-        raise CampaignError({"templates": str(exc)}) from exc
+    if existing is not None:
+        campaign.audience.uploaded = existing.audience.uploaded
+    _try_sample(campaign, Renderer, RenderError)
     return campaign
+
+
+SAMPLE = {"number": "M0000000", "first_name": "Camille", "last_name": "Durand", "cover_level": "confort",
+          "contribution_eur": "64.20", "contribution_call_date": "2027-01-05", "region": "Bretagne",
+          "segment": "famille", "birth_date": "1975-03-12", "phone": "+33600000000",
+          "email": "camille.durand@example.fr"}  # fmt: skip
+PLACEHOLDERS = ("66.10", "2027-01-05", "texte")  # what a per-member file may bring: an amount, a date, a text
+
+
+def _try_sample(campaign: Campaign, renderer_type: Any, error_type: type[Exception]) -> None:
+    """Every channel's template must render for a sample member now, not fail at 9 a.m. on send day.
+    A variable the campaign does not give comes from the per-member file later: the sample tries an
+    amount, a date and a text for it (count and schedule then check each member has a value)."""
+    from campaigns.variables import resolve
+
+    try:
+        renderer = renderer_type(campaign.templates, campaign.values)
+    except error_type as exc:
+        raise CampaignError({"templates": str(exc)}) from exc
+    base = resolve(campaign.values, SAMPLE, {}, dt.date(2027, 1, 5))
+    from_file = sorted(renderer.names() - set(base) - {"change_eur", "change_percent"} - set(campaign.values))
+    last: Exception | None = None
+    for placeholder in PLACEHOLDERS:
+        own = dict.fromkeys(from_file, placeholder)
+        extra = resolve(campaign.values, SAMPLE, own, dt.date(2027, 1, 5))
+        try:
+            for channel in campaign.channels:
+                renderer.render(channel, SAMPLE, context(campaign, SAMPLE), extra)
+            return
+        except error_type as exc:
+            last = exc
+            if not from_file:
+                break
+    raise CampaignError({"templates": str(last)})
 
 
 def context(campaign: Campaign, member: dict[str, Any]) -> dict[str, Any]:
@@ -256,15 +354,28 @@ def decode_list(raw: bytes) -> str:
         return raw.decode("cp1252", errors="replace")
 
 
-def parse_member_list(text: str) -> tuple[list[str], list[int]]:
-    """Member numbers from an uploaded file: one per line, or a CSV (comma, semicolon as French
-    spreadsheets write it, or tab) whose number column is named numéro, adhérent, number..., else its
-    first column. Returns the numbers (each once, in file order) and the lines that hold none."""
+@dataclass
+class MemberFile:
+    """An uploaded file: member numbers in file order (each once), their own values per variable
+    (columns other than the number), and the lines that hold no number."""
+
+    numbers: list[str]
+    values: dict[str, dict[str, str]]
+    variables: list[str]
+    bad: list[int]
+
+
+def parse_member_file(text: str) -> MemberFile:
+    """Member numbers, and per-member values, from an uploaded file: one number per line, or a CSV
+    (comma, semicolon as French spreadsheets write it, or tab) whose number column is named numéro,
+    adhérent, number..., else its first column. With a header row, every other named column is a
+    variable (« nouvelle cotisation » → ``new_contribution``; see ``campaigns/variables.py``)."""
     lines = text.splitlines()
     first = next((line for line in lines if line.strip()), "")
     delimiter = next((d for d in (";", "\t", ",") if d in first), ";")
     rows = list(csv.reader(lines, delimiter=delimiter))
     column, start = 0, 0
+    header: list[str] = []
     if rows:
         header = [_plain(cell) for cell in rows[0]]
         named = next((header.index(name) for name in _NUMBER_COLUMNS if name in header), None)
@@ -272,7 +383,11 @@ def parse_member_list(text: str) -> tuple[list[str], list[int]]:
             column, start = named, 1
         elif rows[0] and not MEMBER_NUMBER.match(rows[0][0].strip()):
             start = 1  # a header we do not know: its first column is taken
+        else:
+            header = []  # no header: numbers only
+    columns = {i: variable_name(h) for i, h in enumerate(header) if i != column and variable_name(h)}
     numbers: dict[str, None] = {}
+    values: dict[str, dict[str, str]] = {}
     bad: list[int] = []
     for i, row in enumerate(rows[start:], start=start + 1):
         if not any(cell.strip() for cell in row):
@@ -280,9 +395,17 @@ def parse_member_list(text: str) -> tuple[list[str], list[int]]:
         value = row[column].strip() if column < len(row) else ""
         if MEMBER_NUMBER.match(value):
             numbers.setdefault(value)
+            if columns:
+                values[value] = {name: row[j].strip() if j < len(row) else "" for j, name in columns.items()}
         else:
             bad.append(i)
-    return list(numbers), bad
+    return MemberFile(list(numbers), values, list(dict.fromkeys(columns.values())), bad)
+
+
+def parse_member_list(text: str) -> tuple[list[str], list[int]]:
+    """The member numbers of an uploaded file and the lines that hold none (``parse_member_file``)."""
+    parsed = parse_member_file(text)
+    return parsed.numbers, parsed.bad
 
 
 def _plain(cell: str) -> str:

@@ -3,7 +3,8 @@
 Templates are data: the defaults for each kind live in ``templates/campaigns/`` and a campaign
 may carry its own. They run in Jinja2's sandbox with ``StrictUndefined``, so a typo in a
 variable is an error at preview time, not a blank in 100,000 messages. Filters:
-``date`` (« 1er janvier 2027 »), ``euros`` (« 1 234,50 € »), ``percent`` (« 3,5 % »).
+``date`` (« 1er janvier 2027 »), ``euros`` (« 1 234,50 € »), ``percent`` (« 3,5 % »), and
+``signed_euros`` / ``signed_percent`` for a change (« +2,90 € », « -3,5 % »).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from babel import Locale
 from babel.numbers import format_currency, format_decimal
-from jinja2 import StrictUndefined, Template, TemplateError, nodes
+from jinja2 import StrictUndefined, Template, TemplateError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from campaigns.rules import fr_date
@@ -82,9 +83,25 @@ def _percent(value: Any, digits: int = 1) -> str:
     return f"{format_decimal(number, format=pattern, locale=LOCALE)}\u202f%"
 
 
+def _sign(number: Decimal) -> str:
+    return "+" if number > 0 else ""  # Babel writes the minus of a negative number itself (ASCII "-")
+
+
+@_memo
+def _signed_euros(value: Any) -> str:
+    return _sign(_number(value)) + str(_euros(value))
+
+
+@_memo
+def _signed_percent(value: Any, digits: int = 1) -> str:
+    return _sign(_number(value)) + str(_percent(value, digits))
+
+
 def environment() -> SandboxedEnvironment:
     env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-    env.filters.update(date=_date, euros=_euros, percent=_percent)
+    env.filters.update(
+        date=_date, euros=_euros, percent=_percent, signed_euros=_signed_euros, signed_percent=_signed_percent
+    )
     return env
 
 
@@ -150,6 +167,12 @@ def reads(source: str) -> dict[str, tuple[str, ...] | None]:
     return {name: tuple(sorted(used)) for name, used in fields.items()}
 
 
+def names(source: str) -> set[str]:
+    """The top-level variables a template reads (``new_contribution``...), apart from ``member`` and
+    ``campaign``: each must have a value for every member, from the campaign, the record or a file."""
+    return set(meta.find_undeclared_variables(ENV.parse(source))) - {"member", "campaign"}
+
+
 class _Part:
     """One compiled template part and the renders already made, keyed by the fields it reads.
 
@@ -166,6 +189,9 @@ class _Part:
         self.fields: tuple[tuple[str, ...], tuple[str, ...]] | None = (
             None if member is None or campaign is None else (member, campaign)
         )
+        # Top-level variables may differ per member too (a new contribution from a file): part of the key.
+        self.names = tuple(sorted(names(source)))
+        self.member_used = member  # kept: ``fields`` is dropped when remembering does not pay
         self.done: dict[tuple[Any, ...], str] = {}
         self.hits = self.misses = 0
         self.globals = dict(self.template.globals)  # copied once, not merged again for every member
@@ -186,7 +212,11 @@ class _Part:
         if self.fields is None:
             return self._render(context)
         member, campaign = context["member"], context["campaign"]
-        key = (*[member.get(f) for f in self.fields[0]], None, *[campaign.get(f) for f in self.fields[1]])
+        key = (
+            *[member.get(f) for f in self.fields[0]], None,
+            *[campaign.get(f) for f in self.fields[1]], None,
+            *[context.get(n) for n in self.names],
+        )  # fmt: skip
         try:
             out = self.done.get(key)
         except TypeError:  # an unhashable value: render without remembering
@@ -217,11 +247,28 @@ class Renderer:
         except TemplateError as exc:
             raise RenderError(f"modèle invalide : {exc}") from exc
 
-    def render(self, channel: str, member: dict[str, Any], campaign: dict[str, Any]) -> Rendered:
+    def names(self) -> set[str]:
+        """Every top-level variable the campaign's templates read."""
+        return {n for parts in self.compiled.values() for part in parts.values() for n in part.names}
+
+    def member_fields(self) -> set[str] | None:
+        """The member fields the templates read (``None``: the whole record is used)."""
+        out: set[str] = set()
+        for parts in self.compiled.values():
+            for part in parts.values():
+                if part.member_used is None:
+                    return None
+                out.update(part.member_used)
+        return out
+
+    def render(
+        self, channel: str, member: dict[str, Any], campaign: dict[str, Any], extra: dict[str, Any] | None = None
+    ) -> Rendered:
+        """``extra``: this member's own variables (see ``campaigns/variables.py``), over the campaign's."""
         parts = self.compiled.get(channel) or {}
         if "text" not in parts:
             raise RenderError(f"pas de modèle pour le canal {channel}")
-        context = {**self.values, "member": member, "campaign": campaign}
+        context = {**self.values, **(extra or {}), "member": member, "campaign": campaign}
         try:
             text = parts["text"].render(context)
             subject = parts["subject"].render(context) if "subject" in parts else ""

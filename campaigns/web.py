@@ -7,9 +7,7 @@ message per field (``{"error": "invalid", "fields": {...}}``).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +16,7 @@ from aiohttp import web
 
 from campaigns.engine import Campaigns
 from campaigns.model import KINDS, CampaignError, decode_list, from_input, key
+from campaigns.proof import csv_chunks, xlsx_file
 from campaigns.rules import PARIS
 from gateway import unsubscribe
 from members.audit import unsubscribed_audit
@@ -34,7 +33,7 @@ log = logging.getLogger(__name__)
 ROLES = ("communications", "supervisor")
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_LIST_BYTES = 20 * 2**20  # about two million member numbers
-PROOF_COLUMNS = ["member", "channel", "tried", "status", "queued_at", "sent_at", "delivered_at", "deadline", "on_time"]
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def invalid(exc: CampaignError) -> web.Response:
@@ -103,26 +102,34 @@ def routes(site: StaffSite, campaigns: Campaigns) -> web.RouteTableDef:
     async def show(request: web.Request) -> web.Response:
         return web.json_response(await campaigns.report(await load(request)))
 
+    @r.put("/console/api/campaigns/{cid}")
+    @guard
+    async def edit(request: web.Request) -> web.Response:
+        """A draft changed: the whole campaign again, as for its creation; its list and values stay."""
+        campaign = await load(request)
+        try:
+            edited = await campaigns.update(campaign, await read_json(request))
+        except CampaignError as exc:
+            return invalid(exc)
+        log.info("campaign edited", extra={"campaign": campaign.id, "user": request[USER_KEY].login})
+        return web.json_response(edited.public())
+
     @r.post("/console/api/campaigns/{cid}/count")
     @guard
     async def count(request: web.Request) -> web.Response:
-        return web.json_response(await campaigns.count(await load(request)))
+        try:
+            return web.json_response(await campaigns.count(await load(request)))
+        except CampaignError as exc:
+            return invalid(exc)
 
     @r.post("/console/api/campaigns/{cid}/preview")
     @guard
     async def preview(request: web.Request) -> web.Response:
-        campaign = await load(request)
-        sample = None
-        async for member in campaigns.members(campaign):
-            sample = member
-            break
-        if sample is None:
+        """The notices of three members of the audience, each with their own figures."""
+        shown = await campaigns.preview(await load(request), 3)
+        if not shown:
             raise Refused("Aucun adhérent dans cette audience.", 400)
-        from campaigns.model import context
-
-        renderer = campaigns.renderer(campaign)
-        out = {ch: renderer.render(ch, sample, context(campaign, sample)).preview() for ch in campaign.channels}
-        return web.json_response({"member": sample["number"], "channels": out})
+        return web.json_response({"member": shown[0]["member"], "channels": shown[0]["channels"], "members": shown})
 
     @r.post("/console/api/campaigns/{cid}/schedule")
     @guard
@@ -140,7 +147,7 @@ def routes(site: StaffSite, campaigns: Campaigns) -> web.RouteTableDef:
         except CampaignError as exc:
             return invalid(exc)
         log.info("campaign scheduled", extra={"campaign": campaign.id, "planned": plan["planned"]})
-        return web.json_response(plan)
+        return web.json_response({**plan, "window_warning": campaign.window_warning()})
 
     @r.post("/console/api/campaigns/{cid}/{action:pause|resume|cancel}")
     @guard
@@ -155,7 +162,7 @@ def routes(site: StaffSite, campaigns: Campaigns) -> web.RouteTableDef:
     @r.get("/console/api/campaigns/{cid}/proof.csv")
     @guard
     async def proof(request: web.Request) -> web.StreamResponse:
-        """Proof of notice, member by member: channel, sent and delivered times, on time or not."""
+        """Proof of notice, member by member, as French Excel opens it (see ``campaigns/proof.py``)."""
         campaign = await load(request)
         resp = web.StreamResponse(
             headers={
@@ -165,17 +172,31 @@ def routes(site: StaffSite, campaigns: Campaigns) -> web.RouteTableDef:
             }
         )
         await resp.prepare(request)
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=PROOF_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        async for row in campaigns.recipients(campaign):
-            writer.writerow(row)
-            if buf.tell() > 64 * 1024:
-                await resp.write(buf.getvalue().encode())
-                buf.seek(0)
-                buf.truncate()
-        await resp.write(buf.getvalue().encode())
+        async for chunk in csv_chunks(campaigns.recipients(campaign)):
+            await resp.write(chunk)
         await resp.write_eof()
+        return resp
+
+    @r.get("/console/api/campaigns/{cid}/proof.xlsx")
+    @guard
+    async def proof_xlsx(request: web.Request) -> web.StreamResponse:
+        """The same proof as an Excel workbook."""
+        campaign = await load(request)
+        book = await xlsx_file(campaigns.recipients(campaign))
+        try:
+            resp = web.StreamResponse(
+                headers={
+                    "Content-Type": XLSX,
+                    "Content-Disposition": f'attachment; filename="preuve-{campaign.id}.xlsx"',
+                    "Cache-Control": "no-store",
+                }
+            )
+            await resp.prepare(request)
+            while chunk := book.read(64 * 1024):
+                await resp.write(chunk)
+            await resp.write_eof()
+        finally:
+            book.close()
         return resp
 
     @r.get("/console/api/campaigns/{cid}/postal")

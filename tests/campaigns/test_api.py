@@ -73,7 +73,7 @@ async def test_a_draft_with_an_uploaded_list_is_counted_and_scheduled(
         assert resp.status == 400 and "trop volumineux" in (await resp.json())["fields"]["file"]
     async with http.post(upload, data=sheet, headers=headers) as resp:
         assert resp.status == 200
-        assert await resp.json() == {"members": 3, "unknown": 1, "bad_lines": [], "bad_count": 0}
+        assert await resp.json() == {"members": 3, "unknown": 1, "bad_lines": [], "bad_count": 0, "variables": ["nom"]}
     async with http.post(f"{base}/console/api/campaigns/{cid}/count", json={}, headers=headers) as resp:
         assert await resp.json() == {"total": 2, "by_channel": {"sms": 2}}
     async with http.get(f"{base}/console/api/campaigns/{cid}") as resp:

@@ -76,7 +76,7 @@ async def test_each_member_notified_once_even_after_a_crash_mid_batch(engine: Ca
     assert await engine.enqueue_many(sent[:10]) == 0
     assert len(await notices(redis)) == 120
     first = sent[0]
-    assert first.channel == "sms" and "à partir du 1er mars 2027" in first.text
+    assert first.channel == "sms" and "dès le 1er mars 2027" in first.text
     assert (await redis.hgetall(key(campaign.id)))["state"] == "sending"
 
 
@@ -151,14 +151,15 @@ async def test_per_member_dates_each_a_month_before_their_own(engine: Campaigns,
     await engine.save(campaign)
     await engine.schedule(campaign, TUESDAY_10AM, now=TUESDAY_10AM)
     planned = dict(await redis.zrange(key(campaign.id, "due"), 0, -1, withscores=True))
-    # Deadlines 10 Feb and 15 Mar; two days before, at the window's opening (13 Mar is a Saturday: open).
+    # Deadlines 10 Feb and 15 Mar; two days before, at the window's opening (13 Mar is a Saturday, not a
+    # working day: the default window is Monday to Friday, so the Friday before).
     assert dt.datetime.fromtimestamp(planned["M0000001"], PARIS) == dt.datetime(2027, 2, 8, 9, 0, tzinfo=PARIS)
-    assert dt.datetime.fromtimestamp(planned["M0000002"], PARIS) == dt.datetime(2027, 3, 13, 9, 0, tzinfo=PARIS)
+    assert dt.datetime.fromtimestamp(planned["M0000002"], PARIS) == dt.datetime(2027, 3, 12, 9, 0, tzinfo=PARIS)
     assert await engine.tick(TUESDAY_10AM.timestamp()) == 0  # nobody is due yet
     sent_day = dt.datetime(2027, 2, 8, 9, 30, tzinfo=PARIS).timestamp()
     assert await engine.tick(sent_day) == 1
     [notice] = await notices(redis)
-    assert "à partir du 10 mars 2027" in notice.text  # the member's own date
+    assert "dès le 10 mars 2027" in notice.text  # the member's own date
     # A member whose date is too close cannot be told a month ahead: the schedule is refused.
     await load(redis, [member(3, call="2027-01-20")])
     again = from_input(campaign_input(effective_date="", date_field="contribution_call_date"))

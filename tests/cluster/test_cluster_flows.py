@@ -184,8 +184,8 @@ async def test_campaign_sent_once_per_member_with_proof(
     mail = Counter(r.rcpt_tos[0] for r in smtp_sink.received)
     assert sms == Counter({m.phone for m in members if m.phone})
     assert mail == Counter({m.email for m in members if m.email})
-    proof = list(csv.DictReader(io.StringIO(cli(product, "campaign", "proof", cid).stdout)))
-    assert len(proof) == 120 and all(row["sent_at"] and row["on_time"] == "oui" for row in proof)
+    proof = list(csv.DictReader(io.StringIO(cli(product, "campaign", "proof", cid).stdout), delimiter=";"))
+    assert len(proof) == 120 and all(row["Envoi"] and row["Dans les délais"] == "oui" for row in proof)
     assert product.stop() == 0
     assert_clean_logs(product)
 

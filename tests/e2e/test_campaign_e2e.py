@@ -107,13 +107,13 @@ async def test_campaign_sent_once_per_member_with_opt_out_fallback_and_proof(
     assert notice["Auto-Submitted"] == "auto-generated" and notice["List-Unsubscribe"] is None  # mandatory notice
     assert notice.get_body(preferencelist=("html",)) is not None
 
-    proof = list(csv.DictReader(io.StringIO(campaign_cli(product, "proof", cid))))
+    proof = list(csv.DictReader(io.StringIO(campaign_cli(product, "proof", cid)), delimiter=";"))
     assert len(proof) == 300
-    by_member = {row["member"]: row for row in proof}
-    assert by_member["M9000005"]["channel"] == "email"
+    by_member = {row["Numéro d'adhérent"]: row for row in proof}
+    assert by_member["M9000005"]["Canal"] == "e-mail"
     unreachable = [m.number for m in members if not m.phone and not m.email]
-    assert all(by_member[n]["channel"] == "courrier" for n in unreachable)
-    assert all(row["on_time"] == "oui" for row in proof if row["sent_at"])
+    assert all(by_member[n]["Canal"] == "courrier" for n in unreachable)
+    assert all(row["Dans les délais"] == "oui" for row in proof if row["Envoi"])
     report = json.loads(campaign_cli(product, "report", cid))
     assert report["postal"] == len(unreachable) and report["state"] in ("sending", "done")
     await redis.aclose()
@@ -310,9 +310,10 @@ async def test_a_bounced_notice_goes_out_on_the_next_channel(
     assert [m.to for m in fake_twilio.messages] == ["+33197000001"]
     assert "Le forfait optique passe à 200 €." in fake_twilio.messages[0].body
     assert len(smtp_sink.received) == 2  # the bounce was not answered
-    proof = {row["member"]: row for row in csv.DictReader(io.StringIO(campaign_cli(product, "proof", cid)))}
-    assert (proof["M7000001"]["channel"], proof["M7000001"]["tried"]) == ("sms", "email")
-    assert (proof["M7000002"]["channel"], proof["M7000002"]["tried"]) == ("email", "")
+    rows = csv.DictReader(io.StringIO(campaign_cli(product, "proof", cid)), delimiter=";")
+    proof = {row["Numéro d'adhérent"]: row for row in rows}
+    assert (proof["M7000001"]["Canal"], proof["M7000001"]["Canaux essayés avant"]) == ("SMS", "e-mail")
+    assert (proof["M7000002"]["Canal"], proof["M7000002"]["Canaux essayés avant"]) == ("e-mail", "")
     first = await redis.hgetall(keys.message(f"c.{cid}.M7000001", f"c.{cid}.M7000001.0"))
     assert (first["status"], first["error_code"]) == ("failed", "5.1.1")
     await redis.aclose()

@@ -153,6 +153,7 @@ async def test_no_page_needs_more_than_the_policy_allows(make_product: Callable[
             "input[name=effective_date]", (dt.date.today() + dt.timedelta(days=70)).replace(day=1).isoformat()
         )
         await page.fill("input[name=regions]", "Guyane")
+        await page.fill("textarea[name=values]", "new_contribution = 50,00")  # count refuses members without one
         await page.select_option("select[name=channels]", "sms,email")
         await page.fill("input[name=start]", "00:00")
         await page.fill("input[name=end]", "23:59")

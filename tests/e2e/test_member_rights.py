@@ -167,8 +167,11 @@ async def test_export_then_erase_everywhere_keeping_only_the_proof(
     assert audit[-1][1]["what"] == "erased" and audit[-1][1]["agent"] == "dpo"
     assert await verify_audit(redis, ERIN.number) == []  # kept whole through the erasure
     if notices:
-        proof = {row["member"]: row for row in csv.DictReader(io.StringIO(campaign_cli(product, "proof", cid)))}
-        assert proof[ERIN.number]["channel"] == "sms" and proof[ERIN.number]["sent_at"]
+        proof = {
+            row["Numéro d'adhérent"]: row
+            for row in csv.DictReader(io.StringIO(campaign_cli(product, "proof", cid)), delimiter=";")
+        }
+        assert proof[ERIN.number]["Canal"] == "SMS" and proof[ERIN.number]["Envoi"]
         assert f"campagne {cid}" in done.stdout
     again = json.loads(member_cli(product, "export", ERIN.number).stdout)
     assert again["member"] is None and again["conversations"] == [] and again["callbacks"] == []
