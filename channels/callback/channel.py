@@ -14,7 +14,6 @@ reply is recorded on the ``callback`` channel as shown on the page.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import secrets
 from typing import Any, ClassVar
@@ -23,8 +22,8 @@ from aiohttp import web
 
 from channels.base import ChannelBase
 from channels.callback.validation import MAX_DAYS_AHEAD, REASONS, SLOTS, CallbackRequest, ValidationError, validate
-from gateway import keys
-from gateway.envelope import Message, SendResult, inbound, now_ms
+from gateway import jsonbody, keys
+from gateway.envelope import BadRequest, Message, SendResult, inbound, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +87,9 @@ class CallbackChannel(ChannelBase):
         @routes.post("/api/callbacks")
         async def api(request: web.Request) -> web.Response:
             try:
-                data = json.loads(await request.read())
-            except ValueError:
-                return _error("body", "Le corps de la requête doit être du JSON.")
+                data = jsonbody.loads(await request.read())
+            except BadRequest as exc:  # unreadable, too deep, invalid UTF-8...: the shared reader's reason
+                return _error("body", f"Le corps de la requête doit être du JSON lisible ({exc}).")
             if not isinstance(data, dict):
                 return _error("body", "Le corps de la requête doit être un objet JSON.")
             key = request.headers.get("Idempotency-Key", "")
