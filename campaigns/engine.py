@@ -57,7 +57,7 @@ DELIVERY_WAIT_S = {"sms": 4 * 3600, "email": 30}  # then the watchdog looks at t
 # (a bounce that arrives reports the notice failed and brings the watchdog back at once, see recheck).
 BOUNCE_WAIT_S = 4 * 3600
 DELIVERED = ("delivered", "read")
-FAILED = ("failed", "undelivered")
+FAILED = ("failed", "undelivered", "canceled")
 
 # KEYS: due, inflight. ARGV: now (s), limit. Moves due members to in-flight and returns them: the
 # due set's lowest scores, so they leave it by rank in one command, and enter in-flight by thousands.

@@ -373,7 +373,10 @@ def parse_member_file(text: str) -> MemberFile:
     lines = text.splitlines()
     first = next((line for line in lines if line.strip()), "")
     delimiter = next((d for d in (";", "\t", ",") if d in first), ";")
-    rows = list(csv.reader(lines, delimiter=delimiter))
+    try:
+        rows = list(csv.reader(lines, delimiter=delimiter))
+    except csv.Error as exc:  # a field past the csv module's limit (128 KB): not a list of members
+        raise CampaignError({"file": "fichier illisible : une ligne est bien trop longue pour un numéro"}) from exc
     column, start = 0, 0
     header: list[str] = []
     if rows:

@@ -136,7 +136,7 @@ class Gateway:
     async def status(self, update: StatusUpdate) -> None:
         STATUS_UPDATES.labels(update.channel, update.status).inc()
         moved = await self.conversations.apply_status(update)
-        if moved and update.status in ("failed", "undelivered"):  # a notice that failed: its fallback now
+        if moved and update.status in ("failed", "undelivered", "canceled"):  # a notice that failed: its fallback now
             for hook in self.on_delivery_failed:
                 await hook(moved.partition(" ")[2])
 
@@ -302,6 +302,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Unauthorized as exc:
         INBOUND_REJECTED.labels(_channel_of(request), "unauthorized").inc()
         return web.json_response({"error": "forbidden", "detail": str(exc)[:200]}, status=403)
+    except RecursionError:
+        # Request JSON goes through gateway/jsonbody.py, which refuses deep nesting; this is the net
+        # under it (a form or header walked recursively by a library): the caller's input, not an outage.
+        INBOUND_REJECTED.labels(_channel_of(request), "too_deep").inc()
+        log.warning("request too deeply nested", extra={"path": request.path})
+        return web.json_response({"error": "bad_request", "detail": "Requête trop imbriquée."}, status=400)
     except (RedisError, ConnectionError) as exc:
         log.error("storage unavailable", extra={"path": request.path, "error": type(exc).__name__})
         return web.json_response({"error": "unavailable"}, status=503, headers={"Retry-After": "5"})

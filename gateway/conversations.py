@@ -21,7 +21,17 @@ from gateway.envelope import Message, StatusUpdate, new_id, now_ms
 PARIS = ZoneInfo("Europe/Paris")
 
 # Progress order of delivery states: a callback may only move a message forward.
-_RANK = {"queued": 0, "sending": 1, "unknown": 1.5, "sent": 2, "undelivered": 3, "failed": 3, "delivered": 4, "read": 5}
+_RANK = {
+    "queued": 0,
+    "sending": 1,
+    "unknown": 1.5,
+    "sent": 2,
+    "undelivered": 3,
+    "failed": 3,
+    "canceled": 3,
+    "delivered": 4,
+    "read": 5,
+}
 _RANK_JSON = json.dumps(_RANK)
 
 # KEYS[1] = message hash. ARGV = status, rank table json, now ms, error code, error message.

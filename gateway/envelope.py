@@ -16,11 +16,13 @@ import orjson
 Direction = Literal["in", "out"]
 
 # Delivery states of an outbound message, in the order they normally happen.
-OUT_STATES = ("queued", "sending", "unknown", "sent", "delivered", "undelivered", "failed", "read")
+OUT_STATES = ("queued", "sending", "unknown", "sent", "delivered", "undelivered", "failed", "canceled", "read")
 # "unknown": an attempt may have reached the provider (process killed, or timed out) and, the channel
 # being at-most-once, it is not repeated; a later provider callback tells what happened.
 # States after which a status callback may not move the message back.
-FINAL_STATES = frozenset({"delivered", "undelivered", "failed", "read"})
+FINAL_STATES = frozenset({"delivered", "undelivered", "failed", "canceled", "read"})
+# "canceled" (Twilio): a scheduled message cancelled before it left; it never reaches the member, so
+# for a campaign notice it counts as failed (the next channel is tried), but it is recorded as itself.
 
 
 def new_id() -> str:
@@ -113,6 +115,18 @@ class Message:
         }
 
 
+# Control characters (C0, DEL, C1) a stored text never keeps: NUL bytes and the like only break the
+# stores, logs and screens downstream. Newline and tab stay; a carriage return becomes a newline.
+_CONTROLS = {c: None for c in (*range(0x00, 0x20), *range(0x7F, 0xA0)) if c not in (0x09, 0x0A)}
+
+
+def clean_text(text: str) -> str:
+    """``text`` without control characters other than newline and tab (CRLF and CR become LF)."""
+    if text.isprintable():
+        return text
+    return text.replace("\r\n", "\n").replace("\r", "\n").translate(_CONTROLS)
+
+
 def inbound(
     channel: str,
     urn: str,
@@ -124,12 +138,13 @@ def inbound(
     automated: bool = False,
     kind: str = "text",
 ) -> Message:
+    """An inbound message, whatever its channel: the one place its text is cleaned of control characters."""
     return Message(
         id=new_id(),
         channel=channel,
         urn=urn,
         direction="in",
-        text=text,
+        text=clean_text(text),
         external_id=external_id,
         attachments=attachments,
         meta=meta or {},

@@ -19,6 +19,8 @@ import jinja2
 from aiohttp import web
 from redis.asyncio import Redis
 
+from gateway import jsonbody
+from gateway.envelope import BadRequest
 from gateway.settings import Settings
 from staff.users import User, Users, csrf_ok
 
@@ -190,12 +192,9 @@ class StaffSite:
 async def read_json(request: web.Request) -> dict[str, Any]:
     """A request's JSON object; Refused (400) when it is not one."""
     try:
-        data = await request.json()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Refused("Corps JSON illisible.", 400) from exc
-    if not isinstance(data, dict):
-        raise Refused("Un objet JSON est attendu.", 400)
-    return data
+        return await jsonbody.read_object(request)  # the one reader of request JSON: hostile bodies refused
+    except BadRequest as exc:
+        raise Refused(str(exc), 400) from exc
 
 
 def origin_of(url: str) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import math
 import secrets
@@ -32,8 +31,8 @@ from aiohttp import web
 
 from channels.base import ChannelBase
 from channels.callback.validation import MAX_DAYS_AHEAD, PARIS, REASONS, CallbackRequest, ValidationError, validate
-from gateway import callback_refs, keys
-from gateway.envelope import Message, SendResult, inbound, now_ms
+from gateway import callback_refs, jsonbody, keys
+from gateway.envelope import BadRequest, Message, SendResult, inbound, now_ms
 from gateway.hours import DAY_NAMES
 from gateway.public_limits import TOO_MANY, CallbackLimits, wait_wording
 from gateway.ratelimit import RateLimiter
@@ -121,10 +120,11 @@ class CallbackChannel(ChannelBase):
 
         @routes.post("/api/callbacks")
         async def api(request: web.Request) -> web.Response:
+            reason = "Le corps de la requête doit être un objet JSON."
             try:
-                data = json.loads(await request.read())
-            except ValueError:
-                data = None
+                data = jsonbody.loads(await request.read())
+            except BadRequest as exc:  # unreadable, too deep, invalid UTF-8...: the shared reader's reason
+                data, reason = None, f"Le corps de la requête doit être du JSON lisible ({exc})."
             key = request.headers.get("Idempotency-Key", "")
             if not isinstance(data, dict) or len(key) > MAX_KEY:
                 wait = await self.limits.acquire(request, accepted=False)
@@ -132,7 +132,7 @@ class CallbackChannel(ChannelBase):
                     return _too_many(wait)
                 if len(key) > MAX_KEY:
                     return _error("Idempotency-Key", f"La clé dépasse {MAX_KEY} caractères.")
-                return _error("body", "Le corps de la requête doit être un objet JSON.")
+                return _error("body", reason)
             try:
                 req = validate(data, hours=self.ctx.settings.opening_hours)
             except ValidationError as exc:

@@ -43,7 +43,7 @@ STATUS_MAP = {
     "delivered": "delivered",
     "undelivered": "undelivered",
     "failed": "failed",
-    "canceled": "failed",  # a scheduled message cancelled: it will never go out
+    "canceled": "canceled",  # a scheduled message cancelled: it will never go out (final, like failed)
     "read": "read",  # RCS / WhatsApp read receipts
 }
 

@@ -23,6 +23,7 @@ from telegram.request import HTTPXRequest
 
 from channels.base import ChannelBase, ChannelContext, RateLimit
 from channels.telegram.parse import CHANNEL, ignored_reason, load, parse_update
+from gateway import keys
 from gateway.envelope import (
     ContactOptedOut,
     Message,
@@ -86,10 +87,23 @@ class TelegramChannel(ChannelBase):
             if reason:
                 return web.json_response({"ok": True, "ignored": reason})
             for msg in parse_update(data):
-                await self.ctx.accept(msg)
+                await self.receive(msg)
             return web.json_response({"ok": True})
 
         return routes
+
+    async def receive(self, msg: Message) -> None:
+        """Accept one parsed message or event. A chat that blocked the bot (or removed it from its
+        group) is on the channel's opt-out list, which the dispatcher honours (nothing is sent, a
+        campaign notice goes by its next channel), until the member unblocks it or writes again."""
+        event = msg.meta.get("event")
+        if event == "blocked":
+            await self.ctx.redis.sadd(keys.opt_out(CHANNEL), msg.urn)
+        result = await self.ctx.accept(msg)
+        if (event == "unblocked" or not msg.automated) and not result.duplicate:
+            await self.ctx.redis.srem(keys.opt_out(CHANNEL), msg.urn)
+        if event in ("blocked", "unblocked"):
+            log.info(f"telegram chat {event} the bot", extra={**msg.log_fields(), "duplicate": result.duplicate})
 
     def rate_limits(self, msg: Message) -> list[RateLimit]:
         s = self.ctx.settings

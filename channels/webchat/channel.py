@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,8 +26,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from channels.base import ChannelBase, ChannelContext
 from channels.webchat.tokens import issue_token, verify_token
-from gateway import keys
-from gateway.envelope import Message, SendResult, inbound
+from gateway import jsonbody, keys
+from gateway.envelope import BadRequest, Message, SendResult, inbound
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +154,10 @@ class WebchatChannel(ChannelBase):
             # member keeps the conversation), else a new session (e.g. after a key change).
             saved = ""
             if request.can_read_body:
-                with contextlib.suppress(ValueError, UnicodeDecodeError):
-                    body = await request.json()
-                    saved = str(body.get("token") or "")[:300] if isinstance(body, dict) else ""
+                with contextlib.suppress(BadRequest):  # unreadable: a new session, as without a body
+                    body = jsonbody.loads(await request.read())
+                    token = body.get("token") if isinstance(body, dict) else None
+                    saved = token[:300] if isinstance(token, str) else ""
             secret = self.ctx.settings.secret_key
             token = saved if saved and verify_token(secret, saved) is not None else issue_token(secret)[1]
             headers = {
@@ -237,8 +237,8 @@ class WebchatChannel(ChannelBase):
 
     async def _on_frame(self, session_id: str, data: str) -> dict[str, Any] | None:
         try:
-            frame = json.loads(data)
-        except ValueError:
+            frame = jsonbody.loads(data)
+        except BadRequest:
             return error_frame("bad_json", "Message illisible.")
         if not isinstance(frame, dict) or frame.get("type") != "message":
             return error_frame("bad_frame", "Type de message inconnu.")

@@ -40,10 +40,21 @@ async def test_case(case: dict[str, Any], client: TestClient, redis: Redis) -> N
         else:
             headers[name] = value
     body = case["raw"] if "raw" in case else json.dumps(case["body"], ensure_ascii=False)
+    chat = 3527065  # the private chat of most cases
+    if isinstance(case.get("body"), dict) and isinstance(case["body"].get("message"), dict):
+        chat = case["body"]["message"].get("chat", {}).get("id", chat)
+    if case.get("opted_out_before"):  # the chat had blocked the bot
+        await redis.sadd(keys.opt_out("telegram"), f"telegram:{chat}")
     resp = await client.post("/telegram/webhook", data=body.encode(), headers=headers)
     expected = case["expected"]
     assert resp.status == expected["status"]
+    if expected["status"] >= 400:
+        assert resp.content_type == "application/json" and (await resp.json())["detail"]
     stored = [Message.from_json(f["m"]) for _, f in await redis.xrange(keys.stream("in", 0))]
+    if "opted_out" in expected:  # what the dispatcher reads before any send to that chat
+        urns = {m.urn for m in stored} or {f"telegram:{chat}"}
+        for urn in urns:
+            assert await redis.sismember(keys.opt_out("telegram"), urn) == expected["opted_out"]
     if "messages" not in expected:
         assert stored == []
         return
@@ -55,6 +66,11 @@ async def test_case(case: dict[str, Any], client: TestClient, redis: Redis) -> N
                 assert len(msg.attachments) == value
             elif field == "attachment_ref":
                 assert msg.attachments[0].ref == value
+            elif field.startswith("meta."):
+                found: Any = msg.meta
+                for part in field.split(".")[1:]:
+                    found = found[part]
+                assert found == value, field
             else:
                 assert getattr(msg, field) == value, field
 
