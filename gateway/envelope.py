@@ -70,6 +70,10 @@ class Message:
     # Automated mail (auto-replies, bounces) is stored but never answered.
     automated: bool = False
     kind: str = "text"  # "text", "edited", "command", "callback_request", "status"
+    # Whether the sender's address is proven: None = the channel vouches as usual (a provider's signed
+    # webhook; e-mail without EMAIL_AUTHSERV_ID), True = proven (e-mail: DMARC or aligned SPF/DKIM passed
+    # at the MX), False = not proven (e-mail that failed or lacks it): never linked to a member by address.
+    sender_authentic: bool | None = None
 
     FIELDS: ClassVar[tuple[str, ...]] = (
         "id",
@@ -86,6 +90,7 @@ class Message:
         "in_reply_to",
         "automated",
         "kind",
+        "sender_authentic",
     )
 
     def to_json(self) -> str:
@@ -123,6 +128,7 @@ def inbound(
     meta: dict[str, Any] | None = None,
     automated: bool = False,
     kind: str = "text",
+    sender_authentic: bool | None = None,
 ) -> Message:
     return Message(
         id=new_id(),
@@ -135,6 +141,7 @@ def inbound(
         meta=meta or {},
         automated=automated,
         kind=kind,
+        sender_authentic=sender_authentic,
     )
 
 

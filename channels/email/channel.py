@@ -38,6 +38,28 @@ log = logging.getLogger(__name__)
 TRY_LATER = "451 4.3.0 Reessayez plus tard / try again later"
 
 
+class _Listener(SMTP):
+    """aiosmtpd's server, taking lines of any length up to the size limit and logging every refusal.
+
+    RFC 5321 caps a line at 1,000 octets, but mail clients send longer ones (an unwrapped paragraph,
+    HTML on one line, base64 without line breaks): refusing them bounced members' mail. The line
+    limit is the message size limit instead, so a mail is refused only for its size (552)."""
+
+    def __init__(self, handler: _Handler, *, size_limit: int, **kwargs: Any) -> None:
+        # Read by aiosmtpd's __init__ for its stream reader's buffer; DATA's total is still size_limit.
+        self.line_length_limit = size_limit + 1024
+        super().__init__(handler, data_size_limit=size_limit, **kwargs)
+
+    async def push(self, status: Any) -> None:
+        text = status.decode("ascii", "replace") if isinstance(status, bytes) else str(status)
+        if text[:1] in ("4", "5"):  # our reply or aiosmtpd's; never the mail's content
+            log.warning(
+                "e-mail refused",
+                extra={"channel": CHANNEL, "code": text[:3], "reason": " ".join(text[4:].split())[:120]},
+            )
+        await super().push(status)
+
+
 class _Handler:
     def __init__(self, channel: EmailChannel) -> None:
         self.channel = channel
@@ -59,7 +81,7 @@ class _Handler:
         if header_size(raw) > MAX_HEADER_BYTES:
             return "552 5.3.4 En-tetes trop volumineux / headers too large"
         try:  # in a thread: a large mail must not hold up the other channels of this process
-            msg = await asyncio.to_thread(parse_email, raw, envelope.mail_from, s.email_domain)
+            msg = await asyncio.to_thread(parse_email, raw, envelope.mail_from, s.email_domain, s.email_authserv_id)
         except RecursionError:
             log.warning("e-mail nested too deeply refused", extra={"channel": CHANNEL})
             return "550 5.6.0 Structure MIME trop imbriquee / MIME structure nested too deeply"
@@ -88,6 +110,8 @@ class _Handler:
                 "duplicate": result.duplicate,
                 "automated": msg.automated,
                 "automated_reason": msg.meta.get("automated_reason"),
+                "sender_auth": msg.meta.get("sender_auth"),
+                "forwarded": bool(msg.meta.get("forwarded")),
             },
         )
         return "250 2.0.0 OK"
@@ -112,9 +136,9 @@ class EmailChannel(ChannelBase):
         loop = asyncio.get_running_loop()
         handler = _Handler(self)
         self._server = await loop.create_server(
-            lambda: SMTP(
+            lambda: _Listener(
                 handler,
-                data_size_limit=s.max_email_bytes,
+                size_limit=s.max_email_bytes,
                 hostname=s.email_domain,
                 ident="mutuelle-gateway",
                 decode_data=False,
