@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from channels.email import EmailChannel, parse_email
 from gateway import keys
 from gateway.app import ROUTER_GROUP, Gateway
+from gateway.contacts import UNPROVEN, register_member
 from gateway.envelope import Message
 from gateway.responders import AckResponder
 from gateway.settings import Settings
@@ -100,6 +101,7 @@ async def test_every_case_over_smtp_accepted_and_answered_as_the_table_says(
     channel = gateway.channels["email"]
     assert isinstance(channel, EmailChannel)
     cases = [c for c in CASES if authserv(c) == AUTHSERV_ID]
+    await register_member(redis, "M1234567", phone=None, email="jeanne.martin@example.fr")
     for case in cases:
         async with aiosmtplib.SMTP(hostname="127.0.0.1", port=channel.port, timeout=30) as client:
             sender = case.get("envelope_from", "jeanne.martin@example.fr")
@@ -115,6 +117,13 @@ async def test_every_case_over_smtp_accepted_and_answered_as_the_table_says(
         msg = stored[mid]
         check(case, msg)
         assert (msg.id in answered) is case["expected"]["answered"], case["label"]
+    # The proven mails from Jeanne's address are hers; the forged ones sit with a contact of their own.
+    proven = await redis.get(keys.address("mailto:jeanne.martin@example.fr"))
+    forged = await redis.get(keys.address(UNPROVEN + "mailto:jeanne.martin@example.fr"))
+    assert proven and forged and proven != forged
+    assert await redis.hget(keys.contact(proven), "member_id") == "M1234567"
+    assert await redis.hget(keys.contact(forged), "member_id") is None
+    assert await redis.smembers(keys.member_contacts("M1234567")) == {proven}
     # Nothing refused, and no mail's words in the log.
     assert not [r for r in caplog.records if r.getMessage() == "e-mail refused"]
     assert "remboursement de mes lunettes" not in caplog.text and "12/03/1961" not in caplog.text
