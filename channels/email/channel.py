@@ -177,10 +177,12 @@ class EmailChannel(ChannelBase):
         return any(r.strip().strip("<>").lower() == target for r in recipients)
 
     async def unsubscribe(self, msg: Message) -> str:
-        """Honour an unsubscribe mail: the token in its subject, else its sender. Never answered."""
-        if msg.automated:  # a bounce or an auto-reply to the unsubscribe address is no request
-            return "250 2.0.0 OK"
+        """Honour an unsubscribe mail: the token in its subject, else its sender (only a proven one when
+        ``EMAIL_AUTHSERV_ID`` is set: a forged From must not unsubscribe a member). Never answered."""
         number = unsubscribe.member_of(self.ctx.settings.secret_key, str(msg.meta.get("subject") or ""))
+        unproven = str(msg.meta.get("automated_reason") or "").startswith("unauthenticated:")
+        if msg.automated and not (unproven and number is not None):
+            return "250 2.0.0 OK"  # a bounce or an auto-reply is no request; nor a forged From without a token
         try:
             if number is not None:
                 await unsubscribe.unsubscribe(self.ctx.redis, number, CHANNEL, self.ctx.unsubscribed)

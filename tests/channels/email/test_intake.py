@@ -22,7 +22,7 @@ import pytest
 from redis.asyncio import Redis
 
 from channels.email import EmailChannel, parse_email
-from gateway import keys
+from gateway import keys, unsubscribe
 from gateway.app import ROUTER_GROUP, Gateway
 from gateway.contacts import UNPROVEN, register_member
 from gateway.envelope import Message
@@ -150,3 +150,25 @@ async def test_refusals_are_logged_with_their_reason(
         assert "secret" not in caplog.text
     finally:
         await gw.stop_channels()
+
+
+async def test_a_forged_from_unsubscribes_nobody_but_a_token_still_counts(
+    gateway: Gateway, redis: Redis
+) -> None:
+    """With EMAIL_AUTHSERV_ID, a mail to the List-Unsubscribe address from an unproven sender does not
+    unsubscribe the address it shows; the signed token in its subject (our own notice's) still does."""
+    channel = gateway.channels["email"]
+    assert isinstance(channel, EmailChannel)
+    await redis.hset(keys.member("M1234567"), mapping={"number": "M1234567", "email": "jeanne.martin@example.fr"})
+    await register_member(redis, "M1234567", phone=None, email="jeanne.martin@example.fr")
+    token = unsubscribe.token(gateway.settings.secret_key, "M1234567")
+    opted_out = keys.info_opt_out("email")
+    for n, (subject, ar) in enumerate([("Desabonnement", ""), ("Desabonnement", "mx.forger.example; dmarc=pass"),
+                                       (token, "")]):  # fmt: skip
+        raw = (f"{'Authentication-Results: ' + ar + chr(13) + chr(10) if ar else ''}"
+               f"From: jeanne.martin@example.fr\r\nTo: desabonnement@mutuelle.example\r\n"
+               f"Subject: {subject}\r\nMessage-ID: <unsub{n}@forger.example>\r\n\r\nstop\r\n")  # fmt: skip
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=channel.port, timeout=30) as client:
+            await client.sendmail("bulk@forger.example", ["desabonnement@mutuelle.example"], raw.encode())
+        member_out = bool(await redis.sismember(opted_out, "mailto:jeanne.martin@example.fr"))
+        assert member_out is (n == 2), subject
