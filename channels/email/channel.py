@@ -2,7 +2,10 @@
 
 Inbound: an aiosmtpd server runs in the gateway's own event loop, so a message is answered
 ``250`` only once it is durable in the inbound stream; ``451`` (try again later) if that
-fails, ``552`` if it is larger than ``MAX_EMAIL_BYTES``. De-duplication is on the
+fails, ``552`` if it is larger than ``MAX_EMAIL_BYTES`` (lines may be as long as that: clients send
+paragraphs, HTML and base64 unwrapped); every refusal is logged with its code and reason. With
+``EMAIL_AUTHSERV_ID`` the MX's Authentication-Results decide whether the From is proven
+(``parse.sender_verdict``). De-duplication is on the
 Message-ID (a hash of the raw message when there is none), so a relay's redelivery is
 accepted and ignored.
 
