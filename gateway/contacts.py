@@ -3,6 +3,11 @@
 Every operation is idempotent so the router may handle the same message twice after a
 crash: an address maps to its contact through ``SET NX``, and a member is linked when one
 of the contact's addresses is the member's registered phone or e-mail.
+
+A message whose sender is not proven (``Message.sender_authentic is False``: an e-mail that failed
+DMARC at the MX) gets a contact of its own for that address, never linked to a member and apart
+from the contact of the proven address: a forger neither joins the member's conversations nor
+inherits their verification, and the bot never asks them the member's birth date.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ from redis.asyncio import Redis
 
 from gateway import keys
 from gateway.envelope import new_id, now_ms
+
+# The address index of unproven senders: "<prefix>:urn:unproven:mailto:jeanne@example.fr".
+UNPROVEN = "unproven:"
 
 
 def member_key_for(urn: str) -> str | None:
@@ -27,20 +35,24 @@ class Contacts:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
-    async def resolve(self, urn: str, channel: str) -> str:
-        """The contact id owning ``urn``, created on first sight."""
-        existing = await self.redis.get(keys.address(urn))
+    async def resolve(self, urn: str, channel: str, *, proven: bool = True) -> str:
+        """The contact id owning ``urn``, created on first sight; with ``proven=False`` the separate,
+        never-linked contact of mail that only claims to come from ``urn``."""
+        index = keys.address(urn if proven else UNPROVEN + urn)
+        existing = await self.redis.get(index)
         if existing:
             return str(existing)
         candidate = new_id()
-        won = await self.redis.set(keys.address(urn), candidate, nx=True)
-        contact_id = candidate if won else str(await self.redis.get(keys.address(urn)))
+        won = await self.redis.set(index, candidate, nx=True)
+        contact_id = candidate if won else str(await self.redis.get(index))
         if won:
-            await self.redis.hset(
-                keys.contact(contact_id), mapping={"id": contact_id, "created_ms": now_ms(), "first_channel": channel}
-            )
+            mapping = {"id": contact_id, "created_ms": now_ms(), "first_channel": channel}
+            if not proven:
+                mapping["unproven"] = 1
+            await self.redis.hset(keys.contact(contact_id), mapping=mapping)
         await self.redis.sadd(keys.contact_addresses(contact_id), urn)
-        await self.link_member(contact_id, urn)
+        if proven:
+            await self.link_member(contact_id, urn)
         return contact_id
 
     async def link_member(self, contact_id: str, urn: str) -> str | None:

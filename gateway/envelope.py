@@ -72,6 +72,10 @@ class Message:
     # Automated mail (auto-replies, bounces) is stored but never answered.
     automated: bool = False
     kind: str = "text"  # "text", "edited", "command", "callback_request", "status"
+    # Whether the sender's address is proven: None = the channel vouches as usual (a provider's signed
+    # webhook; e-mail without EMAIL_AUTHSERV_ID), True = proven (e-mail: DMARC or aligned SPF/DKIM passed
+    # at the MX), False = not proven (e-mail that failed or lacks it): never linked to a member by address.
+    sender_authentic: bool | None = None
 
     FIELDS: ClassVar[tuple[str, ...]] = (
         "id",
@@ -88,6 +92,7 @@ class Message:
         "in_reply_to",
         "automated",
         "kind",
+        "sender_authentic",
     )
 
     def to_json(self) -> str:
@@ -137,6 +142,7 @@ def inbound(
     meta: dict[str, Any] | None = None,
     automated: bool = False,
     kind: str = "text",
+    sender_authentic: bool | None = None,
 ) -> Message:
     """An inbound message, whatever its channel: the one place its text is cleaned of control characters."""
     return Message(
@@ -150,6 +156,7 @@ def inbound(
         meta=meta or {},
         automated=automated,
         kind=kind,
+        sender_authentic=sender_authentic,
     )
 
 

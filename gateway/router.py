@@ -76,7 +76,8 @@ class Router:
         self.detours = list(detours)
 
     async def handle(self, msg: Message) -> None:
-        contact_id = await self.contacts.resolve(msg.urn, msg.channel)
+        # An unproven sender (e-mail failing DMARC) is never the member whose address it shows.
+        contact_id = await self.contacts.resolve(msg.urn, msg.channel, proven=msg.sender_authentic is not False)
         if not msg.automated and await self.flooding(msg):
             await self._flooded(msg, contact_id)
             return

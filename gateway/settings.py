@@ -141,6 +141,10 @@ class Settings:
     # Mail-loop guard: an address writing more than this gets no automatic answer (stored for agents).
     email_answered_per_10min: int = 10
     email_answered_per_day: int = 30
+    # The authserv-id the mutuelle's MX writes in Authentication-Results (RFC 8601). When set, only mail
+    # whose DMARC (or aligned SPF/DKIM) passed there counts as coming from its From address; empty = every
+    # From is taken as it is (e-mail identity then rests on the MX alone).
+    email_authserv_id: str = ""
     # SMS (Twilio): enabled when account SID and auth token are set.
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
@@ -259,6 +263,7 @@ class Settings:
             email_rate_per_s=_float(env, "EMAIL_RATE_PER_S", 20.0),
             email_answered_per_10min=_int(env, "EMAIL_ANSWERED_PER_10MIN", 10),
             email_answered_per_day=_int(env, "EMAIL_ANSWERED_PER_DAY", 30),
+            email_authserv_id=_str(env, "EMAIL_AUTHSERV_ID").strip().lower(),
             twilio_account_sid=_str(env, "TWILIO_ACCOUNT_SID"),
             twilio_auth_token=_str(env, "TWILIO_AUTH_TOKEN"),
             twilio_from=_str(env, "TWILIO_FROM"),

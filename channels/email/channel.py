@@ -2,7 +2,10 @@
 
 Inbound: an aiosmtpd server runs in the gateway's own event loop, so a message is answered
 ``250`` only once it is durable in the inbound stream; ``451`` (try again later) if that
-fails, ``552`` if it is larger than ``MAX_EMAIL_BYTES``. De-duplication is on the
+fails, ``552`` if it is larger than ``MAX_EMAIL_BYTES`` (lines may be as long as that: clients send
+paragraphs, HTML and base64 unwrapped); every refusal is logged with its code and reason. With
+``EMAIL_AUTHSERV_ID`` the MX's Authentication-Results decide whether the From is proven
+(``parse.sender_verdict``). De-duplication is on the
 Message-ID (a hash of the raw message when there is none), so a relay's redelivery is
 accepted and ignored.
 
@@ -38,6 +41,28 @@ log = logging.getLogger(__name__)
 TRY_LATER = "451 4.3.0 Reessayez plus tard / try again later"
 
 
+class _Listener(SMTP):
+    """aiosmtpd's server, taking lines of any length up to the size limit and logging every refusal.
+
+    RFC 5321 caps a line at 1,000 octets, but mail clients send longer ones (an unwrapped paragraph,
+    HTML on one line, base64 without line breaks): refusing them bounced members' mail. The line
+    limit is the message size limit instead, so a mail is refused only for its size (552)."""
+
+    def __init__(self, handler: _Handler, *, size_limit: int, **kwargs: Any) -> None:
+        # Read by aiosmtpd's __init__ for its stream reader's buffer; DATA's total is still size_limit.
+        self.line_length_limit = size_limit + 1024
+        super().__init__(handler, data_size_limit=size_limit, **kwargs)
+
+    async def push(self, status: Any) -> None:
+        text = status.decode("ascii", "replace") if isinstance(status, bytes) else str(status)
+        if text[:1] in ("4", "5"):  # our reply or aiosmtpd's; never the mail's content
+            log.warning(
+                "e-mail refused",
+                extra={"channel": CHANNEL, "code": text[:3], "reason": " ".join(text[4:].split())[:120]},
+            )
+        await super().push(status)
+
+
 class _Handler:
     def __init__(self, channel: EmailChannel) -> None:
         self.channel = channel
@@ -59,7 +84,7 @@ class _Handler:
         if header_size(raw) > MAX_HEADER_BYTES:
             return "552 5.3.4 En-tetes trop volumineux / headers too large"
         try:  # in a thread: a large mail must not hold up the other channels of this process
-            msg = await asyncio.to_thread(parse_email, raw, envelope.mail_from, s.email_domain)
+            msg = await asyncio.to_thread(parse_email, raw, envelope.mail_from, s.email_domain, s.email_authserv_id)
         except RecursionError:
             log.warning("e-mail nested too deeply refused", extra={"channel": CHANNEL})
             return "550 5.6.0 Structure MIME trop imbriquee / MIME structure nested too deeply"
@@ -88,6 +113,8 @@ class _Handler:
                 "duplicate": result.duplicate,
                 "automated": msg.automated,
                 "automated_reason": msg.meta.get("automated_reason"),
+                "sender_auth": msg.meta.get("sender_auth"),
+                "forwarded": bool(msg.meta.get("forwarded")),
             },
         )
         return "250 2.0.0 OK"
@@ -112,9 +139,9 @@ class EmailChannel(ChannelBase):
         loop = asyncio.get_running_loop()
         handler = _Handler(self)
         self._server = await loop.create_server(
-            lambda: SMTP(
+            lambda: _Listener(
                 handler,
-                data_size_limit=s.max_email_bytes,
+                size_limit=s.max_email_bytes,
                 hostname=s.email_domain,
                 ident="mutuelle-gateway",
                 decode_data=False,
@@ -153,10 +180,12 @@ class EmailChannel(ChannelBase):
         return any(r.strip().strip("<>").lower() == target for r in recipients)
 
     async def unsubscribe(self, msg: Message) -> str:
-        """Honour an unsubscribe mail: the token in its subject, else its sender. Never answered."""
-        if msg.automated:  # a bounce or an auto-reply to the unsubscribe address is no request
-            return "250 2.0.0 OK"
+        """Honour an unsubscribe mail: the token in its subject, else its sender (only a proven one when
+        ``EMAIL_AUTHSERV_ID`` is set: a forged From must not unsubscribe a member). Never answered."""
         number = unsubscribe.member_of(self.ctx.settings.secret_key, str(msg.meta.get("subject") or ""))
+        unproven = str(msg.meta.get("automated_reason") or "").startswith("unauthenticated:")
+        if msg.automated and not (unproven and number is not None):
+            return "250 2.0.0 OK"  # a bounce or an auto-reply is no request; nor a forged From without a token
         try:
             if number is not None:
                 await unsubscribe.unsubscribe(self.ctx.redis, number, CHANNEL, self.ctx.unsubscribed)

@@ -28,18 +28,31 @@ import lxml.html
 from gateway.envelope import Attachment, Message, inbound
 
 CHANNEL = "email"
-MAX_TEXT = 20_000
+MAX_TEXT = 50_000  # characters of text kept (a 24,340-character line fits whole)
 
 _MSGID = re.compile(r"<([^<>\s]+)>")
-# Lines that open the quoted previous message in replies (French and English clients).
-_REPLY_HEADERS = [
-    re.compile(r"^\s*Le .{4,120}a écrit\s*:\s*$", re.IGNORECASE),
-    re.compile(r"^\s*On .{4,160}wrote\s*:\s*$", re.IGNORECASE),
-    re.compile(
-        r"^\s*-{2,}\s*(Message d'origine|Original Message|Message transféré|Forwarded message)\s*-{2,}", re.IGNORECASE
-    ),
-    re.compile(r"^\s*(De|From)\s*:\s.+$", re.IGNORECASE),
+# Where the previous message starts in a reply or forward, French and English clients. An attribution
+# line ("Le … a écrit :", Gmail, Apple Mail, Thunderbird) is followed by ">" quoted lines: only those are
+# dropped, so a member writing under the quote (bottom-posting) or between its lines keeps their words.
+_ATTRIBUTIONS = [
+    re.compile(r"^\s*Le .{4,200}a écrit\s*:\s*$", re.IGNORECASE),
+    re.compile(r"^\s*On .{4,200}wrote\s*:\s*$", re.IGNORECASE),
 ]
+# "Jeanne Martin a écrit :" (older Thunderbird): an attribution only when quoted lines follow it.
+_LOOSE_ATTRIBUTIONS = [re.compile(r"^\s*\S.{0,150}(a écrit|wrote)\s*:\s*$", re.IGNORECASE)]
+# A separator line that opens the previous message (Outlook, Thunderbird, Gmail, Apple Mail).
+_REPLY_MARKER = re.compile(r"^\s*-{2,}\s*(Message d'origine|Original Message)\s*-{2,}\s*$", re.IGNORECASE)
+_FORWARD_MARKER = re.compile(
+    r"^\s*(-{2,}\s*(Forwarded message|Message transféré|Forwarded Message|Message réexpédié)\s*-{2,}"
+    r"|Début du message (réexpédié|transféré)\s*:|Begin forwarded message\s*:)\s*$",
+    re.IGNORECASE,
+)
+# Outlook's header block: "De : …" then "Envoyé : …" / "Date : …" / "À : …" / "Objet : …" lines.
+_BLOCK_FROM = re.compile(r"^\s*\*?(De|From)\s*\*?\s*:\s*\S", re.IGNORECASE)
+_BLOCK_NEXT = re.compile(r"^\s*\*?(Envoyé|Sent|Date|À|A|To|Objet|Subject|Cc|Pour)\s*\*?\s*:", re.IGNORECASE)
+_RULE = re.compile(r"^\s*(_{8,}|-{8,}|={8,})\s*$")  # the line Outlook draws above its header block
+_FORWARD_SUBJECT = re.compile(r"^\s*(\[?(tr|fwd?|wg|trans)\s*:)", re.IGNORECASE)
+FORWARD_HEADING = "---------- Message transféré ----------"
 # Subjects of auto-replies, out-of-office notices, bounces and read receipts (French and English
 # clients: Outlook, Gmail, Thunderbird, Exchange, Postfix), matched at the start of the subject.
 _AUTO_SUBJECTS = re.compile(
@@ -55,6 +68,15 @@ _AUTO_SUBJECTS = re.compile(
 _ROBOT_SENDERS = re.compile(
     r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|ne-?pas-?repondre|bounces?|auto-?reply|autoresponder)"
     r"([+.-][^@]*)?@",
+    re.IGNORECASE,
+)
+# Challenge-response systems (Bluebottle, Boxbe, Spam Arrest, TMDA...) ask a robot question of every sender.
+_CHALLENGE_PREFIXES = ("x-bluebottle", "x-boxbe", "x-spamarrest", "x-spam-arrest", "x-tmda", "x-challenge")
+# Abuse complaints that are not ARF reports (those are multipart/report, caught as reports).
+_ABUSE_SENDERS = re.compile(r"^(abuse|spamcop|spam-?report|fbl|feedback-?loop|complaints?)([+.-][^@]*)?@", re.I)
+_ABUSE_SUBJECTS = re.compile(
+    r"^\s*(\[spamcop|abuse (report|complaint|notification)|spam (report|complaint)|report of abuse|"
+    r"(rapport|signalement|plainte) (d'|pour )?(abus|spam)|complaint about (unsolicited|spam))",
     re.IGNORECASE,
 )
 # Markers Microsoft Exchange / Outlook put on mail its rules and out-of-office assistant generate.
@@ -157,8 +179,15 @@ def automated_reason(
     for header in _EXCHANGE_MARKERS:
         if _header(msg, header).strip():
             return header.lower()
-    if msg.get("List-Id") is not None or msg.get("List-Unsubscribe") is not None or msg.get("List-Post") is not None:
-        return "mailing-list"
+    names = [str(k).strip().lower() for k in msg.keys()]
+    if any(n.startswith("list-") or n in ("mailing-list", "x-mailing-list") for n in names):
+        return "mailing-list"  # RFC 2369 / 2919 List-* headers, ezmlm's Mailing-List
+    if any(_header_value(v).lower().startswith("mailing list") for v in _all(msg, "Delivered-To")):
+        return "mailing-list"  # ezmlm and qmail lists: "Delivered-To: mailing list x@y"
+    if any(n.startswith(_CHALLENGE_PREFIXES) for n in names) or "tmda" in _header(msg, "X-Delivery-Agent").lower():
+        return "challenge-response"
+    if _spam_flagged(msg):
+        return "spam-flagged"
     if msg.get_content_type() == "multipart/report":
         report = str(msg.get_param("report-type") or "unknown")
         return f"report:{one_line(report, 40)}"
@@ -174,12 +203,34 @@ def automated_reason(
     subject = one_line(_header(msg, "Subject"))
     if _AUTO_SUBJECTS.match(subject):
         return "auto-subject"
+    if _ABUSE_SENDERS.match(sender) or _ABUSE_SUBJECTS.match(subject):
+        return "abuse-complaint"
     if own_domain and replies_to_us(msg, own_domain):
         if suppress:
             return "reply-to-ours:x-auto-response-suppress"
         if _AUTO_WORDS.search(subject) or _AUTO_WORDS.search(text[:600]):
             return "reply-to-ours:auto-wording"
     return None
+
+
+def _all(msg: EmailMessage, name: str) -> list[str]:
+    """Every value of a header, decoded; [] when absent or unreadable."""
+    try:
+        return [str(v) for v in msg.get_all(name) or []]
+    except Exception:
+        return []
+
+
+def _header_value(value: str) -> str:
+    return one_line(value, 2000)
+
+
+def _spam_flagged(msg: EmailMessage) -> bool:
+    """SpamAssassin's (and Rspamd's) verdict written by the MX: ``X-Spam-Flag: YES``, ``X-Spam-Status: Yes, …``.
+    A sender who writes it themselves only silences their own mail."""
+    if any(v.strip().lower().startswith("yes") for v in _all(msg, "X-Spam-Flag")):
+        return True
+    return any(re.match(r"\s*yes\b", v, re.IGNORECASE) for v in _all(msg, "X-Spam-Status"))
 
 
 def _shallow_parts(msg: EmailMessage) -> list[EmailMessage]:
@@ -255,19 +306,92 @@ def body_text(msg: EmailMessage) -> str:
     return text[:MAX_PLAIN]
 
 
+def _attribution_at(lines: list[str], i: int) -> int:
+    """How many lines (1 or 2: Gmail wraps long ones) the attribution starting at ``i`` takes, 0 if none.
+    Strict patterns ("Le … a écrit :") always count; loose ones ("Jeanne a écrit :") only before a quote."""
+    for width in (1, 2):
+        if i + width > len(lines):
+            break
+        candidate = " ".join(line.strip() for line in lines[i : i + width])
+        if not lines[i].strip() or (width == 2 and not lines[i + 1].strip()):
+            break
+        if any(p.match(candidate) for p in _ATTRIBUTIONS):
+            return width
+        if any(p.match(candidate) for p in _LOOSE_ATTRIBUTIONS) and _quote_follows(lines, i + width):
+            return width
+    return 0
+
+
+def _quote_follows(lines: list[str], i: int) -> bool:
+    """Whether the next non-blank line from ``i`` is a ">" quoted line."""
+    for line in lines[i : i + 3]:
+        if line.strip():
+            return line.lstrip().startswith(">")
+    return False
+
+
+def _header_block_at(lines: list[str], i: int) -> bool:
+    """An Outlook-style header block ("De : …" then "Envoyé : …", "À : …", "Objet : …") starts at ``i``."""
+    if not _BLOCK_FROM.match(lines[i]):
+        return False
+    following = [line for line in lines[i + 1 : i + 4] if line.strip()][:2]
+    return bool(following) and all(_BLOCK_NEXT.match(line) for line in following)
+
+
+def _tidy(lines: list[str]) -> str:
+    out = "\n".join(line.rstrip() for line in lines).strip()
+    return re.sub(r"\n{3,}", "\n\n", out)
+
+
+def own_words(text: str, subject: str = "") -> tuple[str, bool]:
+    """What the member wrote, and whether the mail forwards another one.
+
+    Dropped: ">" quoted lines and the attribution line above them (wherever the member wrote:
+    above, below or between the quoted lines), the member's signature ("-- "), and, for a reply,
+    everything from a quoted header block or "Original Message" separator on (Outlook quotes the
+    previous message unmarked below them). Kept: a forward's content after the member's own words,
+    under one "Message transféré" heading, with the forwarded headers (who wrote it, when)."""
+    lines = clean_text(text).split("\n")
+    forward_subject = bool(_FORWARD_SUBJECT.match(subject))
+    kept: list[str] = []
+    in_signature = False
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        block_at = i + 1 if _RULE.match(line) and i + 1 < len(lines) and _header_block_at(lines, i + 1) else i
+        if _FORWARD_MARKER.match(line) or (
+            forward_subject and (_REPLY_MARKER.match(line) or _header_block_at(lines, block_at))
+        ):
+            start = i + 1 if not _header_block_at(lines, block_at) else block_at
+            forwarded = _tidy(lines[start:])
+            own = _tidy(kept)
+            if not forwarded:
+                return own[:MAX_TEXT], False
+            joined = f"{own}\n\n{FORWARD_HEADING}\n{forwarded}" if own else f"{FORWARD_HEADING}\n{forwarded}"
+            return joined[:MAX_TEXT], True
+        if _REPLY_MARKER.match(line) or _header_block_at(lines, block_at):
+            break  # Outlook: the previous message follows, unmarked
+        width = _attribution_at(lines, i)
+        if width:
+            if not _quote_follows(lines, i + width):
+                break  # an attribution with nothing quoted under it: the previous message follows as is
+            i += width
+            continue
+        if line.lstrip().startswith(">"):
+            in_signature = False  # a quote after the signature: the member may write again below it
+            i += 1
+            continue
+        if line.rstrip() == "--":
+            in_signature = True
+        if not in_signature:
+            kept.append(line)
+        i += 1
+    return _tidy(kept)[:MAX_TEXT], False
+
+
 def strip_quote(text: str) -> str:
     """Keep what the member wrote: drop the quoted previous message and the signature."""
-    kept: list[str] = []
-    for line in clean_text(text).split("\n"):
-        if line.rstrip() == "--" or line == "-- ":
-            break
-        if any(p.match(line) for p in _REPLY_HEADERS):
-            break
-        if line.lstrip().startswith(">"):
-            continue
-        kept.append(line.rstrip())
-    out = "\n".join(kept).strip()
-    return re.sub(r"\n{3,}", "\n\n", out)[:MAX_TEXT]
+    return own_words(text)[0]
 
 
 def attachments(msg: EmailMessage) -> tuple[Attachment, ...]:
@@ -295,6 +419,36 @@ def attachments(msg: EmailMessage) -> tuple[Attachment, ...]:
     return tuple(out)
 
 
+def attached_messages(msg: EmailMessage) -> list[EmailMessage]:
+    """The mails attached whole (``message/rfc822``: "forward as attachment"), at most five, one level."""
+    out: list[EmailMessage] = []
+    try:
+        parts = list(msg.iter_attachments()) if msg.is_multipart() else []
+    except Exception:
+        return []
+    for part in parts[:50]:
+        if part.get_content_type() != "message/rfc822":
+            continue
+        inner = part.get_payload()
+        first = inner[0] if isinstance(inner, list) and inner else None
+        if isinstance(first, EmailMessage):
+            out.append(first)
+        if len(out) >= 5:
+            break
+    return out
+
+
+def forwarded_text(inner: EmailMessage) -> str:
+    """An attached mail as agents and the bot read it: who wrote it, when, its subject, then its text."""
+    heads = [
+        f"{label} : {one_line(_header(inner, name))}"
+        for label, name in (("De", "From"), ("Date", "Date"), ("Objet", "Subject"))
+        if _header(inner, name)
+    ]
+    body = _tidy(clean_text(body_text(inner)).split("\n"))
+    return "\n".join([FORWARD_HEADING, *heads, "", body]).strip()
+
+
 def reply_subject(subject: str) -> str:
     base = re.sub(r"^\s*((re|tr|fwd?)\s*:\s*)+", "", subject, flags=re.IGNORECASE).strip()
     return f"Re: {base}" if base else "Re: votre message"
@@ -309,9 +463,100 @@ def _sender(msg: EmailMessage, envelope_from: str | None) -> str:
     return "unknown@invalid"
 
 
-def parse_email(raw: bytes, envelope_from: str | None = None, own_domain: str | None = None) -> Message:
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    """One method's result in an Authentication-Results header: ``dmarc=pass header.from=example.fr``."""
+
+    method: str
+    result: str
+    props: dict[str, str]
+
+
+def _uncomment(value: str) -> str:
+    """The value without RFC 5322 comments (parenthesised, possibly nested)."""
+    for _ in range(5):
+        stripped = re.sub(r"\([^()]*\)", " ", value)
+        if stripped == value:
+            break
+        value = stripped
+    return value
+
+
+def authentication_results(msg: EmailMessage, authserv_id: str) -> list[AuthResult] | None:
+    """The results written by the MX whose authserv-id is ``authserv_id`` (RFC 8601), None when no
+    Authentication-Results header carries it. Headers with any other id are ignored: anyone can write one."""
+    found = False
+    out: list[AuthResult] = []
+    for value in _all(msg, "Authentication-Results")[:50]:
+        parts = _uncomment(one_line(value, 4000)).split(";")
+        head = parts[0].split()
+        if not head or head[0].strip().lower().rstrip(".") != authserv_id:
+            continue
+        found = True
+        for resinfo in parts[1:]:
+            tokens = resinfo.split()
+            if not tokens or "=" not in tokens[0]:
+                continue  # "none": no results
+            method, _, result = tokens[0].partition("=")
+            props: dict[str, str] = {}
+            for token in tokens[1:]:
+                name, eq, val = token.partition("=")
+                if eq and "." in name:
+                    props[name.lower()] = val.strip('"').lower()
+            out.append(AuthResult(method.split("/")[0].lower(), result.lower(), props))
+    return out if found else None
+
+
+def _domain_of(value: str) -> str:
+    return value.rpartition("@")[2].strip().strip("<>").rstrip(".").lower()
+
+
+def _aligned(a: str, b: str) -> bool:
+    """Relaxed DMARC alignment, without the public-suffix list: the same domain, or one a subdomain of
+    the other. Stricter than DMARC for sister subdomains (a.example.fr / b.example.fr): such mail is
+    then not proven, so stored for agents and not answered, never the other way round."""
+    return bool(a and b) and (a == b or a.endswith("." + b) or b.endswith("." + a))
+
+
+def sender_verdict(msg: EmailMessage, sender: str, authserv_id: str) -> tuple[bool, str]:
+    """Whether the MX proved that ``sender`` (the From address we answer and link) wrote this mail, and why.
+
+    Proven: every DMARC result the MX wrote for this From domain is ``pass``; or, where it wrote none
+    (or ``dmarc=none``: the domain publishes no policy), an SPF pass on an aligned envelope domain or a
+    DKIM pass on an aligned signing domain."""
+    domain = _domain_of(sender)
+    if sender == "unknown@invalid" or not domain:
+        return False, "no-sender"
+    if len([a for _, a in getaddresses(_all(msg, "From")) if a]) > 1:
+        return False, "several-from"
+    results = authentication_results(msg, authserv_id)
+    if results is None:
+        return False, "no-authentication-results"
+    dmarc = [r for r in results if r.method == "dmarc" and r.result != "none"  # none: the domain publishes no policy
+             and _aligned(r.props.get("header.from", domain), domain)]  # fmt: skip
+    if dmarc:
+        worst = next((r.result for r in dmarc if r.result != "pass"), "pass")
+        return worst == "pass", f"dmarc={worst}"[:40]
+    for r in results:
+        if r.result != "pass":
+            continue
+        if r.method == "spf" and _aligned(_domain_of(r.props.get("smtp.mailfrom", "")), domain):
+            return True, "spf=pass-aligned"
+        if r.method == "dkim" and _aligned(_domain_of(r.props.get("header.d") or r.props.get("header.i", "")), domain):
+            return True, "dkim=pass-aligned"
+    return False, "no-aligned-pass"
+
+
+def parse_email(
+    raw: bytes, envelope_from: str | None = None, own_domain: str | None = None, authserv_id: str = ""
+) -> Message:
     """Our envelope for one received e-mail; ``own_domain`` is the domain of our Message-IDs, so a
-    mail answering one of ours is looked at more closely for signs of an auto-responder."""
+    mail answering one of ours is looked at more closely for signs of an auto-responder.
+
+    With ``authserv_id`` (``EMAIL_AUTHSERV_ID``, lower case), the sender is proven or not by that MX's
+    Authentication-Results (``Message.sender_authentic``); a mail not proven is stored for the agents,
+    never answered, and never linked to the member whose address it shows. Without it,
+    ``sender_authentic`` stays None: the From address is taken as it is."""
     msg: EmailMessage = email.message_from_bytes(raw, policy=email.policy.default)
     sender = _sender(msg, envelope_from)
     subject = one_line(_header(msg, "Subject"))
@@ -320,8 +565,20 @@ def parse_email(raw: bytes, envelope_from: str | None = None, own_domain: str | 
     external = message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
     in_reply_to = message_ids(_header(msg, "In-Reply-To"))
     references = message_ids(_header(msg, "References"))
-    text = strip_quote(body_text(msg))
+    text, forwarded = own_words(body_text(msg), subject)
     reason = automated_reason(msg, sender, envelope_from, own_domain, text)
+    authentic: bool | None = None
+    auth_reason = ""
+    files = list(attachments(msg))
+    if reason is None:  # a report's attached original is no forward: only a person's mail is unfolded
+        for inner in attached_messages(msg):
+            text = f"{text}\n\n{forwarded_text(inner)}".strip()[:MAX_TEXT]
+            files.extend(attachments(inner)[:50])
+            forwarded = True
+    if authserv_id:
+        authentic, auth_reason = sender_verdict(msg, sender, authserv_id)
+        if not authentic and reason is None:
+            reason = f"unauthenticated:{auth_reason}"
     refs_for_reply = [*references, *([message_id] if message_id else [])]
     meta: dict[str, Any] = {
         "subject": subject,
@@ -338,14 +595,19 @@ def parse_email(raw: bytes, envelope_from: str | None = None, own_domain: str | 
     }
     if reason:
         meta["automated_reason"] = reason
+    if forwarded:
+        meta["forwarded"] = True
+    if auth_reason:
+        meta["sender_auth"] = auth_reason
     return inbound(
         CHANNEL,
         f"mailto:{sender}",
         text,
         external,
-        attachments=attachments(msg),
+        attachments=tuple(files[:100]),
         meta=meta,
         automated=reason is not None,
+        sender_authentic=authentic,
     )
 
 
