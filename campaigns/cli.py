@@ -45,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, url: str, settings: Settings) -> int:
     redis = connect(url)
-    engine = Campaigns(redis, rates=settings.campaign_rates(),
-                       enabled_channels=("email", "sms") if settings.sms_enabled else ("email",))  # fmt: skip
+    enabled = (
+        ("email",) + (("sms",) if settings.sms_enabled else ()) + (("whatsapp",) if settings.whatsapp_enabled else ())
+    )
+    engine = Campaigns(redis, rates=settings.campaign_rates(), enabled_channels=enabled)
     try:
         return await _act(args, engine)
     except CampaignError as exc:

@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 
 from campaigns.model import (
     ALL,
+    CHANNELS,
     Campaign,
     CampaignError,
     context,
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 RECLAIM_S = 120
 BATCH = 500
 LANE = 250  # notices rendered and queued together (see _send_due)
-DELIVERY_WAIT_S = {"sms": 4 * 3600, "email": 30}  # then the watchdog looks at the notice's status
+DELIVERY_WAIT_S = {"sms": 4 * 3600, "whatsapp": 4 * 3600, "email": 30}  # then the watchdog looks at the notice's status
 # An e-mail accepted by the relay may still bounce: it is done once this long passed without a bounce
 # (a bounce that arrives reports the notice failed and brings the watchdog back at once, see recheck).
 BOUNCE_WAIT_S = 4 * 3600
@@ -94,6 +95,8 @@ def now_s() -> float:
 def address(member: dict[str, str], channel: str) -> str | None:
     if channel == "sms" and member.get("phone"):
         return f"tel:{member['phone']}"
+    if channel == "whatsapp" and member.get("phone"):  # the member's registered phone, on WhatsApp
+        return f"whatsapp:{member['phone']}"
     if channel == "email" and member.get("email"):
         return f"mailto:{member['email']}"
     return None
@@ -286,7 +289,7 @@ class Campaigns:
 
     async def opted_out(self, campaign: Campaign) -> dict[str, set[str]]:
         """Addresses not to use, per channel (``opt_out_sets``)."""
-        out: dict[str, set[str]] = {c: set() for c in ("sms", "email")}
+        out: dict[str, set[str]] = {c: set() for c in CHANNELS}
         for channel in out:
             for set_key in self.opt_out_sets(campaign, channel):
                 out[channel] |= set(await self.redis.smembers(set_key))
@@ -295,7 +298,7 @@ class Campaigns:
     async def opted_out_among(self, campaign: Campaign, members: list[dict[str, str]]) -> dict[str, set[str]]:
         """As ``opted_out``, only for these members' addresses: one SMISMEMBER per set, not whole sets
         loaded for every batch of notices (opt-out sets grow with a mutuelle's members)."""
-        wanted = {c: sorted({a for m in members if (a := address(m, c))}) for c in ("sms", "email")}
+        wanted = {c: sorted({a for m in members if (a := address(m, c))}) for c in CHANNELS}
         sets = [(c, set_key) for c in wanted if wanted[c] for set_key in self.opt_out_sets(campaign, c)]
         out: dict[str, set[str]] = {c: set() for c in wanted}
         if not sets:

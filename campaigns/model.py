@@ -31,7 +31,7 @@ KINDS = {
     "information": "Autre information",
 }
 MANDATORY = ("benefit_change", "contribution_change")  # notices members cannot unsubscribe from
-CHANNELS = ("email", "sms")
+CHANNELS = ("email", "sms", "whatsapp")
 DATE_FIELDS = ("contribution_call_date",)
 STATES = ("draft", "scheduled", "sending", "paused", "done", "cancelled")
 STATE_LABELS = {

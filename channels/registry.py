@@ -8,6 +8,7 @@ from channels.base import ChannelFactory
 # or None when the channel is disabled (credentials not set).
 FACTORIES: dict[str, str] = {
     "sms": "channels.sms:create",
+    "whatsapp": "channels.whatsapp:create",
     "telegram": "channels.telegram:create",
     "email": "channels.email:create",
     "webchat": "channels.webchat:create",

@@ -19,12 +19,15 @@ from gateway.envelope import new_id, now_ms
 
 # The address index of unproven senders: "<prefix>:urn:unproven:mailto:jeanne@example.fr".
 UNPROVEN = "unproven:"
+# Schemes whose address is a phone number in E.164: an SMS (``tel:+33…``) and a WhatsApp account
+# (``whatsapp:+33…``, the number WhatsApp was registered with) both link to the member with that phone.
+PHONE_SCHEMES = ("tel", "whatsapp")
 
 
 def member_key_for(urn: str) -> str | None:
     """The member index key an address could match, if any (registered phone or e-mail)."""
     scheme, _, path = urn.partition(":")
-    if scheme == "tel" and path.startswith("+"):
+    if scheme in PHONE_SCHEMES and path.startswith("+"):
         return keys.member_by_phone(path)
     if scheme == "mailto" and "@" in path:
         return keys.member_by_email(path)

@@ -100,6 +100,13 @@ def opt_out(channel: str) -> str:
     return f"{PREFIX}:optout:{channel}"
 
 
+def whatsapp_window(urn: str) -> str:
+    """When the member last wrote on WhatsApp (epoch ms), kept 24 h: WhatsApp's customer-service window,
+    inside which free text may be sent (outside it only approved templates). One key per address, its
+    own slot: the channel reads and writes it alone."""
+    return f"{PREFIX}:wawindow:{{{urn}}}"
+
+
 def info_opt_out(channel: str) -> str:
     """Addresses that declined non-mandatory information on ``channel`` (mandatory notices still go)."""
     return f"{PREFIX}:optout-info:{channel}"

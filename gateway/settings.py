@@ -7,6 +7,7 @@ configured. A channel is enabled when its credentials are set.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -152,6 +153,14 @@ class Settings:
     twilio_messaging_service_sid: str = ""
     twilio_api_base: str = ""  # tests point this at a loopback server
     sms_rate_per_s: float = 10.0
+    # WhatsApp (Twilio, same account as SMS): enabled when the account is set and TWILIO_WHATSAPP_FROM is.
+    twilio_whatsapp_from: str = ""  # the WhatsApp sender, E.164 ("+33...", "whatsapp:" prefix accepted)
+    twilio_whatsapp_messaging_service_sid: str = ""
+    # Content API template (ContentSid "HX...") a campaign notice goes by outside the 24-hour window;
+    # its one variable {{1}} receives the notice's text.
+    twilio_whatsapp_notice_content_sid: str = ""
+    whatsapp_rate_per_s: float = 80.0  # Twilio's default throughput for a WhatsApp sender
+    whatsapp_pair_per_min: float = 10.0  # to one member: Meta's pair rate limit (about one per 6 s)
     # Telegram: enabled when a token is set.
     telegram_token: str = ""
     telegram_secret_token: str = ""
@@ -169,6 +178,10 @@ class Settings:
     @property
     def sms_enabled(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def whatsapp_enabled(self) -> bool:
+        return self.sms_enabled and bool(self.twilio_whatsapp_from)
 
     @property
     def telegram_enabled(self) -> bool:
@@ -193,7 +206,11 @@ class Settings:
     def campaign_rates(self) -> dict[str, float]:
         """Sends per second a campaign can count on: its share of each provider's rate."""
         share = self.bulk_share if 0 < self.bulk_share < 1 else 1.0
-        return {"email": self.email_rate_per_s * share, "sms": self.sms_rate_per_s * share}
+        return {
+            "email": self.email_rate_per_s * share,
+            "sms": self.sms_rate_per_s * share,
+            "whatsapp": self.whatsapp_rate_per_s * share,
+        }
 
     def redacted(self) -> dict[str, object]:
         """Settings safe to print or log: secrets replaced."""
@@ -270,6 +287,11 @@ class Settings:
             twilio_messaging_service_sid=_str(env, "TWILIO_MESSAGING_SERVICE_SID"),
             twilio_api_base=_str(env, "TWILIO_API_BASE").rstrip("/"),
             sms_rate_per_s=_float(env, "SMS_RATE_PER_S", 10.0),
+            twilio_whatsapp_from=_str(env, "TWILIO_WHATSAPP_FROM").removeprefix("whatsapp:"),
+            twilio_whatsapp_messaging_service_sid=_str(env, "TWILIO_WHATSAPP_MESSAGING_SERVICE_SID"),
+            twilio_whatsapp_notice_content_sid=_str(env, "TWILIO_WHATSAPP_NOTICE_CONTENT_SID"),
+            whatsapp_rate_per_s=_float(env, "WHATSAPP_RATE_PER_S", 80.0),
+            whatsapp_pair_per_min=_float(env, "WHATSAPP_PAIR_PER_MIN", 10.0),
             telegram_token=_str(env, "TELEGRAM_TOKEN"),
             telegram_secret_token=_str(env, "TELEGRAM_SECRET_TOKEN"),
             telegram_api_base=_str(env, "TELEGRAM_API_BASE").rstrip("/"),
@@ -290,4 +312,10 @@ class Settings:
             raise SettingsError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set together")
         if settings.sms_enabled and not (settings.twilio_from or settings.twilio_messaging_service_sid):
             raise SettingsError("TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID is required when SMS is enabled")
+        if settings.twilio_whatsapp_from and not settings.sms_enabled:
+            raise SettingsError(
+                "TWILIO_WHATSAPP_FROM needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (the same Twilio account)"
+            )
+        if settings.twilio_whatsapp_from and not re.fullmatch(r"\+[1-9][0-9]{6,14}", settings.twilio_whatsapp_from):
+            raise SettingsError("TWILIO_WHATSAPP_FROM must be a number in E.164 form, e.g. +33700000000")
         return settings

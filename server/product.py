@@ -39,7 +39,7 @@ from members.privacy import run_retention
 from staff.web import StaffSite
 
 CODE_CHANNELS = ("sms", "email")  # one-time codes go by SMS first, else by e-mail
-NOTICE_CHANNELS = ("email", "sms")  # campaigns' channels, in the order a notice tries them
+NOTICE_CHANNELS = ("email", "whatsapp", "sms")  # channels a notice may use (each campaign orders its own)
 
 
 class Product:

@@ -60,7 +60,13 @@ def banner(settings: Settings, redis_desc: str) -> str:
     telegram = (
         f"{settings.public_url}/telegram/webhook" if settings.telegram_enabled else "disabled (set TELEGRAM_TOKEN)"
     )
+    whatsapp = (
+        f"{settings.public_url}/whatsapp/twilio/inbound"
+        if settings.whatsapp_enabled
+        else "disabled (set TWILIO_WHATSAPP_FROM)"
+    )
     lines.append(f"  SMS (Twilio)           : {sms}")
+    lines.append(f"  WhatsApp (Twilio)      : {whatsapp}")
     lines.append(f"  Telegram               : {telegram}")
     lines.append("Ctrl-C to stop.")
     return "\n".join(lines)

@@ -23,6 +23,16 @@ Fault injection (each fault answers the next request, in order)::
 Webhooks as Twilio sends them: ``inbound_params(...)`` builds a realistic incoming-SMS
 form and ``signed_inbound(public_url, path, auth_token, params)`` returns the headers and
 body to POST, signed with twilio's own ``RequestValidator``.
+
+WhatsApp (same API, ``whatsapp:`` addresses)::
+
+    params = fake.whatsapp_inbound("+33639980001", "Bonjour", profile_name="Jeanne")  # opens the window
+    fake.approve_template("HX...", "Information de votre mutuelle : {{1}}")
+    ...                                                   # free text inside the 24 h window;
+    [sent] = await fake.wait_for(1)                       # outside it, ContentSid + ContentVariables
+    await fake.deliver_callbacks(sid=sent.sid)            # free text outside the window:
+                                                          #   queued -> failed, ErrorCode 63016
+    fake.expire_window("+33639980001")                    # 24 h passed at WhatsApp
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import secrets
 import time
 import urllib.parse
@@ -57,7 +68,14 @@ ERROR_MESSAGES = {
     21604: "A 'To' phone number is required.",
     21610: "Attempt to send to unsubscribed recipient",
     21617: "The concatenated message body exceeds the 1600 character limit.",
+    21619: "A text message body or media urls must be specified.",
+    21655: "The ContentSid is Invalid.",
+    21656: "The ContentVariables Parameter is invalid.",
+    63007: "Twilio could not find a Channel with the specified From address",
 }
+WHATSAPP = "whatsapp:"
+WINDOW_S = 24 * 3600  # WhatsApp's customer-service window
+OUTSIDE_WINDOW = "63016"  # free text outside the window: accepted, then failed in the status callback
 
 
 def new_sid(prefix: str = "SM") -> str:
@@ -110,6 +128,46 @@ def inbound_params(
     return params
 
 
+def whatsapp_params(
+    from_: str,
+    body: str,
+    *,
+    to: str = "+33700000000",
+    profile_name: str = "Jeanne",
+    sid: str | None = None,
+    account_sid: str = "AC" + "0" * 32,
+    media: Iterable[tuple[str, str]] = (),
+    message_type: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The form Twilio posts for an incoming WhatsApp message: ``whatsapp:`` addresses,
+    ``ProfileName``, ``WaId`` (the number without "+") and ``MessageType``."""
+    media = list(media)
+    sid = sid or new_sid("MM" if media else "SM")
+    params = {
+        "SmsMessageSid": sid,
+        "NumMedia": str(len(media)),
+        "ProfileName": profile_name,
+        "MessageType": message_type or ("image" if media else "text"),
+        "SmsSid": sid,
+        "WaId": from_.removeprefix(WHATSAPP).lstrip("+"),
+        "SmsStatus": "received",
+        "Body": body,
+        "To": to if to.startswith(WHATSAPP) else WHATSAPP + to,
+        "NumSegments": "1",
+        "ReferralNumMedia": "0",
+        "MessageSid": sid,
+        "AccountSid": account_sid,
+        "From": from_ if from_.startswith(WHATSAPP) else WHATSAPP + from_,
+        "ApiVersion": API_VERSION,
+    }
+    for i, (url, content_type) in enumerate(media):
+        params[f"MediaContentType{i}"] = content_type
+        params[f"MediaUrl{i}"] = url
+    params.update(extra or {})
+    return params
+
+
 def sign(url: str, auth_token: str, params: Mapping[str, str]) -> str:
     return str(RequestValidator(auth_token).compute_signature(url, dict(params)))
 
@@ -143,6 +201,13 @@ class SentMessage:
     status_callback: str | None
     params: dict[str, str]
     at: float = field(default_factory=time.monotonic)  # when the fake accepted it
+    content_sid: str | None = None  # a WhatsApp template send (Content API)
+    content_variables: dict[str, str] = field(default_factory=dict)
+    error_code: str | None = None  # accepted, but Twilio will report it failed with this code
+
+    @property
+    def whatsapp(self) -> bool:
+        return self.to.startswith(WHATSAPP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +238,8 @@ class _State:
     requests: list[RecordedRequest] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     blocked: set[str] = field(default_factory=set)
+    windows: dict[str, float] = field(default_factory=dict)  # WhatsApp number -> last inbound (epoch s)
+    templates: dict[str, str] = field(default_factory=dict)  # approved ContentSid -> its text with {{n}}
 
 
 class FakeTwilio:
@@ -270,6 +337,24 @@ class FakeTwilio:
     def unblock(self, number: str) -> None:
         self._state.blocked.discard(number)
 
+    # WhatsApp ------------------------------------------------------------------------------
+    def whatsapp_inbound(self, number: str, body: str, **kwargs: Any) -> dict[str, str]:
+        """The webhook form of a WhatsApp message from ``number``, which opens its 24-hour window here."""
+        self._state.windows[number.removeprefix(WHATSAPP)] = time.time()
+        return whatsapp_params(number, body, **kwargs)
+
+    def expire_window(self, number: str) -> None:
+        """24 hours passed since ``number`` last wrote, as WhatsApp counts them."""
+        self._state.windows.pop(number.removeprefix(WHATSAPP), None)
+
+    def approve_template(self, content_sid: str, text: str) -> None:
+        """A Content API template approved by WhatsApp: ``text`` with ``{{1}}``, ``{{2}}``... variables."""
+        self._state.templates[content_sid] = text
+
+    def _window_open(self, number: str) -> bool:
+        opened = self._state.windows.get(number)
+        return opened is not None and time.time() - opened < WINDOW_S
+
     # Status callbacks -------------------------------------------------------------------
     async def deliver_callbacks(
         self,
@@ -277,11 +362,14 @@ class FakeTwilio:
         auth_token: str | None = None,
         *,
         sid: str | None = None,
-        statuses: Iterable[str] = ("queued", "sent", "delivered"),
+        statuses: Iterable[str] | None = None,
         error_code: str | None = None,
         sign_url: str | None = None,
     ) -> list[int]:
         """POST signed status callbacks for one sent message (``sid``, default the last one).
+
+        ``statuses`` default: queued, sent, delivered; for a message Twilio accepted but fails
+        (a WhatsApp free text outside the window), queued then failed with its error code.
 
         ``url``: where to POST (default: the message's StatusCallback). The signature is
         computed over ``sign_url`` (default: the StatusCallback, else ``url``), as Twilio
@@ -289,6 +377,9 @@ class FakeTwilio:
         HTTP status of each callback.
         """
         sent = self._find(sid)
+        if statuses is None:
+            statuses = ("queued", "failed") if sent.error_code else ("queued", "sent", "delivered")
+        error_code = error_code or sent.error_code
         target = url or sent.status_callback
         if not target:
             raise ValueError("no callback URL: pass url= or send with a StatusCallback")
@@ -325,7 +416,12 @@ class FakeTwilio:
         }
         if sent.messaging_service_sid:
             params["MessagingServiceSid"] = sent.messaging_service_sid
-        if status == "delivered":
+        if sent.whatsapp:
+            params["ChannelPrefix"] = "whatsapp"
+            params["ChannelToAddress"] = sent.to.removeprefix(WHATSAPP)
+            params["ChannelInstallSid"] = "XE" + "0" * 32
+            params["From"] = sent.from_ or WHATSAPP + "+33700000000"
+        if status == "delivered" and not sent.whatsapp:
             params["RawDlrDoneDate"] = time.strftime("%y%m%d%H%M", time.gmtime())
         if error_code and status in ("failed", "undelivered"):
             params["ErrorCode"] = error_code
@@ -368,6 +464,8 @@ class FakeTwilio:
         service = params.get("MessagingServiceSid") or None
         if not to:
             return await self._error(request, params, True, 400, 21604)
+        if to.startswith(WHATSAPP):
+            return await self._create_whatsapp(request, params)
         if not (to.startswith("+") and to[1:].isdigit() and 8 <= len(to) <= 16):
             return await self._error(
                 request, params, True, 400, 21211, f"The 'To' number {to} is not a valid phone number."
@@ -388,6 +486,60 @@ class FakeTwilio:
             messaging_service_sid=service,
             status_callback=params.get("StatusCallback") or None,
             params=params,
+        )
+        self._state.messages.append(sent)
+        await self._record(request, params, True, 201)
+        return web.json_response(self._resource(sent), status=201)
+
+    async def _create_whatsapp(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        """A WhatsApp send: free text (``Body``) or a template (``ContentSid`` + ``ContentVariables``)."""
+        to = params["To"]
+        number = to.removeprefix(WHATSAPP)
+        from_ = params.get("From") or None
+        service = params.get("MessagingServiceSid") or None
+        if not (number.startswith("+") and number[1:].isdigit() and 8 <= len(number) <= 16):
+            return await self._error(
+                request, params, True, 400, 21211, f"The 'To' number {to} is not a valid phone number."
+            )
+        if from_ is not None and not from_.startswith(WHATSAPP):
+            return await self._error(request, params, True, 400, 63007)
+        if not from_ and not service:
+            return await self._error(request, params, True, 400, 21603)
+        content_sid = params.get("ContentSid") or None
+        body = params.get("Body", "")
+        variables: dict[str, str] = {}
+        error_code = None
+        if content_sid:
+            template = self._state.templates.get(content_sid)
+            if template is None:
+                return await self._error(request, params, True, 400, 21655)
+            try:
+                raw = json.loads(params.get("ContentVariables") or "{}")
+            except ValueError:
+                return await self._error(request, params, True, 400, 21656)
+            if not isinstance(raw, dict):
+                return await self._error(request, params, True, 400, 21656)
+            variables = {str(k): str(v) for k, v in raw.items()}
+            body = template
+            for name, value in variables.items():
+                body = body.replace("{{" + name + "}}", value)
+        elif not body and "MediaUrl" not in params:
+            return await self._error(request, params, True, 400, 21619)
+        elif not self._window_open(number):
+            error_code = OUTSIDE_WINDOW  # accepted; the status callback reports the failure
+        if len(body) > 1600:
+            return await self._error(request, params, True, 400, 21617)
+        sent = SentMessage(
+            sid=new_sid("SM"),
+            to=to,
+            body=body,
+            from_=from_,
+            messaging_service_sid=service,
+            status_callback=params.get("StatusCallback") or None,
+            params=params,
+            content_sid=content_sid,
+            content_variables=variables,
+            error_code=error_code,
         )
         self._state.messages.append(sent)
         await self._record(request, params, True, 201)

@@ -134,6 +134,7 @@ async def product(redis: Redis, settings_env: dict[str, str]) -> AsyncIterator[t
             "TWILIO_ACCOUNT_SID": TWILIO_SID,
             "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
             "TWILIO_FROM": "+33700000003",
+            "TWILIO_WHATSAPP_FROM": "+33700000003",
             "TWILIO_API_BASE": twilio.base_url,
         }
         gateway = Product(Settings.from_env(env), redis)
@@ -288,7 +289,7 @@ def _sender(
 ) -> Any:
     def send(case: schemathesis.Case) -> None:
         extra = dict(headers)
-        if sign_twilio and case.path.startswith("/sms/twilio/"):
+        if sign_twilio and case.path.startswith(("/sms/twilio/", "/whatsapp/twilio/")):
             extra["X-Twilio-Signature"] = twilio_signature(case, base)
         tally.requests += 1
         try:
@@ -357,5 +358,5 @@ async def test_fuzz_anonymous(
     assert not error_records.records, "\n".join(error_records.records[:20])
     # Nobody reaches a console API or a webhook without its credentials.
     for label, statuses in tally.by_operation.items():
-        if label.split(" ", 1)[1].startswith(("/console/api/", "/sms/", "/telegram/")):
+        if label.split(" ", 1)[1].startswith(("/console/api/", "/sms/", "/whatsapp/", "/telegram/")):
             assert not any(200 <= s < 300 for s in statuses), (label, statuses)

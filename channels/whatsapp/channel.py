@@ -1,0 +1,157 @@
+"""The WhatsApp channel (Twilio): signed webhooks in, Messages API out, the 24-hour window kept.
+
+Routes:
+* ``POST /whatsapp/twilio/inbound``: an incoming WhatsApp message (text or media). Answered 200
+  with TwiML: empty, or the French confirmation of an opt-out/opt-in keyword.
+* ``POST /whatsapp/twilio/status``: status callbacks of the messages we sent, ``read`` included.
+
+The same messages posted to the SMS webhook are handed over here (``channels/sms/channel.py``).
+Authenticity is SMS's: ``X-Twilio-Signature`` against ``PUBLIC_URL`` + path and query.
+
+Sending: inside the member's customer-service window (24 h from their last message,
+``inbound.window_open``) the text goes as it is; outside it WhatsApp takes only pre-approved
+templates: a campaign notice goes by the Content API template ``TWILIO_WHATSAPP_NOTICE_CONTENT_SID``
+(``ContentSid``, with the notice's text as variable 1), anything else fails for good with
+Twilio's 63016 reason, without calling Twilio. A free text Twilio refuses with 63016 (sent at the
+window's edge) fails the same way, by the API's answer or the status callback; the failed notice
+is then sent by the campaign's next channel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any, ClassVar
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from channels.base import ChannelBase, ChannelContext, RateLimit
+from channels.twilio_api import OUTSIDE_WINDOW, OUTSIDE_WINDOW_REASON, TwilioSender
+from channels.twilio_webhook import SignatureCheck
+from channels.whatsapp.inbound import receive, receive_status, window_open
+from channels.whatsapp.parse import CHANNEL, PREFIX
+from gateway import keys
+from gateway.envelope import Message, PermanentFailure, SendResult
+
+log = logging.getLogger(__name__)
+
+INBOUND_PATH = "/whatsapp/twilio/inbound"
+STATUS_PATH = "/whatsapp/twilio/status"
+PAIR_BURST = 5  # a bot's answer is a few messages in a row
+
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+class OutsideWindow(PermanentFailure):
+    """Free text to a member whose 24-hour window is closed, with no template for it (Twilio's 63016)."""
+
+    def __init__(self) -> None:
+        super().__init__(OUTSIDE_WINDOW_REASON, code=str(OUTSIDE_WINDOW))
+
+
+class WhatsAppChannel(ChannelBase):
+    name: ClassVar[str] = CHANNEL
+    ambiguous: ClassVar[str] = "at_most_once"  # as SMS: the Messages API has no idempotency key
+
+    def __init__(self, ctx: ChannelContext) -> None:
+        super().__init__(ctx)
+        settings = ctx.settings
+        self.public_url = settings.public_url.rstrip("/")
+        self.signature = SignatureCheck(self.public_url, settings.twilio_auth_token, CHANNEL)
+        self.sender = TwilioSender(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            api_base=settings.twilio_api_base,
+            timeout_s=max(1.0, settings.send_timeout_s * 0.9),
+        )
+
+    # Web --------------------------------------------------------------------------------
+    def routes(self) -> web.RouteTableDef:
+        routes = web.RouteTableDef()
+        routes.post(INBOUND_PATH)(self.handle_inbound)
+        routes.post(STATUS_PATH)(self.handle_status)
+        return routes
+
+    async def handle_inbound(self, request: web.Request) -> web.Response:
+        return await receive(self.ctx, await self.signature.verified_params(request))
+
+    async def handle_status(self, request: web.Request) -> web.Response:
+        params = await self.signature.verified_params(request)
+        return await receive_status(self.ctx, params, request.query.get("ref", ""))
+
+    # Sending ----------------------------------------------------------------------------
+    async def send(self, msg: Message) -> SendResult:
+        scheme, _, to = msg.urn.partition(":")
+        if scheme != CHANNEL or not _E164.fullmatch(to):
+            raise PermanentFailure("adresse WhatsApp invalide (whatsapp:+numéro E.164 attendu)", code="invalid_urn")
+        if not msg.text.strip():
+            raise PermanentFailure("message WhatsApp vide", code="empty")
+        settings = self.ctx.settings
+        service = settings.twilio_whatsapp_messaging_service_sid or None
+        sender = _reply_sender(msg.meta) or settings.twilio_whatsapp_from
+        kwargs: dict[str, Any] = {
+            "to": PREFIX + to,
+            "body": msg.text,
+            "from_": PREFIX + sender,
+            "messaging_service_sid": service,
+            "status_callback": self._status_callback(msg),
+        }
+        template = ""
+        if not await window_open(self.ctx.redis, msg.urn):
+            template = settings.twilio_whatsapp_notice_content_sid if msg.meta.get("campaign") else ""
+            if not template:
+                raise OutsideWindow()
+            # WhatsApp refuses a template variable with line breaks, tabs or runs of spaces.
+            variables = {"1": " ".join(msg.text.split())}
+            kwargs.update(content_sid=template, content_variables=json.dumps(variables, ensure_ascii=False))
+        created = await self.sender.create(**kwargs)
+        log.info(
+            "whatsapp handed to twilio",
+            extra={**msg.log_fields(), "template": bool(template), "sid": created.sid},
+        )
+        meta: dict[str, Any] = {"provider_status": created.status}
+        if template:
+            meta["template"] = template
+        return SendResult(external_id=created.sid, status="sent", meta=meta)
+
+    async def settle(self, msg: Message, since_ms: int) -> SendResult | None:
+        """A send that may have reached Twilio: its result if Twilio has the message, else None."""
+        mine = f"{msg.conversation_id} {msg.id}"
+        # A template's body at Twilio is the template around our text (its whitespace folded).
+        text = " ".join(msg.text.split())
+        for sid in await self.sender.find(to=msg.urn, body=text, since=since_ms / 1000, within=True):
+            owner = await self.ctx.redis.get(keys.provider_ref(CHANNEL, sid))
+            if owner is not None and owner != mine:
+                continue
+            log.info("interrupted whatsapp found at twilio", extra={**msg.log_fields(), "sid": sid})
+            return SendResult(external_id=sid, status="sent")
+        return None
+
+    def _status_callback(self, msg: Message) -> str:
+        url = self.public_url + STATUS_PATH
+        if msg.conversation_id:
+            url += "?" + urlencode({"ref": f"{msg.conversation_id} {msg.id}"})
+        return url
+
+    def rate_limits(self, msg: Message) -> list[RateLimit]:
+        settings = self.ctx.settings
+        return [
+            RateLimit(CHANNEL, settings.whatsapp_rate_per_s),
+            # Meta's pair rate limit: a business may not write to one member faster than about every 6 s.
+            RateLimit(f"{CHANNEL}:{msg.urn}", settings.whatsapp_pair_per_min / 60, PAIR_BURST),
+        ]
+
+    async def stop(self) -> None:
+        await self.sender.close()
+
+
+def _reply_sender(meta: dict[str, Any]) -> str | None:
+    """The WhatsApp number the member wrote to, carried back by the router in meta["thread"]."""
+    thread = meta.get("thread")
+    if isinstance(thread, dict):
+        sender = thread.get("twilio_from")
+        if isinstance(sender, str) and _E164.fullmatch(sender):
+            return sender
+    return None
