@@ -299,10 +299,10 @@ def _sender(
             tally.failures.append(f"{label}: {type(exc).__name__}\n{case.as_curl_command(extra)}")
             return
         counter[resp.status_code] += 1
-        tally.samples.setdefault((label, resp.status_code), resp.text[:300])
+        tally.samples.setdefault((label, resp.status_code), resp.content[:300].decode("utf-8", "replace"))  # .xlsx is binary
         tally.statuses[resp.status_code] += 1
         if resp.status_code >= 500:
-            tally.failures.append(f"{label} -> {resp.status_code} {resp.text[:200]!r}\n{case.as_curl_command(extra)}")
+            tally.failures.append(f"{label} -> {resp.status_code} {resp.content[:200]!r}\n{case.as_curl_command(extra)}")
 
     return send
 

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from twilio.request_validator import RequestValidator
 
-from channels.sms.parse import form_params
+from channels.twilio_webhook import form_params
 from channels.webchat.tokens import issue_token
 from gateway import keys
 from gateway.envelope import Message
