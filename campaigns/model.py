@@ -38,7 +38,7 @@ STATE_LABELS = {
     "draft": "brouillon", "scheduled": "programmée", "sending": "en cours", "paused": "en pause",
     "done": "terminée", "cancelled": "annulée",
 }  # fmt: skip
-CHANNEL_LABELS = {"email": "e-mail", "sms": "SMS", "none": "courrier", "": "courrier"}
+CHANNEL_LABELS = {"email": "e-mail", "sms": "SMS", "whatsapp": "WhatsApp", "none": "courrier", "": "courrier"}
 # Working hours: a window reaching outside them is allowed, with a warning (notices at 01:50 upset members).
 WORKING_START, WORKING_END, WORKING_DAYS = dt.time(9, 0), dt.time(19, 0), (1, 2, 3, 4, 5)
 ALL = "camp:all"  # sorted set: campaign id, score = creation time (ms)

@@ -33,7 +33,7 @@ COLUMNS = (
 HEADERS = [header for _, header in COLUMNS]
 STATUS_LABELS = {
     "planned": "prévue", "queued": "en file", "sending": "en envoi", "sent": "envoyée", "delivered": "distribuée",
-    "read": "lue", "failed": "échec", "undelivered": "non distribuée", "postal": "à envoyer par courrier",
+    "read": "lue", "failed": "échec", "canceled": "annulée", "undelivered": "non distribuée", "postal": "à envoyer par courrier",
     "unknown": "inconnu",
 }  # fmt: skip
 TIMES = ("planned_at", "queued_at", "sent_at", "delivered_at")

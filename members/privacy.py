@@ -44,7 +44,7 @@ from members.records import ALL_MEMBERS, RECORD_TYPES, member_records_key
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("sms", "telegram", "email", "webchat", "callback")
+CHANNELS = ("sms", "whatsapp", "telegram", "email", "webchat", "callback")
 STREAM_KINDS = ("in", "out", "bulk")
 PROVIDER_REF_TTL_S = 30 * 24 * 3600
 # Fields of a notice's delivery record kept as proof after erasure (no text, no address).

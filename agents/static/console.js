@@ -5,7 +5,7 @@
 
 (function () {
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const CHANNELS = { sms: "SMS", telegram: "Telegram", email: "E-mail", webchat: "Chat web", callback: "Rappel", phone: "Téléphone" };
+  const CHANNELS = { sms: "SMS", whatsapp: "WhatsApp", telegram: "Telegram", email: "E-mail", webchat: "Chat web", callback: "Rappel", phone: "Téléphone" };
   const STATUS = { queued: "en file", sending: "envoi", sent: "envoyé", delivered: "reçu", read: "lu", failed: "échec", undelivered: "non distribué", canceled: "annulé" };
   let state = null;
   let current = null; // conversation id shown in the detail pane

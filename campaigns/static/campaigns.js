@@ -5,8 +5,8 @@
 (function () {
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const STATES = { draft: "brouillon", scheduled: "programmée", sending: "en cours", paused: "en pause", done: "terminée", cancelled: "annulée" };
-  const STATUS = { planned: "prévues", queued: "en file", sending: "en envoi", sent: "envoyées", delivered: "distribuées", read: "lues", failed: "échecs", undelivered: "non distribuées", postal: "courrier" };
-  const CHANNELS = { email: "e-mail", sms: "SMS", none: "aucun canal (courrier)" };
+  const STATUS = { planned: "prévues", queued: "en file", sending: "en envoi", sent: "envoyées", delivered: "distribuées", read: "lues", failed: "échecs", canceled: "annulées", undelivered: "non distribuées", postal: "courrier" };
+  const CHANNELS = { email: "e-mail", sms: "SMS", whatsapp: "WhatsApp", none: "aucun canal (courrier)" };
   const WORKING = { start: "09:00", end: "19:00", days: ["1", "2", "3", "4", "5"] };
   const euros = new Intl.NumberFormat("fr-FR", { style: "currency", currency: "EUR" });
   const form = document.getElementById("create");
@@ -233,7 +233,8 @@
           + (f.change_eur !== undefined ? ` (${signed(f.change_eur)}, ${signed(f.change_percent, "%")})` : ""))
       : null;
     const blocks = Object.values(m.channels).map((ch) => el("div", { class: "preview" },
-      el("h4", {}, ch.channel === "sms" ? `SMS — ${ch.encoding}, ${ch.segments} segment(s)` : `E-mail — ${ch.subject}`),
+      el("h4", {}, ch.channel === "sms" ? `SMS — ${ch.encoding}, ${ch.segments} segment(s)`
+        : ch.channel === "email" ? `E-mail — ${ch.subject}` : (CHANNELS[ch.channel] || ch.channel)),
       el("pre", { class: "preview-text" }, ch.text)));
     return el("section", { class: "preview-member", "aria-labelledby": `pv-${i}` },
       el("h3", { id: `pv-${i}` }, `${m.member}${m.name ? ` — ${m.name}` : ""}`),

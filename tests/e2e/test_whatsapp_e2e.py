@@ -35,7 +35,7 @@ TEMPLATE_TEXT = "Information de votre mutuelle : {{1}} Répondez à ce message p
 # A member who never wrote on WhatsApp: her window is closed, her notice goes by the template.
 NINA = Member(
     number="M0000044", first_name="Nina", last_name="Lefèvre", birth_date="1988-11-30", phone="+33199005678",
-    email="", cover_level="confort", region="Bretagne", segment="famille", contribution_eur="48.10",
+    email="", cover_level="confort", region="Bretagne", segment="famille", contribution_eur="64.20",
     contribution_call_date=day(40),
 )  # fmt: skip
 
@@ -149,9 +149,10 @@ async def test_member_on_whatsapp_then_a_notice_by_template_and_a_63016_fallback
     await until(lambda: any(m.to == CAMILLE.phone for m in fake_twilio.messages), "the SMS fallback")
     [sms] = [m for m in fake_twilio.messages if m.to == CAMILLE.phone]
     assert sms.from_ == OUR_NUMBER and "67,10" in sms.body
-    proof = {row["member"]: row for row in csv.DictReader(io.StringIO(campaign_cli(product, "proof", cid)))}
-    assert (proof[CAMILLE.number]["channel"], proof[CAMILLE.number]["tried"]) == ("sms", "whatsapp")
-    assert (proof[NINA.number]["channel"], proof[NINA.number]["status"]) == ("whatsapp", "read")
+    rows = csv.DictReader(io.StringIO(campaign_cli(product, "proof", cid)), delimiter=";")  # French Excel's CSV
+    proof = {row["Numéro d'adhérent"]: row for row in rows}
+    assert (proof[CAMILLE.number]["Canal"], proof[CAMILLE.number]["Canaux essayés avant"]) == ("SMS", "WhatsApp")
+    assert (proof[NINA.number]["Canal"], proof[NINA.number]["Statut"]) == ("WhatsApp", "lue")
     assert not await redis.exists(keys.whatsapp_window(member))  # Twilio said it closed: templates from now
     await asyncio.sleep(1.0)  # nothing more may arrive: one notice per member and channel
     assert [m.to for m in fake_twilio.messages].count(nina) == 1
