@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import re
 import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import phonenumbers
 from aiohttp import web
@@ -23,7 +25,7 @@ from multidict import MultiDict, MultiDictProxy
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from gateway.envelope import Attachment, BadRequest, Unauthorized
+from gateway.envelope import Attachment, BadRequest, StatusUpdate, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,30 @@ def error_of(params: Params, status: str) -> tuple[str | None, str | None]:
 
 
 # The answer to almost every webhook, rendered once.
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    update: StatusUpdate
+    recipient: str | None  # the member's address ("tel:+33…", "whatsapp:+33…"), when given
+
+
+def parse_status(
+    params: Params, channel: str, scheme: str, number_of: Callable[[str], str | None] = e164
+) -> StatusEvent | None:
+    """A status callback of a message we sent -> the update to record, or None when there is nothing to
+    record; ``number_of`` reads the recipient's number from ``To`` and ``scheme`` prefixes it."""
+    sid = message_sid(params)
+    raw_status = param(params, "MessageStatus", "SmsStatus").lower()
+    if not raw_status:
+        raise BadRequest("missing MessageStatus")
+    status = STATUS_MAP.get(raw_status)
+    if status is None:
+        return None
+    error_code, error_message = error_of(params, status)
+    number = number_of(param(params, "To"))
+    update = StatusUpdate(channel, sid, status, error_code, error_message)
+    return StatusEvent(update, f"{scheme}{number}" if number else None)
+
+
 _EMPTY_TWIML = str(MessagingResponse().to_xml())
 
 

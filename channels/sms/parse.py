@@ -9,21 +9,20 @@ repeated or hold anything; garbage raises ``BadRequest``, never another exceptio
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from channels.sms.keywords import match
 from channels.twilio_webhook import (  # shared with WhatsApp
-    STATUS_MAP,
     Params,
+    StatusEvent,
     attachments,
     e164,
-    error_of,
     int_param,
     message_sid,
     param,
 )
-from gateway.envelope import BadRequest, Message, StatusUpdate, inbound
+from channels.twilio_webhook import parse_status as twilio_parse_status
+from gateway.envelope import BadRequest, Message, inbound
 
 CHANNEL = "sms"
 MAX_TEXT = 10_000  # Twilio bodies are at most 1,600 characters
@@ -71,22 +70,6 @@ def parse_inbound(params: Params) -> list[Message]:
     return [inbound(CHANNEL, f"tel:{number}", text, sid, attachments=attachments(params), meta=meta, kind=kind)]
 
 
-@dataclass(frozen=True, slots=True)
-class StatusEvent:
-    update: StatusUpdate
-    recipient: str | None  # "tel:+33..." of the member, when given
-
-
 def parse_status(params: Params) -> StatusEvent | None:
     """A status callback -> the update to record, or None when there is nothing to record."""
-    sid = message_sid(params)
-    raw_status = param(params, "MessageStatus", "SmsStatus").lower()
-    if not raw_status:
-        raise BadRequest("missing MessageStatus")
-    status = STATUS_MAP.get(raw_status)
-    if status is None:
-        return None
-    error_code, error_message = error_of(params, status)
-    number = e164(param(params, "To"))
-    update = StatusUpdate(CHANNEL, sid, status, error_code, error_message)
-    return StatusEvent(update, f"tel:{number}" if number else None)
+    return twilio_parse_status(params, CHANNEL, "tel:")

@@ -15,12 +15,12 @@ ordinary words here (``info`` is French), left to the bot.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from channels.sms.keywords import match
-from channels.twilio_webhook import STATUS_MAP, Params, attachments, e164, error_of, message_sid, param
-from gateway.envelope import BadRequest, Message, StatusUpdate, inbound
+from channels.twilio_webhook import Params, StatusEvent, attachments, e164, message_sid, param
+from channels.twilio_webhook import parse_status as twilio_parse_status
+from gateway.envelope import BadRequest, Message, inbound
 
 CHANNEL = "whatsapp"
 PREFIX = "whatsapp:"
@@ -96,22 +96,6 @@ def parse_inbound(params: Params) -> list[Message]:
     return [inbound(CHANNEL, f"{PREFIX}{number}", text, sid, attachments=attachments(params), meta=meta, kind=kind)]
 
 
-@dataclass(frozen=True, slots=True)
-class StatusEvent:
-    update: StatusUpdate
-    recipient: str | None  # "whatsapp:+33..." of the member, when given
-
-
 def parse_status(params: Params) -> StatusEvent | None:
     """A status callback of a WhatsApp message we sent (queued, sent, delivered, read, failed...)."""
-    sid = message_sid(params)
-    raw_status = param(params, "MessageStatus", "SmsStatus").lower()
-    if not raw_status:
-        raise BadRequest("missing MessageStatus")
-    status = STATUS_MAP.get(raw_status)
-    if status is None:
-        return None
-    error_code, error_message = error_of(params, status)
-    number = number_of(param(params, "To"))
-    update = StatusUpdate(CHANNEL, sid, status, error_code, error_message)
-    return StatusEvent(update, f"{PREFIX}{number}" if number else None)
+    return twilio_parse_status(params, CHANNEL, PREFIX, number_of)
