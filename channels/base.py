@@ -57,6 +57,8 @@ class ChannelContext:
 
 class Channel(Protocol):
     name: ClassVar[str]  # "sms": also the URN scheme's owner and the tests folder
+    # The replies to one inbound message go as one message (e-mail: one reply mail per bot turn).
+    joins_replies: ClassVar[bool]
 
     def routes(self) -> web.RouteTableDef:
         """HTTP routes (webhooks, pages); empty when the channel has none."""
@@ -87,6 +89,7 @@ class ChannelBase:
     # "at_least_once" sends it again (e-mail: same Message-ID), "at_most_once" does not and waits
     # for the provider's callback (SMS: Twilio has no idempotency key; its callback names our message).
     ambiguous: ClassVar[str] = "at_least_once"
+    joins_replies: ClassVar[bool] = False
 
     def __init__(self, ctx: ChannelContext) -> None:
         self.ctx = ctx

@@ -110,6 +110,7 @@ class Gateway:
             channel = registry.load(name)(self.ctx)
             if channel is not None:
                 self.channels[name] = channel
+        self.router.joined_channels = frozenset(n for n, c in self.channels.items() if c.joins_replies)
         self.dispatcher = Dispatcher(settings, redis, self.streams, self.conversations, self.channels)
         # Hooks for the rooms above the core, filled by the composition root.
         self.jobs: list[tuple[str, str, Job]] = []  # (role that runs it, name, job)

@@ -54,6 +54,22 @@ class Detour(Protocol):
         ...
 
 
+def joined(replies: list[Reply]) -> list[Reply]:
+    """The replies going back to the sender as one (in order, blank lines between), where the first of
+    them was; a reply addressed elsewhere (a one-time code to the registered phone) stays on its own."""
+    plain = [r for r in replies if not r.urn and not r.channel]
+    if len(plain) < 2:
+        return replies
+    one = Reply("\n\n".join(r.text for r in plain))
+    out: list[Reply] = []
+    for reply in replies:
+        if reply.urn or reply.channel:
+            out.append(reply)
+        elif reply is plain[0]:
+            out.append(one)
+    return out
+
+
 class Router:
     def __init__(
         self,
@@ -74,6 +90,8 @@ class Router:
         self.contacts = contacts
         self.conversations = conversations
         self.detours = list(detours)
+        # Channels whose replies to one message go as one (set by the gateway from its channels).
+        self.joined_channels: frozenset[str] = frozenset()
 
     async def handle(self, msg: Message) -> None:
         # An unproven sender (e-mail failing DMARC) is never the member whose address it shows.
@@ -129,6 +147,8 @@ class Router:
         # A channel may ask for replies on another channel (a callback request is confirmed by SMS).
         reply_channel = str(msg.meta.get("reply_channel") or msg.channel)
         thread = {"thread": msg.meta["reply"]} if isinstance(msg.meta.get("reply"), dict) else {}
+        if reply_channel in self.joined_channels:
+            replies = joined(replies)
         for n, reply in enumerate(replies, start=1):
             await self.enqueue(
                 Message(

@@ -122,6 +122,7 @@ class _Handler:
 
 class EmailChannel(ChannelBase):
     name: ClassVar[str] = CHANNEL
+    joins_replies: ClassVar[bool] = True  # a member who wrote one mail gets one reply mail per bot turn
 
     def __init__(self, ctx: ChannelContext) -> None:
         super().__init__(ctx)

@@ -11,7 +11,7 @@ from gateway.contacts import Contacts, register_member
 from gateway.conversations import Conversations
 from gateway.envelope import Message, StatusUpdate, inbound
 from gateway.ratelimit import RateLimiter
-from gateway.responders import ACK_TEXT, AckResponder
+from gateway.responders import ACK_TEXT, AckResponder, Reply
 from gateway.router import Router
 from gateway.streams import Streams
 
@@ -123,3 +123,28 @@ async def test_automated_mail_is_stored_but_never_answered(redis: Redis) -> None
     cid = await Contacts(redis).resolve("mailto:robot@example.fr", "email")
     conv = await convs.for_message(cid, msg)
     assert [h["id"] for h in await convs.history(conv)] == [msg.id]
+
+
+class TwoAnswers:
+    """A bot turn of two messages and, first, a one-time code addressed to the registered phone."""
+
+    name = "two"
+
+    async def respond(self, msg: Message, conversation: dict[str, str]) -> list[Reply]:
+        code = Reply("Votre code de vérification : 123456.", channel="sms", urn="tel:+33612345678")
+        return [code, Reply("Voici où en est votre dossier."), Reply("Que puis-je faire d'autre pour vous ?")]
+
+
+async def test_a_bot_turn_is_one_reply_mail_and_stays_separate_messages_elsewhere(redis: Redis) -> None:
+    streams = Streams(redis, shards=1, maxlen=1000, dedup_ttl_s=60)
+    router = Router(redis, streams, TwoAnswers(), Contacts(redis), Conversations(redis))
+    router.joined_channels = frozenset({"email"})  # as the gateway sets it from EmailChannel.joins_replies
+    await router.handle(inbound("email", "mailto:camille@example.fr", "où en est mon dossier", "m1@x"))
+    await router.handle(inbound("sms", "tel:+33655555555", "ou en est mon dossier", "SMj"))
+    out = [Message.from_json(fields["m"]) for _, fields in await redis.xrange(keys.stream("out", 0))]
+    mails = [m for m in out if m.channel == "email"]
+    assert [m.text for m in mails] == ["Voici où en est votre dossier.\n\nQue puis-je faire d'autre pour vous ?"]
+    codes = [m for m in out if m.urn == "tel:+33612345678"]
+    assert len(codes) == 2 and codes[0].id.endswith(".r1")  # the code keeps its own message, first
+    texts = [m.text for m in out if m.urn == "tel:+33655555555"]
+    assert texts == ["Voici où en est votre dossier.", "Que puis-je faire d'autre pour vous ?"]
