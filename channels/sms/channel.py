@@ -24,17 +24,17 @@ import logging
 import re
 from dataclasses import replace
 from typing import Any, ClassVar
-from urllib.parse import urlencode
 
 from aiohttp import web
 from multidict import MultiDict
 
-from channels.base import ChannelBase, ChannelContext, RateLimit
+from channels.base import RateLimit
 from channels.sms.encoding import sms_info
 from channels.sms.keywords import OPT_IN_REPLY, OPT_OUT_REPLY
 from channels.sms.parse import CHANNEL, parse_inbound, parse_status
-from channels.twilio_api import UNSUBSCRIBED, TwilioSender
-from channels.twilio_webhook import SignatureCheck, param, twiml
+from channels.twilio_api import UNSUBSCRIBED
+from channels.twilio_channel import TwilioChannel, reply_sender
+from channels.twilio_webhook import param, twiml
 from gateway import keys
 from gateway.envelope import Message, PermanentFailure, SendResult
 
@@ -46,29 +46,10 @@ _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _SENDER = re.compile(r"\+[1-9][0-9]{6,14}|[0-9]{3,8}")
 
 
-class SmsChannel(ChannelBase):
+class SmsChannel(TwilioChannel):
     name: ClassVar[str] = CHANNEL
-    ambiguous: ClassVar[str] = "at_most_once"
-
-    def __init__(self, ctx: ChannelContext) -> None:
-        super().__init__(ctx)
-        settings = ctx.settings
-        self.public_url = settings.public_url.rstrip("/")
-        self.signature = SignatureCheck(self.public_url, settings.twilio_auth_token, CHANNEL)
-        # A little under the dispatcher's own timeout, so the error is ours and explained.
-        self.sender = TwilioSender(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
-            api_base=settings.twilio_api_base,
-            timeout_s=max(1.0, settings.send_timeout_s * 0.9),
-        )
-
-    # Web --------------------------------------------------------------------------------
-    def routes(self) -> web.RouteTableDef:
-        routes = web.RouteTableDef()
-        routes.post(INBOUND_PATH)(self.handle_inbound)
-        routes.post(STATUS_PATH)(self.handle_status)
-        return routes
+    inbound_path: ClassVar[str] = INBOUND_PATH
+    status_path: ClassVar[str] = STATUS_PATH
 
     async def verified_params(self, request: web.Request) -> MultiDict[str]:
         """The request's form parameters, once its Twilio signature is checked."""
@@ -136,7 +117,7 @@ class SmsChannel(ChannelBase):
             raise PermanentFailure("SMS vide", code="empty")
         settings = self.ctx.settings
         service = settings.twilio_messaging_service_sid or None
-        from_ = None if service else (_reply_sender(msg.meta) or settings.twilio_from)
+        from_ = None if service else (reply_sender(msg.meta, _SENDER) or settings.twilio_from)
         info = sms_info(msg.text)
         created = await self.sender.create(
             to=to,
@@ -159,42 +140,13 @@ class SmsChannel(ChannelBase):
 
     async def settle(self, msg: Message, since_ms: int) -> SendResult | None:
         """A send that may have reached Twilio: its result if Twilio has the message, else None."""
-        to = msg.urn.partition(":")[2]
-        mine = f"{msg.conversation_id} {msg.id}"
-        for sid in await self.sender.find(to=to, body=msg.text, since=since_ms / 1000):
-            # The same text to the same member a moment before (a question asked again) is another message
-            # of ours, known by its SID: taking it for this one would leave this one never sent.
-            owner = await self.ctx.redis.get(keys.provider_ref(CHANNEL, sid))
-            if owner is not None and owner != mine:
-                continue
-            log.info("interrupted sms found at twilio", extra={**msg.log_fields(), "sid": sid})
-            return SendResult(external_id=sid, status="sent")
-        return None
-
-    def _status_callback(self, msg: Message) -> str:
-        """Our status URL, naming the message: a callback then finds it even if the send's answer was lost."""
-        url = self.public_url + STATUS_PATH
-        if msg.conversation_id:
-            url += "?" + urlencode({"ref": f"{msg.conversation_id} {msg.id}"})
-        return url
+        return await self._found_at_twilio(msg, to=msg.urn.partition(":")[2], body=msg.text, since=since_ms / 1000)
 
     def rate_limits(self, msg: Message) -> list[RateLimit]:
         return [RateLimit("sms", self.ctx.settings.sms_rate_per_s)]
 
-    async def stop(self) -> None:
-        await self.sender.close()
 
 
 def _keyword(msg: Message) -> dict[str, Any]:
     value = msg.meta.get("keyword")
     return value if isinstance(value, dict) else {}
-
-
-def _reply_sender(meta: dict[str, Any]) -> str | None:
-    """The Twilio number the member wrote to, carried back by the router in meta["thread"]."""
-    thread = meta.get("thread")
-    if isinstance(thread, dict):
-        sender = thread.get("twilio_from")
-        if isinstance(sender, str) and _SENDER.fullmatch(sender):
-            return sender
-    return None

@@ -23,16 +23,14 @@ import json
 import logging
 import re
 from typing import Any, ClassVar
-from urllib.parse import urlencode
 
 from aiohttp import web
 
-from channels.base import ChannelBase, ChannelContext, RateLimit
-from channels.twilio_api import OUTSIDE_WINDOW, OUTSIDE_WINDOW_REASON, TwilioSender
-from channels.twilio_webhook import SignatureCheck
+from channels.base import RateLimit
+from channels.twilio_api import OUTSIDE_WINDOW, OUTSIDE_WINDOW_REASON
+from channels.twilio_channel import TwilioChannel, reply_sender
 from channels.whatsapp.inbound import receive, receive_status, window_open
 from channels.whatsapp.parse import CHANNEL, PREFIX
-from gateway import keys
 from gateway.envelope import Message, PermanentFailure, SendResult
 
 log = logging.getLogger(__name__)
@@ -51,28 +49,10 @@ class OutsideWindow(PermanentFailure):
         super().__init__(OUTSIDE_WINDOW_REASON, code=str(OUTSIDE_WINDOW))
 
 
-class WhatsAppChannel(ChannelBase):
+class WhatsAppChannel(TwilioChannel):
     name: ClassVar[str] = CHANNEL
-    ambiguous: ClassVar[str] = "at_most_once"  # as SMS: the Messages API has no idempotency key
-
-    def __init__(self, ctx: ChannelContext) -> None:
-        super().__init__(ctx)
-        settings = ctx.settings
-        self.public_url = settings.public_url.rstrip("/")
-        self.signature = SignatureCheck(self.public_url, settings.twilio_auth_token, CHANNEL)
-        self.sender = TwilioSender(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
-            api_base=settings.twilio_api_base,
-            timeout_s=max(1.0, settings.send_timeout_s * 0.9),
-        )
-
-    # Web --------------------------------------------------------------------------------
-    def routes(self) -> web.RouteTableDef:
-        routes = web.RouteTableDef()
-        routes.post(INBOUND_PATH)(self.handle_inbound)
-        routes.post(STATUS_PATH)(self.handle_status)
-        return routes
+    inbound_path: ClassVar[str] = INBOUND_PATH
+    status_path: ClassVar[str] = STATUS_PATH
 
     async def handle_inbound(self, request: web.Request) -> web.Response:
         return await receive(self.ctx, await self.signature.verified_params(request))
@@ -90,7 +70,7 @@ class WhatsAppChannel(ChannelBase):
             raise PermanentFailure("message WhatsApp vide", code="empty")
         settings = self.ctx.settings
         service = settings.twilio_whatsapp_messaging_service_sid or None
-        sender = _reply_sender(msg.meta) or settings.twilio_whatsapp_from
+        sender = reply_sender(msg.meta, _E164) or settings.twilio_whatsapp_from
         kwargs: dict[str, Any] = {
             "to": PREFIX + to,
             "body": msg.text,
@@ -118,22 +98,9 @@ class WhatsAppChannel(ChannelBase):
 
     async def settle(self, msg: Message, since_ms: int) -> SendResult | None:
         """A send that may have reached Twilio: its result if Twilio has the message, else None."""
-        mine = f"{msg.conversation_id} {msg.id}"
         # A template's body at Twilio is the template around our text (its whitespace folded).
         text = " ".join(msg.text.split())
-        for sid in await self.sender.find(to=msg.urn, body=text, since=since_ms / 1000, within=True):
-            owner = await self.ctx.redis.get(keys.provider_ref(CHANNEL, sid))
-            if owner is not None and owner != mine:
-                continue
-            log.info("interrupted whatsapp found at twilio", extra={**msg.log_fields(), "sid": sid})
-            return SendResult(external_id=sid, status="sent")
-        return None
-
-    def _status_callback(self, msg: Message) -> str:
-        url = self.public_url + STATUS_PATH
-        if msg.conversation_id:
-            url += "?" + urlencode({"ref": f"{msg.conversation_id} {msg.id}"})
-        return url
+        return await self._found_at_twilio(msg, to=msg.urn, body=text, since=since_ms / 1000, within=True)
 
     def rate_limits(self, msg: Message) -> list[RateLimit]:
         settings = self.ctx.settings
@@ -143,15 +110,3 @@ class WhatsAppChannel(ChannelBase):
             RateLimit(f"{CHANNEL}:{msg.urn}", settings.whatsapp_pair_per_min / 60, PAIR_BURST),
         ]
 
-    async def stop(self) -> None:
-        await self.sender.close()
-
-
-def _reply_sender(meta: dict[str, Any]) -> str | None:
-    """The WhatsApp number the member wrote to, carried back by the router in meta["thread"]."""
-    thread = meta.get("thread")
-    if isinstance(thread, dict):
-        sender = thread.get("twilio_from")
-        if isinstance(sender, str) and _E164.fullmatch(sender):
-            return sender
-    return None
