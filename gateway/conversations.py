@@ -164,17 +164,18 @@ class Conversations:
         # mid-way, and the pipeline's next commands would then clear the mark of a message not marked
         # sent (it was sent twice, in the chaos run that killed redis-server during a campaign).
         await self._advance(keys=[mkey], args=[status, _RANK_JSON, now_ms(), "", ""])
+        # The provider's id is written before the in-flight mark is cleared: a record without the mark is whole.
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hdel(mkey, "inflight_ms")
             if external_id:
                 fields["external_id"] = external_id
                 pipe.set(keys.provider_ref(channel, external_id), f"{conv_id} {msg_id}", ex=30 * 24 * 3600)
                 pipe.lrange(_parked(channel, external_id), 0, -1)
             if fields:
                 pipe.hset(mkey, mapping=fields)
+            pipe.hdel(mkey, "inflight_ms")
             results = await pipe.execute()
         if external_id:
-            await self._apply_parked(channel, external_id, conv_id, msg_id, results[2])
+            await self._apply_parked(channel, external_id, conv_id, msg_id, results[1])
 
     async def remember_provider_id(self, channel: str, external_id: str, conv_id: str, msg_id: str) -> None:
         await self.redis.set(keys.provider_ref(channel, external_id), f"{conv_id} {msg_id}", ex=30 * 24 * 3600)

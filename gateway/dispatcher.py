@@ -254,9 +254,9 @@ class Dispatcher:
             await self.redis.hdel(mkey, "inflight_ms")
             return True
         await self.conversations.set_status(msg.conversation_id, msg.id, found.status or "sent")
-        await self.redis.hdel(mkey, "inflight_ms")
         if found.external_id:
             await self.conversations.remember_provider_id(msg.channel, found.external_id, msg.conversation_id, msg.id)
+        await self.redis.hdel(mkey, "inflight_ms")
         SENT.labels(msg.channel).inc()
         return False
 

@@ -66,7 +66,8 @@ async def settled(gw: Gateway, msg: Message, timeout: float = 15.0) -> dict[str,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rec = await gw.conversations.record(msg.conversation_id, msg.id)
-        if rec.get("status") in ("sent", "failed", "delivered"):
+        # The status is written first and the in-flight mark cleared last: without the mark the record is whole.
+        if rec.get("status") in ("sent", "failed", "delivered") and "inflight_ms" not in rec:
             return rec
         await asyncio.sleep(0.02)
     raise AssertionError(f"message not settled: {await gw.conversations.record(msg.conversation_id, msg.id)}")
