@@ -277,7 +277,8 @@ class MemberData:
         if complaints:
             await self.redis.zrem(keys.COMPLAINTS_DUE, *(f"{number} {ref}" for ref in complaints))
         report.count("member record and files", await self.redis.delete(
-            keys.member(number), keys.member_contacts(number), *(member_records_key(number, rt.RECORD) for rt in RECORD_TYPES)
+            keys.member(number), keys.member_contacts(number), *(member_records_key(number, rt.RECORD) for rt in RECORD_TYPES),
+            keys.member_versions(number),  # the records API's versions (digests of the records)
         ))  # fmt: skip
         await self.redis.srem(ALL_MEMBERS, number)
         await audit(self.redis, number, "", "console", "erased", [], agent=by)

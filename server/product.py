@@ -33,6 +33,7 @@ from gateway.app import ALL_ROLES, Gateway
 from gateway.rasa import RasaResponder
 from gateway.responders import Responder
 from gateway.settings import Settings
+from members.api import RecordsApi
 from members.audit import unsubscribed_audit
 from members.codes import OneTimeCodes
 from members.privacy import run_retention
@@ -69,6 +70,7 @@ class Product:
             gw.responder.handoff_note = functools.partial(expected_wait_text, redis, hours=settings.opening_hours)
         gw.on_unsubscribed.append(unsubscribed_audit(redis))
         gw.jobs.append(("scheduler", "retention", self.retention))
+        self.records_api = RecordsApi(settings, redis)  # the back office's records API (issue 23)
         # Agents and the staff sign-in.
         gw.router.detours.append(Survey(redis))
         self.desk = Desk(redis, gw.router, rasa_url=settings.rasa_url or "", sms_enabled="sms" in gw.channels,
@@ -102,6 +104,7 @@ class Product:
         app.add_routes(self.console.routes())
         app.add_routes(campaign_routes(self.site, self.campaigns))
         app.add_routes(unsubscribe_routes(self.settings, self.redis, self.gateway.ctx.templates))
+        app.add_routes(self.records_api.routes())
         app.cleanup_ctx.append(self._console_lifecycle)
         app.on_shutdown.append(self._close_console_sockets)
         return app
