@@ -55,6 +55,17 @@ def _hours(env: Mapping[str, str]) -> OpeningHours:
         raise SettingsError(f"OPENING_HOURS: {exc}, got {raw!r}") from exc
 
 
+def _quiet_hours(env: Mapping[str, str], name: str, default: str) -> OpeningHours | None:
+    """When a channel may carry the messages the product sends first (Europe/Paris); "" = any time."""
+    raw = env.get(name, default)
+    if not raw:
+        return None
+    try:
+        return OpeningHours.parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}, got {raw!r}") from exc
+
+
 def _secret(env: Mapping[str, str], var_dir: Path) -> str:
     """The signing secret: from SECRET_KEY, else one generated once and kept under var/."""
     explicit = env.get("SECRET_KEY")
@@ -183,6 +194,10 @@ class Settings:
     webhook_backoff_base_s: float = 2.0
     webhook_backoff_max_s: float = 3600.0
     webhook_timeout_s: float = 10.0
+    # Members told before they ask (members/proactive.py): when SMS/WhatsApp and e-mail may carry them
+    # (None: any time); outside, a message waits for the next allowed hour.
+    proactive_sms_hours: OpeningHours | None = None
+    proactive_email_hours: OpeningHours | None = None
     # Logging
     log_level: str = "INFO"
 
@@ -322,6 +337,8 @@ class Settings:
             webhook_backoff_base_s=_float(env, "WEBHOOK_BACKOFF_BASE_S", 2.0),
             webhook_backoff_max_s=_float(env, "WEBHOOK_BACKOFF_MAX_S", 3600.0),
             webhook_timeout_s=_float(env, "WEBHOOK_TIMEOUT_S", 10.0),
+            proactive_sms_hours=_quiet_hours(env, "PROACTIVE_SMS_HOURS", "mon-sat 08:00-20:00"),
+            proactive_email_hours=_quiet_hours(env, "PROACTIVE_EMAIL_HOURS", ""),
             log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
         )
         if settings.redis_appendfsync not in ("always", "everysec", "no"):

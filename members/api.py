@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -120,6 +121,8 @@ class RecordsApi:
         self.writer = RecordWriter(redis)
         self.store = MemberStore(redis)
         self.limiter = RateLimiter(redis)
+        # Told of the changes stored (the composition root adds members.proactive: members told first).
+        self.on_stored: list[Callable[[list[Change]], Awaitable[None]]] = []
 
     # Authentication, scope and rate ------------------------------------------------------------
     async def _caller(self, request: web.Request, scope: str) -> ApiKey | web.Response:
@@ -172,6 +175,9 @@ class RecordsApi:
 
     async def _write(self, changes: list[Change], key: ApiKey) -> list[Outcome]:
         outcomes = await self.writer.apply(changes)
+        stored = [c for c, o in zip(changes, outcomes, strict=True) if o.status == "stored"]
+        for hook in self.on_stored if stored else ():
+            await hook(stored)
         await audit_many(self.redis, [
             (c.member, "", "api", f"record_{o.status}", [f"{c.kind}:{c.id}"], f"api:{key.name}")
             for c, o in zip(changes, outcomes, strict=True) if o.status in ("stored", "deleted")

@@ -32,6 +32,8 @@ from members.records import (
     CLAIM_STATUSES,
     COMPLAINT_STATUSES,
     COVER_LEVELS,
+    NOTIFY_KINDS,
+    PREFERRED_CHANNELS,
     QUOTE_STATUSES,
     SEGMENTS,
     Card,
@@ -192,9 +194,28 @@ def member_row(row: dict[str, str]) -> Member:
         segment=c(_choice, "segment", SEGMENTS),
         contribution_eur=c(_amount, "contribution_eur"),
         contribution_call_date=c(_date, "contribution_call_date"),
+        preferred_channel=c(_preferred, "preferred_channel"),
+        notify_optout=c(_optouts, "notify_optout"),
     )
     c.done()
     return member
+
+
+def _preferred(row: dict[str, str], col: str) -> str:
+    """Optional column: the channel the member prefers for messages the mutuelle sends first."""
+    value = (row.get(col) or "").strip().lower()
+    if value and value not in PREFERRED_CHANNELS:
+        raise RowError(col, f"canal {value!r} inconnu (attendu : {', '.join(PREFERRED_CHANNELS)}, ou vide)")
+    return value
+
+
+def _optouts(row: dict[str, str], col: str) -> str:
+    """Optional column: the kinds of messages sent first the member declined ("all", or kinds by commas)."""
+    kinds = [k.strip().lower() for k in (row.get(col) or "").replace(";", ",").split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in ("all", *NOTIFY_KINDS)]
+    if unknown:
+        raise RowError(col, f"type {unknown[0]!r} inconnu (attendu : all, {', '.join(NOTIFY_KINDS)})")
+    return ",".join(dict.fromkeys(kinds))
 
 
 def claim_row(row: dict[str, str]) -> Claim:

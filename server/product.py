@@ -40,10 +40,12 @@ from members.api import RecordsApi
 from members.audit import unsubscribed_audit
 from members.codes import OneTimeCodes
 from members.privacy import run_retention
+from members.proactive import Proactive
 from staff.web import StaffSite
 
 CODE_CHANNELS = ("sms", "email")  # one-time codes go by SMS first, else by e-mail
 NOTICE_CHANNELS = ("email", "whatsapp", "sms")  # channels a notice may use (each campaign orders its own)
+PROACTIVE_CHANNELS = ("sms", "email", "whatsapp")  # channels a member may be told first on
 
 
 class Product:
@@ -95,6 +97,13 @@ class Product:
         gw.jobs.append(("dispatcher", "webhooks", self.webhooks.run))
         gw.on_status.append(self._notice_event)
         gw.on_unsubscribed.append(self._unsubscribed_event)
+        # Members told before they ask: a claim the back office sets to paid, on the member's channel.
+        self.proactive = Proactive(
+            redis, enqueue=gw.router.enqueue_many, channels=tuple(c for c in PROACTIVE_CHANNELS if c in gw.channels),
+            templates=gw.ctx.templates, sms_hours=settings.proactive_sms_hours, email_hours=settings.proactive_email_hours,
+        )  # fmt: skip
+        self.records_api.on_stored.append(self.proactive.changed)
+        gw.jobs.append(("scheduler", "proactive", self.proactive.run))
 
     async def retention(self, stop: asyncio.Event) -> None:
         s = self.settings

@@ -1,0 +1,173 @@
+"""Members told before they ask: when the back office sets a claim to paid through the records API, the
+member gets one short message on their channel, before they write to ask where it stands.
+
+* **Which channel.** The member's ``preferred_channel`` when it reaches them (enabled, an address, not
+  opted out there with STOP), else SMS, then e-mail.
+* **Not when declined.** ``notify_optout`` on the member (``all`` or the kinds, e.g. ``claims``): nothing.
+* **Not at night.** Each channel's hours (``PROACTIVE_SMS_HOURS`` for SMS and WhatsApp, by default
+  Monday to Saturday 08:00–20:00 Paris time, never on a public holiday; ``PROACTIVE_EMAIL_HOURS``, any
+  time by default): outside them the message waits (``mbr:proactive:waiting``) and a scheduler job sends
+  it when the hours open.
+* **Never two about the same change.** One message per claim and status (a marker in the member's slot,
+  and the message id de-duplicated by the outbound stream).
+* **No health detail.** The text says an amount was paid and when (« Un remboursement de 57,42 € a été
+  versé le 5 décembre. Détail : répondez DETAIL. »); the rest is for a verified conversation.
+  Templates: ``templates/proactive/`` (French).
+
+Only paid claims for now; complaints answered, cards sent, memberships acknowledged, due dates and
+grouping several changes of one day are not built yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from redis.exceptions import RedisError
+
+from gateway import keys
+from gateway.envelope import Message
+from gateway.hours import OpeningHours
+from members.changes import Change
+from members.records import Claim, Member, MemberStore
+
+log = logging.getLogger(__name__)
+
+PARIS = ZoneInfo("Europe/Paris")
+WAITING = "mbr:proactive:waiting"  # sorted set: message id, score = when it was due (ms)
+WAITING_BODY = "mbr:proactive:waiting:msg"  # hash: message id -> the message (JSON)
+TOLD_TTL_S = 400 * 24 * 3600
+MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+          "novembre", "décembre")  # fmt: skip
+ORDER = ("sms", "email")
+
+Enqueue = Callable[[list[Message]], Awaitable[int]]
+
+
+def told_key(number: str, kind: str, rid: str, status: str) -> str:
+    """Set once the member was told of this change (the member's slot: erased with them)."""
+    return f"{keys.member(number)}:told:{kind}:{rid}:{status}"
+
+
+def french_amount(value: str) -> str:
+    return f"{Decimal(value or '0'):.2f}".replace(".", ",")
+
+
+def french_date(iso: str) -> str:
+    day = dt.date.fromisoformat(iso)
+    return f"{'1er' if day.day == 1 else day.day} {MONTHS[day.month - 1]}"
+
+
+def address(member: Member, channel: str) -> str:
+    if channel == "sms" and member.phone:
+        return f"tel:{member.phone}"
+    if channel == "whatsapp" and member.phone:
+        return f"whatsapp:{member.phone}"
+    if channel == "email" and member.email:
+        return f"mailto:{member.email}"
+    return ""
+
+
+class Proactive:
+    def __init__(self, redis: Any, *, enqueue: Enqueue, channels: tuple[str, ...], templates: jinja2.Environment,
+                 sms_hours: OpeningHours | None, email_hours: OpeningHours | None) -> None:  # fmt: skip
+        self.redis = redis
+        self.enqueue = enqueue
+        self.channels = channels
+        self.templates = templates
+        self.hours = {"sms": sms_hours, "whatsapp": sms_hours, "email": email_hours}
+        self.store = MemberStore(redis)
+
+    def open_now(self, channel: str, now: dt.datetime | None = None) -> bool:
+        hours = self.hours.get(channel)
+        return hours is None or hours.is_open(now or dt.datetime.now(dt.UTC))
+
+    async def changed(self, changes: list[Change]) -> None:
+        """Records the back office stored: tell the members whose claim is now paid."""
+        for change in changes:
+            if isinstance(change.record, Claim) and change.record.status == "paid":
+                await self.claim_paid(change.record)
+
+    async def claim_paid(self, claim: Claim, now: dt.datetime | None = None) -> str:
+        """What became of the news: sent, waiting (outside the channel's hours), declined, no_channel, already."""
+        marker = told_key(claim.member, "claims", claim.id, "paid")
+        if await self.redis.exists(marker):
+            return "already"
+        member = await self.store.get(claim.member)
+        if member is None:
+            return "no_channel"
+        declined = set(member.notify_optout.split(",")) & {"all", "claims"}
+        if declined:
+            return "declined"
+        channel, urn = await self._channel(member)
+        if not channel:
+            return "no_channel"
+        values = {"amount": french_amount(claim.reimbursed_eur), "date": french_date(claim.payment_date)}
+        text = self.templates.get_template("proactive/claim_paid.text.j2").render(values).strip()
+        meta: dict[str, Any] = {"proactive": "claim_paid", "member": member.number}
+        if channel == "email":
+            subject = self.templates.get_template("proactive/claim_paid.email.subject.j2").render(values).strip()
+            meta.update(thread={"subject": subject}, auto_generated=True)
+        msg = Message(id=f"n.{member.number}.claims.{claim.id}.paid", channel=channel, urn=urn, direction="out",
+                      text=text, meta=meta, conversation_id=f"n.{member.number}")  # fmt: skip
+        if not self.open_now(channel, now):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(WAITING_BODY, msg.id, msg.to_json())
+                pipe.zadd(WAITING, {msg.id: int(time.time() * 1000)}, nx=True)
+                await pipe.execute()
+            return "waiting"
+        await self.enqueue([msg])
+        await self.redis.set(marker, msg.id, ex=TOLD_TTL_S)
+        log.info("member told before asking", extra={"channel": channel, "msg_id": msg.id})
+        return "sent"
+
+    async def _channel(self, member: Member) -> tuple[str, str]:
+        order = [member.preferred_channel] if member.preferred_channel else []
+        for channel in [*order, *ORDER]:
+            urn = address(member, channel)
+            if channel in self.channels and urn and not await self.redis.sismember(keys.opt_out(channel), urn):
+                return channel, urn
+        return "", ""
+
+    async def send_waiting(self, now: dt.datetime | None = None) -> int:
+        """Send the messages whose channel's hours are now open; returns how many went."""
+        sent = 0
+        for msg_id in await self.redis.zrange(WAITING, 0, 499):
+            raw = await self.redis.hget(WAITING_BODY, msg_id)
+            if raw is None:
+                await self.redis.zrem(WAITING, msg_id)
+                continue
+            msg = Message.from_json(raw)
+            if not self.open_now(msg.channel, now):
+                continue
+            number = str(msg.meta.get("member", ""))
+            rid = msg.id.split(".")[3] if msg.id.count(".") >= 4 else ""
+            marker = told_key(number, "claims", rid, "paid")
+            if not await self.redis.exists(marker):
+                await self.enqueue([msg])
+                await self.redis.set(marker, msg.id, ex=TOLD_TTL_S)
+                sent += 1
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(WAITING, msg_id)
+                pipe.hdel(WAITING_BODY, msg_id)
+                await pipe.execute()
+        return sent
+
+    async def run(self, stop: asyncio.Event, every_s: float = 30.0) -> None:
+        """The scheduler's job: messages kept for the morning go when their channel's hours open."""
+        while not stop.is_set():
+            try:
+                await self.send_waiting()
+            except (RedisError, ConnectionError, OSError) as exc:
+                log.warning("proactive messages: storage unavailable", extra={"error": type(exc).__name__})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+
