@@ -91,51 +91,88 @@ class Proactive:
         return hours is None or hours.is_open(now or dt.datetime.now(dt.UTC))
 
     async def changed(self, changes: list[Change]) -> None:
-        """Records the back office stored: tell the members whose claim is now paid."""
-        for change in changes:
-            if isinstance(change.record, Claim) and change.record.status == "paid":
-                await self.claim_paid(change.record)
+        """Records the back office stored: tell the members whose claim is now paid (a bulk request's
+        thousands in a few round trips)."""
+        await self.claims_paid([c.record for c in changes if isinstance(c.record, Claim) and c.record.status == "paid"])
 
     async def claim_paid(self, claim: Claim, now: dt.datetime | None = None) -> str:
         """What became of the news: sent, waiting (outside the channel's hours), declined, no_channel, already."""
-        marker = told_key(claim.member, "claims", claim.id, "paid")
-        if await self.redis.exists(marker):
-            return "already"
-        member = await self.store.get(claim.member)
-        if member is None:
-            return "no_channel"
-        declined = set(member.notify_optout.split(",")) & {"all", "claims"}
-        if declined:
-            return "declined"
-        channel, urn = await self._channel(member)
-        if not channel:
-            return "no_channel"
+        return (await self.claims_paid([claim], now))[0]
+
+    async def claims_paid(self, claims: list[Claim], now: dt.datetime | None = None) -> list[str]:
+        if not claims:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for claim in claims:
+                pipe.exists(told_key(claim.member, "claims", claim.id, "paid"))
+            told = await pipe.execute()
+        numbers = sorted({c.member for c in claims})
+        members = {n: Member(**row) for n, row in zip(numbers, await self.store.read_many(numbers), strict=True)
+                   if row.get("number")}  # fmt: skip
+        opted = await self._opted_out(list(members.values()))
+        results: list[str] = []
+        now_msgs: list[Message] = []
+        waiting: list[Message] = []
+        ids: set[str] = set()
+        for claim, was_told in zip(claims, told, strict=True):
+            member = members.get(claim.member)
+            msg_id = f"n.{claim.member}.claims.{claim.id}.paid"
+            if was_told or msg_id in ids:
+                results.append("already")
+            elif member is None:
+                results.append("no_channel")
+            elif set(member.notify_optout.split(",")) & {"all", "claims"}:
+                results.append("declined")
+            elif not (picked := self._channel(member, opted)):
+                results.append("no_channel")
+            else:
+                ids.add(msg_id)
+                msg = self._message(msg_id, member, claim, *picked)
+                (now_msgs if self.open_now(msg.channel, now) else waiting).append(msg)
+                results.append("sent" if self.open_now(msg.channel, now) else "waiting")
+        if waiting:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for msg in waiting:
+                    pipe.hset(WAITING_BODY, msg.id, msg.to_json())
+                    pipe.zadd(WAITING, {msg.id: int(time.time() * 1000)}, nx=True)
+                await pipe.execute()
+        if now_msgs:
+            await self.enqueue(now_msgs)  # de-duplicated on the message id by the outbound stream
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for msg in now_msgs:
+                    pipe.set(told_key(str(msg.meta["member"]), "claims", msg.id.split(".")[3], "paid"), msg.id,
+                             ex=TOLD_TTL_S)  # fmt: skip
+                await pipe.execute()
+            log.info("members told before asking", extra={"messages": len(now_msgs)})
+        return results
+
+    def _message(self, msg_id: str, member: Member, claim: Claim, channel: str, urn: str) -> Message:
         values = {"amount": french_amount(claim.reimbursed_eur), "date": french_date(claim.payment_date)}
         text = self.templates.get_template("proactive/claim_paid.text.j2").render(values).strip()
         meta: dict[str, Any] = {"proactive": "claim_paid", "member": member.number}
         if channel == "email":
             subject = self.templates.get_template("proactive/claim_paid.email.subject.j2").render(values).strip()
             meta.update(thread={"subject": subject}, auto_generated=True)
-        msg = Message(id=f"n.{member.number}.claims.{claim.id}.paid", channel=channel, urn=urn, direction="out",
-                      text=text, meta=meta, conversation_id=f"n.{member.number}")  # fmt: skip
-        if not self.open_now(channel, now):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(WAITING_BODY, msg.id, msg.to_json())
-                pipe.zadd(WAITING, {msg.id: int(time.time() * 1000)}, nx=True)
-                await pipe.execute()
-            return "waiting"
-        await self.enqueue([msg])
-        await self.redis.set(marker, msg.id, ex=TOLD_TTL_S)
-        log.info("member told before asking", extra={"channel": channel, "msg_id": msg.id})
-        return "sent"
+        return Message(id=msg_id, channel=channel, urn=urn, direction="out", text=text, meta=meta,
+                       conversation_id=f"n.{member.number}")  # fmt: skip
 
-    async def _channel(self, member: Member) -> tuple[str, str]:
+    async def _opted_out(self, members: list[Member]) -> set[str]:
+        """The members' addresses that said STOP on their channel."""
+        out: set[str] = set()
+        for channel in self.channels:
+            urns = sorted({u for m in members if (u := address(m, channel))})
+            if urns:
+                found = await self.redis.smismember(keys.opt_out(channel), urns)
+                out |= {u for u, hit in zip(urns, found, strict=True) if hit}
+        return out
+
+    def _channel(self, member: Member, opted: set[str]) -> tuple[str, str] | None:
         order = [member.preferred_channel] if member.preferred_channel else []
         for channel in [*order, *ORDER]:
             urn = address(member, channel)
-            if channel in self.channels and urn and not await self.redis.sismember(keys.opt_out(channel), urn):
+            if channel in self.channels and urn and urn not in opted:
                 return channel, urn
-        return "", ""
+        return None
 
     async def send_waiting(self, now: dt.datetime | None = None) -> int:
         """Send the messages whose channel's hours are now open; returns how many went."""
