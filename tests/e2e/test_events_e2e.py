@@ -1,6 +1,7 @@
 """Events out through ``run.py serve``: a complaint filed by the bot's action reaches a loopback back-office
 receiver once, signed (HMAC-SHA256 over "<timestamp>.<body>"), and again after the receiver failed twice;
-a receiver that never accepts ends in the supervisors' list; the same events are in the Redis stream."""
+a receiver that never accepts ends in the supervisors' list (seen in Chromium, axe-core clean); the same events
+are in the Redis stream."""
 
 from __future__ import annotations
 
@@ -16,13 +17,17 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from playwright.async_api import async_playwright
 from redis.asyncio import Redis
 
 from bot.actions import state
 from gateway import keys
 from gateway.webhooks import dead_letters
 from members.records import Member, MemberStore
+from tests.e2e.accessibility import assert_accessible
 from tests.e2e.product import Product
+from tests.e2e.test_console_browser import PASSWORD, create_user
+from tests.e2e.test_webchat_browser import CHROMIUM_ARGS
 
 SECRET = "back-office-shared-secret-0001"
 LEA = Member("M0200001", "Léa", "Martin", "1980-02-14", "+33612345001", "", "confort", "Normandie", "famille",
@@ -134,6 +139,21 @@ async def test_a_complaint_filed_reaches_the_back_office_once_signed_and_again_a
     assert dead["type"] == "complaint.filed" and dead["attempts"] == 3 and dead["error"] == "HTTP 500"
     assert dead["url"] == url and all(e["data"]["reference"] != third.id for e in rec.accepted.values())
     assert sum(1 for c in rec.calls if c["event"]["data"]["reference"] == third.id) == 3
+    # The supervisor sees it on their page, with the event's id and the error.
+    await create_user(redis_url, "sophie", "Sophie", "--role", "supervisor")
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = await (await browser.new_context()).new_page()
+        await page.goto(product.url + "/console/login")
+        await page.fill("input[name=login]", "sophie")
+        await page.fill("input[name=password]", PASSWORD)
+        await page.keyboard.press("Enter")
+        row = page.locator("#webhook-dead tbody tr").first
+        await row.locator(f"text={dead['event_id']}").wait_for(timeout=15_000)
+        assert "HTTP 500" in await row.inner_text() and "complaint.filed" in await row.inner_text()
+        assert (await page.locator("#webhook-dead-count").inner_text()) == "(1)"
+        await assert_accessible(page, "supervisor page with an event set aside")
+        await browser.close()
 
 
 async def _empty(redis: Redis) -> bool:
