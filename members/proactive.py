@@ -8,14 +8,14 @@ member gets one short message on their channel, before they write to ask where i
   Monday to Saturday 08:00–20:00 Paris time, never on a public holiday; ``PROACTIVE_EMAIL_HOURS``, any
   time by default): outside them the message waits (``mbr:proactive:waiting``) and a scheduler job sends
   it when the hours open.
-* **Never two about the same change.** One message per claim and status (a marker in the member's slot,
+* **Never two about the same change.** One message per record and change (a marker in the member's slot,
   and the message id de-duplicated by the outbound stream).
 * **No health detail.** The text says an amount was paid and when (« Un remboursement de 57,42 € a été
   versé le 5 décembre. Détail : répondez DETAIL. »); the rest is for a verified conversation.
   Templates: ``templates/proactive/`` (French).
 
-Only paid claims for now; complaints answered, cards sent, memberships acknowledged, due dates and
-grouping several changes of one day are not built yet.
+The changes told (``news_of``): a claim paid or refused, a complaint answered, a card sent, a membership
+acknowledged; each once. Due dates about to pass and grouping several changes of one day are not built.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,8 +37,8 @@ from redis.exceptions import RedisError
 from gateway import keys
 from gateway.envelope import Message
 from gateway.hours import OpeningHours
-from members.changes import Change
-from members.records import Claim, Member, MemberStore
+from members.changes import Change, Record
+from members.records import Card, Claim, Complaint, Member, Membership, MemberStore
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,35 @@ def address(member: Member, channel: str) -> str:
     return ""
 
 
+@dataclass(frozen=True, slots=True)
+class News:
+    """A change worth telling the member: what, which record, which change, the template and its values."""
+
+    member: str
+    kind: str
+    rid: str
+    change: str
+    template: str
+    values: dict[str, str]
+
+
+def news_of(record: Record) -> News | None:
+    """The change a stored record announces, if any (its state now, so a repeat tells nothing new)."""
+    if isinstance(record, Claim) and record.status == "paid" and record.payment_date:
+        values = {"amount": french_amount(record.reimbursed_eur), "date": french_date(record.payment_date)}
+        return News(record.member, "claims", record.id, "paid", "claim_paid", values)
+    if isinstance(record, Claim) and record.status == "rejected":
+        return News(record.member, "claims", record.id, "rejected", "claim_rejected", {})
+    if isinstance(record, Complaint) and record.status in ("answered", "closed") and record.answered_date:
+        return News(record.member, "complaints", record.id, "answered", "complaint_answered", {"reference": record.id})
+    if isinstance(record, Card) and record.status == "sent" and record.dispatch_date:
+        return News(record.member, "cards", record.id, "sent", "card_sent", {"date": french_date(record.dispatch_date)})
+    if isinstance(record, Membership) and record.acknowledged_date:
+        return News(record.member, "memberships", record.id, "acknowledged", "membership_acknowledged",
+                    {"date": french_date(record.acknowledged_date)})  # fmt: skip
+    return None
+
+
 class Proactive:
     def __init__(self, redis: Any, *, enqueue: Enqueue, channels: tuple[str, ...], templates: jinja2.Environment,
                  sms_hours: OpeningHours | None, email_hours: OpeningHours | None) -> None:  # fmt: skip
@@ -91,22 +121,23 @@ class Proactive:
         return hours is None or hours.is_open(now or dt.datetime.now(dt.UTC))
 
     async def changed(self, changes: list[Change]) -> None:
-        """Records the back office stored: tell the members whose claim is now paid (a bulk request's
+        """Records the back office stored: tell the members of each change worth telling (a bulk request's
         thousands in a few round trips)."""
-        await self.claims_paid([c.record for c in changes if isinstance(c.record, Claim) and c.record.status == "paid"])
+        await self.tell([n for c in changes if c.record is not None and (n := news_of(c.record)) is not None])
 
     async def claim_paid(self, claim: Claim, now: dt.datetime | None = None) -> str:
         """What became of the news: sent, waiting (outside the channel's hours), declined, no_channel, already."""
-        return (await self.claims_paid([claim], now))[0]
+        news = news_of(claim)
+        return (await self.tell([news], now))[0] if news else "nothing"
 
-    async def claims_paid(self, claims: list[Claim], now: dt.datetime | None = None) -> list[str]:
-        if not claims:
+    async def tell(self, items: list[News], now: dt.datetime | None = None) -> list[str]:
+        if not items:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
-            for claim in claims:
-                pipe.exists(told_key(claim.member, "claims", claim.id, "paid"))
+            for news in items:
+                pipe.exists(told_key(news.member, news.kind, news.rid, news.change))
             told = await pipe.execute()
-        numbers = sorted({c.member for c in claims})
+        numbers = sorted({n.member for n in items})
         members = {n: Member(**row) for n, row in zip(numbers, await self.store.read_many(numbers), strict=True)
                    if row.get("number")}  # fmt: skip
         opted = await self._opted_out(list(members.values()))
@@ -114,22 +145,23 @@ class Proactive:
         now_msgs: list[Message] = []
         waiting: list[Message] = []
         ids: set[str] = set()
-        for claim, was_told in zip(claims, told, strict=True):
-            member = members.get(claim.member)
-            msg_id = f"n.{claim.member}.claims.{claim.id}.paid"
+        for news, was_told in zip(items, told, strict=True):
+            member = members.get(news.member)
+            msg_id = f"n.{news.member}.{news.kind}.{news.rid}.{news.change}"
             if was_told or msg_id in ids:
                 results.append("already")
             elif member is None:
                 results.append("no_channel")
-            elif set(member.notify_optout.split(",")) & {"all", "claims"}:
+            elif set(member.notify_optout.split(",")) & {"all", news.kind}:
                 results.append("declined")
             elif not (picked := self._channel(member, opted)):
                 results.append("no_channel")
             else:
                 ids.add(msg_id)
-                msg = self._message(msg_id, member, claim, *picked)
-                (now_msgs if self.open_now(msg.channel, now) else waiting).append(msg)
-                results.append("sent" if self.open_now(msg.channel, now) else "waiting")
+                msg = self._message(msg_id, member, news, *picked)
+                is_open = self.open_now(msg.channel, now)
+                (now_msgs if is_open else waiting).append(msg)
+                results.append("sent" if is_open else "waiting")
         if waiting:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for msg in waiting:
@@ -137,21 +169,24 @@ class Proactive:
                     pipe.zadd(WAITING, {msg.id: int(time.time() * 1000)}, nx=True)
                 await pipe.execute()
         if now_msgs:
-            await self.enqueue(now_msgs)  # de-duplicated on the message id by the outbound stream
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for msg in now_msgs:
-                    pipe.set(told_key(str(msg.meta["member"]), "claims", msg.id.split(".")[3], "paid"), msg.id,
-                             ex=TOLD_TTL_S)  # fmt: skip
-                await pipe.execute()
-            log.info("members told before asking", extra={"messages": len(now_msgs)})
+            await self._send(now_msgs)
         return results
 
-    def _message(self, msg_id: str, member: Member, claim: Claim, channel: str, urn: str) -> Message:
-        values = {"amount": french_amount(claim.reimbursed_eur), "date": french_date(claim.payment_date)}
-        text = self.templates.get_template("proactive/claim_paid.text.j2").render(values).strip()
-        meta: dict[str, Any] = {"proactive": "claim_paid", "member": member.number}
+    async def _send(self, msgs: list[Message]) -> None:
+        await self.enqueue(msgs)  # de-duplicated on the message id by the outbound stream
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for msg in msgs:
+                _, number, kind, rid, change = msg.id.split(".", 4)
+                pipe.set(told_key(number, kind, rid, change), msg.id, ex=TOLD_TTL_S)
+            await pipe.execute()
+        log.info("members told before asking", extra={"messages": len(msgs)})
+
+    def _message(self, msg_id: str, member: Member, news: News, channel: str, urn: str) -> Message:
+        template = f"proactive/{news.template}"
+        text = self.templates.get_template(f"{template}.text.j2").render(news.values).strip()
+        meta: dict[str, Any] = {"proactive": news.template, "member": member.number}
         if channel == "email":
-            subject = self.templates.get_template("proactive/claim_paid.email.subject.j2").render(values).strip()
+            subject = self.templates.get_template(f"{template}.email.subject.j2").render(news.values).strip()
             meta.update(thread={"subject": subject}, auto_generated=True)
         return Message(id=msg_id, channel=channel, urn=urn, direction="out", text=text, meta=meta,
                        conversation_id=f"n.{member.number}")  # fmt: skip
@@ -185,12 +220,9 @@ class Proactive:
             msg = Message.from_json(raw)
             if not self.open_now(msg.channel, now):
                 continue
-            number = str(msg.meta.get("member", ""))
-            rid = msg.id.split(".")[3] if msg.id.count(".") >= 4 else ""
-            marker = told_key(number, "claims", rid, "paid")
-            if not await self.redis.exists(marker):
-                await self.enqueue([msg])
-                await self.redis.set(marker, msg.id, ex=TOLD_TTL_S)
+            _, number, kind, rid, change = msg.id.split(".", 4)
+            if not await self.redis.exists(told_key(number, kind, rid, change)):
+                await self._send([msg])
                 sent += 1
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zrem(WAITING, msg_id)

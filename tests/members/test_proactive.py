@@ -12,7 +12,7 @@ from gateway import keys
 from gateway.envelope import Message
 from gateway.settings import Settings
 from members.changes import Change, RecordWriter
-from members.importer import claim_row, member_row
+from members.importer import card_row, claim_row, complaint_row, member_row, membership_row
 from server.product import Product
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -62,3 +62,30 @@ async def test_a_paid_claim_waits_for_the_morning_goes_once_and_skips_an_opted_o
     assert await proactive.claim_paid(paid("M0400002").record, TUESDAY_NIGHT) == "sent"  # type: ignore[arg-type]
     assert await proactive.claim_paid(paid("M0400003").record, WEDNESDAY_MORNING) == "declined"  # type: ignore[arg-type]
     assert [(m.channel, m.urn) for m in await bulk(redis)][1:] == [("email", "mailto:lea@example.org")]
+
+
+async def test_a_complaint_answered_a_card_sent_a_membership_acknowledged_are_told_once_each(
+    redis: Redis, settings_env: dict[str, str]
+) -> None:
+    product = Product(Settings.from_env({**settings_env, **SMS_ENV}), redis, roles=frozenset({"web"}))
+    number = "M0400010"
+    complaint = complaint_row({"id": "REC-2026-000042", "member": number, "received_date": "2026-11-20", "urgent": "non",
+                               "status": "answered", "subject": "Retard", "answered_date": "2026-11-25"})  # fmt: skip
+    card = card_row({"id": "CARTE-0042", "member": number, "status": "sent", "dispatch_date": "2026-12-01"})
+    membership = membership_row({"id": "ADH-0042", "member": number, "received_date": "2026-11-02",
+                                 "acknowledged_date": "2026-11-04", "documents_sent_date": ""})  # fmt: skip
+    in_progress = claim_row({"id": "CL0400011", "member": number, "care_date": "2026-11-02", "kind": "pharmacie",
+                             "amount_eur": "80", "reimbursed_eur": "", "status": "in_progress", "payment_date": "",
+                             "teletransmitted": "non"})  # fmt: skip
+    changes = [member(number, preferred_channel="email"),
+               *(Change(kind, number, r.id, r, 1) for kind, r in (("complaints", complaint), ("cards", card),
+                                                                  ("memberships", membership), ("claims", in_progress)))]  # fmt: skip
+    await RecordWriter(redis).apply(changes)
+    await product.proactive.changed(changes)
+    await product.proactive.changed(changes)  # the same changes again: nothing new to tell
+    texts = [(m.channel, m.text) for m in await bulk(redis)]
+    assert texts == [
+        ("email", "Ma Mutuelle : nous avons répondu à votre réclamation REC-2026-000042. Détail : répondez DETAIL."),
+        ("email", "Ma Mutuelle : votre carte de tiers payant a été envoyée le 1er décembre."),
+        ("email", "Ma Mutuelle : votre adhésion a été enregistrée le 4 novembre ; vos documents suivent."),
+    ]
