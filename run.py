@@ -118,6 +118,51 @@ def cmd_import(args: argparse.Namespace) -> int:
         return asyncio.run(run(url))
 
 
+def cmd_apikey(args: argparse.Namespace) -> int:
+    """API keys of back-office systems (members/apikeys.py): the key is printed once, only its digest kept."""
+    import asyncio
+    import datetime as dt
+
+    from gateway.redis_client import connect
+    from gateway.redis_server import private_redis_url
+    from gateway.settings import Settings
+    from members.apikeys import ApiKeyError, ApiKeys
+
+    def when(ms: int) -> str:
+        return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if ms else ""
+
+    async def run(url: str) -> int:
+        redis = connect(url)
+        try:
+            store = ApiKeys(redis)
+            if args.action == "create":
+                if not args.name:
+                    print("Nom de la clé manquant : run.py apikey create NOM --scope read|write", file=sys.stderr)
+                    return 2
+                try:
+                    token = await store.create(args.name, args.scope)
+                except ApiKeyError as exc:
+                    print(f"Clé refusée : {exc}", file=sys.stderr)
+                    return 1
+                print(f"Clé {args.name.strip().lower()} ({args.scope}) créée. Elle ne sera plus jamais affichée :")
+                print(token)
+            elif args.action == "revoke":
+                if not args.name or not await store.revoke(args.name):
+                    print(f"Aucune clé active nommée {args.name!r}.", file=sys.stderr)
+                    return 1
+                print(f"Clé {args.name.strip().lower()} révoquée : elle est refusée dès maintenant.")
+            else:
+                for key in await store.list():
+                    state = f"révoquée le {when(key.revoked_ms)}" if key.revoked_ms else "active"
+                    print(f"{key.name}\t{key.scope}\tcréée le {when(key.created_ms)}\t{state}")
+        finally:
+            await redis.aclose()
+        return 0
+
+    with private_redis_url(Settings.from_env()) as url:
+        return asyncio.run(run(url))
+
+
 def cmd_create_user(args: argparse.Namespace) -> int:
     import asyncio
     import getpass
@@ -270,6 +315,10 @@ def main() -> int:
     p_user.add_argument("--title", default="conseiller", help="shown to members after the first name: "
                         "« Julie, conseillère »")  # fmt: skip
     p_user.add_argument("--update", action="store_true", help="change an existing user (all fields, password too)")
+    p_key = sub.add_parser("apikey", help="API keys of back-office systems: create (printed once), revoke, list")
+    p_key.add_argument("action", choices=("create", "revoke", "list"))
+    p_key.add_argument("name", nargs="?", help="the system's name, e.g. gestion")
+    p_key.add_argument("--scope", choices=("read", "write"), default="read", help="create: read, or write (and read)")
     # Built with the standard library only: the parser runs before the virtualenv exists.
     p_camp = sub.add_parser("campaign", help="campaigns: create, list, count, preview, schedule, pause, resume, "
                             "cancel, report, watch, proof (see campaigns/cli.py)")  # fmt: skip
@@ -318,6 +367,8 @@ def main() -> int:
         return cmd_import(args)
     if args.command == "create-user":
         return cmd_create_user(args)
+    if args.command == "apikey":
+        return cmd_apikey(args)
     if args.command == "campaign":
         from campaigns.cli import run as campaign_run
 

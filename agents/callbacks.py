@@ -20,7 +20,7 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
-from gateway import callback_refs, keys
+from gateway import callback_refs, events, keys
 from gateway.conversations import paris_day
 from gateway.envelope import Message, now_ms
 from gateway.hours import DAY_NAMES, PARIS, OpeningHours, holiday_name
@@ -223,6 +223,10 @@ class Callbacks:
         return {"kind": "callback", **public({"id": cb_id, **cb}, await self.redis.zscore(keys.CALLBACKS_DUE, cb_id))}
 
     # How the call went -------------------------------------------------------------------------
+    async def _member_of(self, phone: str) -> str:
+        """The member whose registered phone asked for the callback ("" for anyone else)."""
+        return str(await self.redis.get(keys.member_by_phone(phone)) or "") if phone else ""
+
     async def outcome(self, user: User, ref: str, outcome: str) -> dict[str, str]:
         """done / no_answer (due again in 30 minutes; abandoned after 3 tries) / wrong_number.
 
@@ -264,6 +268,10 @@ class Callbacks:
         await self.redis.hdel(key, "held_by", "held_ms", "waiting_status")
         await self.redis.srem(keys.agent_callbacks(holder), cb_id)
         await self.redis.hincrby(keys.day_stats(paris_day()), f"callbacks_{outcome}", 1)
+        final = await self.redis.hget(key, "status") or outcome
+        await events.emit(self.redis, events.CALLBACK_OUTCOME, f"{cb_id} {at}", {
+            "callback": cb_id, "reference": cb.get("ref", ""), "outcome": outcome, "status": final,
+            "member": await self._member_of(phone), "agent": user.login, "at_ms": at})  # fmt: skip
         if text and phone:
             await self._tell(cb_id, cb, outcome, phone, text)
         await self.desk.notify(cb_id)

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from agents.desk import CALLBACK_LEAD_S, PARIS, PICKUP_TARGET_S, Desk, DeskError
 from gateway import keys
 from gateway.settings import ROOT, Settings
+from gateway.webhooks import dead_letters as webhook_dead_letters
 from staff.users import SKILL_LABELS, SKILLS
 from staff.web import USER_KEY, StaffSite, read_json, static_file
 
@@ -248,8 +249,10 @@ class Console:
         @routes.get("/console/api/dead-letters")
         @api(("supervisor",))
         async def dead_letters(request: web.Request) -> web.Response:
-            """Messages whose handling kept failing, set aside so they block nothing, with the error."""
-            return web.json_response(await self.desk.router.streams.dead_letters())
+            """Messages whose handling kept failing, set aside so they block nothing, with the error; and the
+            events the back office's webhooks kept refusing (``webhooks``)."""
+            found = await self.desk.router.streams.dead_letters()
+            return web.json_response({**found, "webhooks": await webhook_dead_letters(self.redis)})
 
         @routes.get("/console/ws")
         async def socket(request: web.Request) -> web.StreamResponse:

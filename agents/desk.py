@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from agents.callbacks import CALLBACK_LEAD_S, CALLBACK_RETRY_S, Callbacks, public, skill_of_callback
 from agents.waiting import ONLINE_WINDOW_MS
-from gateway import keys
+from gateway import events, keys
 from gateway.conversations import paris_day
 from gateway.envelope import Message, now_ms
 from gateway.hours import DEFAULT_HOURS, OpeningHours
@@ -394,6 +394,9 @@ class Desk:
         await self.redis.hincrby(keys.day_stats(paris_day(closed)), "closed", 1)
         if conv.get("contact_id"):
             await self.redis.set(keys.survey_pending(conv["contact_id"]), conv_id, ex=3 * 24 * 3600)
+        await events.emit(self.redis, events.CONVERSATION_CLOSED, f"{conv_id} {conv.get('handoff_ms', '')}", {
+            "conversation": conv_id, "channel": conv.get("channel", ""), "member": conv.get("handoff_member", ""),
+            "agent": user.login, "closed_ms": closed})  # fmt: skip  # the survey's answers follow: survey.answered
         await self._say(conv_id, conv, "survey", SURVEY_CSAT)
         await self.notify(conv_id)
 

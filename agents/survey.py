@@ -13,7 +13,7 @@ import re
 
 from redis.asyncio import Redis
 
-from gateway import keys
+from gateway import events, keys
 from gateway.conversations import paris_day
 from gateway.envelope import Message
 
@@ -79,4 +79,8 @@ async def answer(redis: Redis, conv_id: str, contact_id: str, text: str) -> list
         await redis.hincrby(day, group, 1)
     await redis.hset(conv, "survey_step", "done")
     await redis.delete(keys.survey_pending(contact_id))
+    fields = await redis.hmget(conv, ["csat", "nps", "channel", "handoff_member", "closed_ms"])
+    await events.emit(redis, events.SURVEY_ANSWERED, f"{conv_id} {fields[4] or ''}", {
+        "conversation": conv_id, "csat": int(fields[0] or 0) or None, "nps": int(fields[1]) if fields[1] else None,
+        "channel": fields[2] or "", "member": fields[3] or ""})  # fmt: skip
     return [THANKS]

@@ -44,7 +44,7 @@ from campaigns.model import (
 from campaigns.render import Renderer, RenderError
 from campaigns.rules import PARIS, Estimate, end_of_day, estimate, fr_date, latest_notice_date
 from campaigns.variables import NEW, Findings, needed, resolve
-from gateway import keys
+from gateway import events, keys
 from gateway.envelope import Message
 from members.records import ALL_MEMBERS, MemberStore
 
@@ -590,6 +590,9 @@ class Campaigns:
                 pipe.zadd(key(campaign.id, "watch"), watch)
             pipe.zrem(key(campaign.id, "inflight"), *numbers)
             await pipe.execute()
+        for number in postal:  # no digital channel reaches them: the back office sends it by post
+            await events.emit(self.redis, events.NOTICE_POSTAL, f"{campaign.id} {number}", {
+                "campaign": campaign.id, "member": number, "tried": json.loads(records[number]).get("tried", [])})  # fmt: skip
         return len(outbox)
 
     async def _watch(self, campaign: Campaign, now: float) -> None:

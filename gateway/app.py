@@ -116,6 +116,7 @@ class Gateway:
         self.jobs: list[tuple[str, str, Job]] = []  # (role that runs it, name, job)
         self.on_delivery_failed: list[Callable[[str], Awaitable[None]]] = []  # the outbound message's id
         self.on_unsubscribed: list[Callable[[str, str], Awaitable[None]]] = []  # (member number, via)
+        self.on_status: list[Callable[[str, str], Awaitable[None]]] = []  # (outbound message id, status reached)
         self.consumers: list[Consumer] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -137,6 +138,9 @@ class Gateway:
     async def status(self, update: StatusUpdate) -> None:
         STATUS_UPDATES.labels(update.channel, update.status).inc()
         moved = await self.conversations.apply_status(update)
+        if moved:
+            for status_hook in self.on_status:
+                await status_hook(moved.partition(" ")[2], update.status)
         if moved and update.status in ("failed", "undelivered", "canceled"):  # a notice that failed: its fallback now
             for hook in self.on_delivery_failed:
                 await hook(moved.partition(" ")[2])

@@ -243,3 +243,30 @@ def day_agents(day: str) -> str:
 
 
 COMPLAINTS_DUE = "mbr:complaints:due"  # sorted set: "<member> <reference>", score = due date (epoch s)
+
+
+# Back-office integration (issue 23): API keys, record versions, events out.
+def api_key(token_digest: str) -> str:
+    """An API key of a back-office system, keyed by the SHA-256 of the key (the key itself is never stored)."""
+    return f"{PREFIX}:apikey:{{{token_digest}}}"
+
+
+API_KEYS = f"{PREFIX}:apikeys"  # hash: key name -> digest of its current key
+
+
+def member_versions(member_id: str) -> str:
+    """The back office's version of each of the member's records ("<kind>:<id>" -> "<version> <digest>"),
+    beside the records so one script compares and writes them."""
+    return f"mbr:{{{member_id}}}:versions"
+
+
+# Events out: one stream and its webhook deliveries, one hash tag (the scripts touch them together).
+EVENTS_STREAM = f"{PREFIX}:{{events}}:stream"
+EVENTS_DELIVERIES = f"{PREFIX}:{{events}}:deliveries"  # sorted set: "<event id> <url>", score = due (ms)
+EVENTS_PAYLOADS = f"{PREFIX}:{{events}}:payloads"  # hash: "<event id> <url>" -> body, then attempts
+EVENTS_DEAD = f"{PREFIX}:{{events}}:dead"  # stream: deliveries that kept failing, for supervisors
+
+
+def event_seen(natural_key: str) -> str:
+    """Set once an event was emitted, so an emitter that runs twice emits it once."""
+    return f"{PREFIX}:{{events}}:seen:{natural_key}"

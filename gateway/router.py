@@ -14,7 +14,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from gateway import keys
+from gateway import events, keys
 from gateway.contacts import Contacts
 from gateway.conversations import Conversations
 from gateway.envelope import Message
@@ -109,6 +109,10 @@ class Router:
         conv_id = detoured or await self.conversations.for_message(contact_id, msg)
         msg = msg.with_(contact_id=contact_id, conversation_id=conv_id)
         await self.conversations.append(msg)
+        if msg.kind == "optout":
+            await self._opted_out(msg)
+        elif msg.kind == "callback_request":
+            await self._callback_requested(msg)
         done_key = keys.handled(conv_id, msg.id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.exists(done_key)
@@ -128,6 +132,25 @@ class Router:
         log.info(
             "inbound handled", extra={**msg.log_fields(), "replies": len(replies), "responder": self.responder.name}
         )
+
+    async def _opted_out(self, msg: Message) -> None:
+        """A member's STOP (SMS, WhatsApp, Telegram) is told to the back office, once per message; an
+        address that is no member's is not (the event names members, never addresses)."""
+        scheme, _, value = msg.urn.partition(":")
+        number = await self.redis.get(keys.member_by_phone(value)) if scheme in ("tel", "whatsapp") else None
+        if number:
+            await events.emit(self.redis, events.OPTED_OUT, f"{msg.channel}:{msg.id}", {
+                "member": number, "channel": msg.channel, "scope": "all", "via": "stop"})  # fmt: skip
+
+    async def _callback_requested(self, msg: Message) -> None:
+        """A callback asked for (form or API), told to the back office once: its ids and slot, and the member
+        when the number is a member's registered phone."""
+        meta = msg.meta or {}
+        scheme, _, phone = msg.urn.partition(":")
+        number = await self.redis.get(keys.member_by_phone(phone)) if scheme == "tel" else None
+        await events.emit(self.redis, events.CALLBACK_REQUESTED, str(meta.get("callback_id") or msg.id), {
+            "callback": meta.get("callback_id", ""), "reference": meta.get("reference", ""),
+            "slot_start": meta.get("slot_start", ""), "slot_end": meta.get("slot_end", ""), "member": number or ""})  # fmt: skip
 
     async def _flooded(self, msg: Message, contact_id: str) -> None:
         """A message from a sender writing faster than a person: stored in its conversation (an agent

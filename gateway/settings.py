@@ -55,6 +55,17 @@ def _hours(env: Mapping[str, str]) -> OpeningHours:
         raise SettingsError(f"OPENING_HOURS: {exc}, got {raw!r}") from exc
 
 
+def _quiet_hours(env: Mapping[str, str], name: str, default: str) -> OpeningHours | None:
+    """When a channel may carry the messages the product sends first (Europe/Paris); "" = any time."""
+    raw = env.get(name, default)
+    if not raw:
+        return None
+    try:
+        return OpeningHours.parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}, got {raw!r}") from exc
+
+
 def _secret(env: Mapping[str, str], var_dir: Path) -> str:
     """The signing secret: from SECRET_KEY, else one generated once and kept under var/."""
     explicit = env.get("SECRET_KEY")
@@ -172,6 +183,21 @@ class Settings:
     # Secrets
     secret_key: str = field(default="", repr=False)
     metrics_token: str = field(default="", repr=False)  # if set, /metrics wants "Authorization: Bearer <it>"
+    # Back-office integration: the records API (per API key) and the events sent out as signed webhooks.
+    api_rate_per_s: float = 20.0
+    api_burst: int = 40
+    api_bulk_max_bytes: int = 32 * 1024 * 1024
+    api_bulk_max_lines: int = 50_000
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: str = field(default="", repr=False)
+    webhook_max_attempts: int = 10
+    webhook_backoff_base_s: float = 2.0
+    webhook_backoff_max_s: float = 3600.0
+    webhook_timeout_s: float = 10.0
+    # Members told before they ask (members/proactive.py): when SMS/WhatsApp and e-mail may carry them
+    # (None: any time); outside, a message waits for the next allowed hour.
+    proactive_sms_hours: OpeningHours | None = None
+    proactive_email_hours: OpeningHours | None = None
     # Logging
     log_level: str = "INFO"
 
@@ -194,7 +220,7 @@ class Settings:
     def secret_values(self) -> list[str]:
         """The configured secrets themselves, for the logs to recognise and hide (gateway.logs)."""
         values = [self.secret_key, self.twilio_auth_token, self.telegram_token, self.telegram_secret_token,
-                  self.metrics_token]  # fmt: skip
+                  self.metrics_token, self.webhook_secret]  # fmt: skip
         if self.telegram_token:
             values.append(self.telegram_token.partition(":")[2])  # the secret half of a bot token
         for url in (self.redis_url, self.smtp_url):
@@ -214,7 +240,8 @@ class Settings:
 
     def redacted(self) -> dict[str, object]:
         """Settings safe to print or log: secrets replaced."""
-        secret_names = {"secret_key", "twilio_auth_token", "telegram_token", "telegram_secret_token", "metrics_token"}
+        secret_names = {"secret_key", "twilio_auth_token", "telegram_token", "telegram_secret_token", "metrics_token",
+                        "webhook_secret"}
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -300,6 +327,18 @@ class Settings:
             webchat_allowed_origins=origins,
             secret_key=_secret(env, var_dir),
             metrics_token=_str(env, "METRICS_TOKEN"),
+            api_rate_per_s=_float(env, "API_RATE_PER_S", 20.0),
+            api_burst=_int(env, "API_BURST", 40),
+            api_bulk_max_bytes=_int(env, "API_BULK_MAX_BYTES", 32 * 1024 * 1024),
+            api_bulk_max_lines=_int(env, "API_BULK_MAX_LINES", 50_000),
+            webhook_urls=tuple(u.strip() for u in _str(env, "WEBHOOK_URLS").split(",") if u.strip()),
+            webhook_secret=_str(env, "WEBHOOK_SECRET"),
+            webhook_max_attempts=_int(env, "WEBHOOK_MAX_ATTEMPTS", 10),
+            webhook_backoff_base_s=_float(env, "WEBHOOK_BACKOFF_BASE_S", 2.0),
+            webhook_backoff_max_s=_float(env, "WEBHOOK_BACKOFF_MAX_S", 3600.0),
+            webhook_timeout_s=_float(env, "WEBHOOK_TIMEOUT_S", 10.0),
+            proactive_sms_hours=_quiet_hours(env, "PROACTIVE_SMS_HOURS", "mon-sat 08:00-20:00"),
+            proactive_email_hours=_quiet_hours(env, "PROACTIVE_EMAIL_HOURS", ""),
             log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
         )
         if settings.redis_appendfsync not in ("always", "everysec", "no"):
@@ -318,4 +357,9 @@ class Settings:
             )
         if settings.twilio_whatsapp_from and not re.fullmatch(r"\+[1-9][0-9]{6,14}", settings.twilio_whatsapp_from):
             raise SettingsError("TWILIO_WHATSAPP_FROM must be a number in E.164 form, e.g. +33700000000")
+        for url in settings.webhook_urls:
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+                raise SettingsError(f"WEBHOOK_URLS: {url.split('?')[0]!r} is not an http(s) URL")
+        if settings.webhook_urls and len(settings.webhook_secret) < 16:
+            raise SettingsError("WEBHOOK_SECRET (16 characters at least) is required when WEBHOOK_URLS is set")
         return settings

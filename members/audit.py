@@ -13,6 +13,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from gateway import keys
 
 AUDIT_MAXLEN = 1_000_000
@@ -69,3 +71,32 @@ def unsubscribed_audit(redis: Any) -> Callable[[str, str], Awaitable[None]]:
         await audit(redis, number, "", via, "unsubscribed_information_email", [])
 
     return told
+
+
+_AUDIT_SHA = hashlib.sha1(_AUDIT_APPEND.encode(), usedforsecurity=False).hexdigest()
+
+
+async def audit_many(redis: Any, entries: list[tuple[str, str, str, str, list[str], str]]) -> None:
+    """``audit`` for many entries at once (member, conversation, channel, what, records, agent), pipelined:
+    the records API writes thousands of records a request, each one audited."""
+    if not entries:
+        return
+    now = str(int(time.time() * 1000))
+    rows = [[m, conv, channel, what, json.dumps(records), now, agent] for m, conv, channel, what, records, agent in entries]
+    for attempt in range(2):
+        async with redis.pipeline(transaction=False) as pipe:
+            for values in rows:
+                pipe.evalsha(_AUDIT_SHA, 1, keys.member_audit(values[0]), *values)
+            results = await pipe.execute(raise_on_error=False)
+        failed = [values for values, r in zip(rows, results, strict=True) if isinstance(r, Exception)]
+        if not failed:
+            break
+        if attempt == 1 or not all(isinstance(r, NoScriptError) for r in results if isinstance(r, Exception)):
+            raise next(r for r in results if isinstance(r, Exception))
+        await redis.script_load(_AUDIT_APPEND)
+        rows = failed
+    async with redis.pipeline(transaction=False) as pipe:
+        for values in [[m, conv, channel, what, json.dumps(records), now, agent]
+                       for m, conv, channel, what, records, agent in entries]:  # fmt: skip
+            pipe.xadd(keys.AUDIT_ALL, dict(zip(AUDIT_FIELDS, values, strict=True)), maxlen=AUDIT_MAXLEN, approximate=True)
+        await pipe.execute()

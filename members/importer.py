@@ -6,6 +6,9 @@ Files (UTF-8, comma-separated, a header row naming the columns of ``members.reco
 error is reported as ``file:line: column: message`` and nothing is written. Writes are
 idempotent (a record is keyed on its id), and the import marks itself running until done,
 so an import cut off half-way is reported by the next run and completed by running it again.
+
+The records API (``members/api.py``) validates each record with the same row parsers (``PARSERS_BY_KIND``)
+and writes through the same path (``members.changes.RecordWriter``); the import writes unversioned.
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from redis.asyncio import Redis
 from tqdm import tqdm
 
 from gateway.phones import normalise_phone
+from members.changes import Change, RecordWriter, kind_of
 from members.records import (
     CARD_STATUSES,
     CLAIM_STATUSES,
     COMPLAINT_STATUSES,
     COVER_LEVELS,
+    NOTIFY_KINDS,
+    PREFERRED_CHANNELS,
     QUOTE_STATUSES,
     SEGMENTS,
     Card,
@@ -35,7 +41,6 @@ from members.records import (
     Complaint,
     Member,
     Membership,
-    MemberStore,
     Quote,
     complaint_due,
     required_field_names,
@@ -189,9 +194,28 @@ def member_row(row: dict[str, str]) -> Member:
         segment=c(_choice, "segment", SEGMENTS),
         contribution_eur=c(_amount, "contribution_eur"),
         contribution_call_date=c(_date, "contribution_call_date"),
+        preferred_channel=c(_preferred, "preferred_channel"),
+        notify_optout=c(_optouts, "notify_optout"),
     )
     c.done()
     return member
+
+
+def _preferred(row: dict[str, str], col: str) -> str:
+    """Optional column: the channel the member prefers for messages the mutuelle sends first."""
+    value = (row.get(col) or "").strip().lower()
+    if value and value not in PREFERRED_CHANNELS:
+        raise RowError(col, f"canal {value!r} inconnu (attendu : {', '.join(PREFERRED_CHANNELS)}, ou vide)")
+    return value
+
+
+def _optouts(row: dict[str, str], col: str) -> str:
+    """Optional column: the kinds of messages sent first the member declined ("all", or kinds by commas)."""
+    kinds = [k.strip().lower() for k in (row.get(col) or "").replace(";", ",").split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in ("all", *NOTIFY_KINDS)]
+    if unknown:
+        raise RowError(col, f"type {unknown[0]!r} inconnu (attendu : all, {', '.join(NOTIFY_KINDS)})")
+    return ",".join(dict.fromkeys(kinds))
 
 
 def claim_row(row: dict[str, str]) -> Claim:
@@ -282,6 +306,10 @@ PARSERS: dict[str, Callable[[dict[str, str]], Any]] = {
     "cards.csv": card_row,
     "memberships.csv": membership_row,
 }
+# The same parsers by the records API's kind names (members.changes.KINDS).
+PARSERS_BY_KIND: dict[str, Callable[[dict[str, str]], Any]] = {
+    name.removesuffix(".csv"): parser for name, parser in PARSERS.items()
+}
 
 
 def read_all(directory: Path, known_members: set[str]) -> tuple[dict[str, list[Any]], list[str]]:
@@ -331,9 +359,16 @@ def read_all(directory: Path, known_members: set[str]) -> tuple[dict[str, list[A
     return parsed, errors
 
 
+def to_change(record: Any) -> Change:
+    """An import row as an unversioned upsert (the import overwrites, as it always did)."""
+    if isinstance(record, Member):
+        return Change("members", record.number, record.number, record)
+    return Change(kind_of(record), record.member, record.id, record)
+
+
 async def import_directory(redis: Redis, directory: Path, *, progress: bool = True, batch: int = 500) -> ImportReport:
     report = ImportReport()
-    store = MemberStore(redis)
+    writer = RecordWriter(redis)
     known = set(await redis.smembers("mbr:all"))
     parsed, report.errors = read_all(directory, known)
     if report.errors:
@@ -347,13 +382,7 @@ async def import_directory(redis: Redis, directory: Path, *, progress: bool = Tr
         for name, records in parsed.items():
             for start in range(0, len(records), batch):
                 chunk = records[start : start + batch]
-                async with redis.pipeline(transaction=False) as pipe:
-                    for record in chunk:
-                        if name == "members.csv":
-                            store.write(pipe, record)
-                        else:
-                            store.write_record(pipe, record)
-                    await pipe.execute()
+                await writer.apply([to_change(record) for record in chunk])
                 bar.update(len(chunk))
             report.counts[name] = len(records)
     finally:

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from gateway import keys
+from gateway import events, keys
 from gateway.envelope import now_ms
 from gateway.redis_client import replace_hash
 from members.audit import audit
@@ -277,10 +277,12 @@ class MemberData:
         if complaints:
             await self.redis.zrem(keys.COMPLAINTS_DUE, *(f"{number} {ref}" for ref in complaints))
         report.count("member record and files", await self.redis.delete(
-            keys.member(number), keys.member_contacts(number), *(member_records_key(number, rt.RECORD) for rt in RECORD_TYPES)
+            keys.member(number), keys.member_contacts(number), *(member_records_key(number, rt.RECORD) for rt in RECORD_TYPES),
+            keys.member_versions(number),  # the records API's versions (digests of the records)
         ))  # fmt: skip
         await self.redis.srem(ALL_MEMBERS, number)
         await audit(self.redis, number, "", "console", "erased", [], agent=by)
+        await events.emit(self.redis, events.MEMBER_ERASED, number, {"member": number})  # the back office erases too
         report.kept.append(
             "journal d'audit : qui a consulté quel dossier, quand et par quel canal (identifiants, sans contenu)"
         )

@@ -25,6 +25,8 @@ QUOTE_STATUSES = ("received", "in_review", "accepted", "refused")
 CARD_STATUSES = ("in_production", "sent", "delivered", "returned")
 COVER_LEVELS = ("essentiel", "confort", "renfort", "integral")
 SEGMENTS = ("individuel", "famille", "senior", "entreprise", "etudiant")
+PREFERRED_CHANNELS = ("sms", "email", "whatsapp")
+NOTIFY_KINDS = ("claims", "complaints", "quotes", "cards", "memberships")
 
 ALL_MEMBERS = "mbr:all"
 
@@ -47,6 +49,10 @@ class Member:
     segment: str
     contribution_eur: str  # monthly, decimal string
     contribution_call_date: str
+    # Messages the product sends first when a record changes (members/proactive.py): the channel the member
+    # prefers ("" = the first that reaches them), and the kinds they declined ("all", or e.g. "claims,cards").
+    preferred_channel: str = ""
+    notify_optout: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -29,17 +30,22 @@ from agents.waiting import expected_wait_text
 from campaigns.engine import Campaigns
 from campaigns.web import public_routes as unsubscribe_routes
 from campaigns.web import routes as campaign_routes
+from gateway import events, keys
 from gateway.app import ALL_ROLES, Gateway
 from gateway.rasa import RasaResponder
 from gateway.responders import Responder
 from gateway.settings import Settings
+from gateway.webhooks import WebhookSender
+from members.api import RecordsApi
 from members.audit import unsubscribed_audit
 from members.codes import OneTimeCodes
 from members.privacy import run_retention
+from members.proactive import Proactive
 from staff.web import StaffSite
 
 CODE_CHANNELS = ("sms", "email")  # one-time codes go by SMS first, else by e-mail
 NOTICE_CHANNELS = ("email", "whatsapp", "sms")  # channels a notice may use (each campaign orders its own)
+PROACTIVE_CHANNELS = ("sms", "email", "whatsapp")  # channels a member may be told first on
 
 
 class Product:
@@ -69,6 +75,7 @@ class Product:
             gw.responder.handoff_note = functools.partial(expected_wait_text, redis, hours=settings.opening_hours)
         gw.on_unsubscribed.append(unsubscribed_audit(redis))
         gw.jobs.append(("scheduler", "retention", self.retention))
+        self.records_api = RecordsApi(settings, redis)  # the back office's records API (issue 23)
         # Agents and the staff sign-in.
         gw.router.detours.append(Survey(redis))
         self.desk = Desk(redis, gw.router, rasa_url=settings.rasa_url or "", sms_enabled="sms" in gw.channels,
@@ -85,6 +92,18 @@ class Product:
         )
         gw.on_delivery_failed.append(self._recheck_notice)
         gw.jobs.append(("scheduler", "campaigns", self.campaigns.run))
+        # Events out (issue 23): what the back office hears of, as a stream and as signed webhooks.
+        self.webhooks = WebhookSender(settings, redis)
+        gw.jobs.append(("dispatcher", "webhooks", self.webhooks.run))
+        gw.on_status.append(self._notice_event)
+        gw.on_unsubscribed.append(self._unsubscribed_event)
+        # Members told before they ask: a claim the back office sets to paid, on the member's channel.
+        self.proactive = Proactive(
+            redis, enqueue=gw.router.enqueue_many, channels=tuple(c for c in PROACTIVE_CHANNELS if c in gw.channels),
+            templates=gw.ctx.templates, sms_hours=settings.proactive_sms_hours, email_hours=settings.proactive_email_hours,
+        )  # fmt: skip
+        self.records_api.on_stored.append(self.proactive.changed)
+        gw.jobs.append(("scheduler", "proactive", self.proactive.run))
 
     async def retention(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -92,6 +111,26 @@ class Product:
             self.redis, shards=s.stream_shards, days=s.retention_days, every_s=s.retention_every_s,
             stop=stop, outbox=s.var_dir / "outbox",
         )  # fmt: skip
+
+    async def _notice_event(self, msg_id: str, status: str) -> None:
+        """A campaign notice delivered (or read), or failed: told to the back office once per notice and outcome."""
+        parts = msg_id.split(".")
+        if len(parts) != 4 or parts[0] != "c":
+            return
+        _, cid, number, _ = parts
+        if status in ("delivered", "read"):
+            kind = events.NOTICE_DELIVERED
+        elif status in ("failed", "undelivered", "canceled"):
+            kind = events.NOTICE_FAILED
+        else:
+            return
+        channel = str(await self.redis.hget(keys.message(f"c.{cid}.{number}", msg_id), "channel") or "")
+        await events.emit(self.redis, kind, msg_id, {"campaign": cid, "member": number, "notice": msg_id,
+                                                     "channel": channel, "status": status})  # fmt: skip
+
+    async def _unsubscribed_event(self, number: str, via: str) -> None:
+        await events.emit(self.redis, events.OPTED_OUT, f"{number} information-email {int(time.time() // 60)}",
+                          {"member": number, "channel": "email", "scope": "information", "via": via})  # fmt: skip
 
     async def _recheck_notice(self, msg_id: str) -> None:
         await self.campaigns.recheck(msg_id)
@@ -102,6 +141,7 @@ class Product:
         app.add_routes(self.console.routes())
         app.add_routes(campaign_routes(self.site, self.campaigns))
         app.add_routes(unsubscribe_routes(self.settings, self.redis, self.gateway.ctx.templates))
+        app.add_routes(self.records_api.routes())
         app.cleanup_ctx.append(self._console_lifecycle)
         app.on_shutdown.append(self._close_console_sockets)
         return app

@@ -22,8 +22,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "agents": ("gateway", "members", "staff"),
     "campaigns": ("gateway", "channels", "members", "staff"),
     # The bot's actions (in Rasa's virtualenv) read member records, and conversation state under the
-    # key names every room shares.
-    "bot": ("members", "gateway.keys"),
+    # key names every room shares; they emit the events they cause (gateway.events: stdlib and keys only).
+    "bot": ("members", "gateway.keys", "gateway.events"),
     # The composition root sees every room.
     "server": ("gateway", "channels", "members", "staff", "agents", "campaigns"),
 }

@@ -620,6 +620,12 @@
       el("td", {}, when(d.at_ms)), el("td", {}, d.stream === "in" ? "entrant" : "sortant"), el("td", {}, CHANNELS[d.channel] || d.channel || "—"),
       el("td", {}, d.urn || "—"), el("td", {}, d.unreadable ? "illisible" : d.msg_id), el("td", { class: "error" }, d.error)))
       : [el("tr", {}, el("td", { colspan: "6" }, "Aucun."))]));
+    const hooks = dead.webhooks || { count: 0, items: [] };
+    document.getElementById("webhook-dead-count").textContent = `(${hooks.count})`;
+    document.querySelector("#webhook-dead tbody").replaceChildren(...(hooks.items.length ? hooks.items.map((d) => el("tr", {},
+      el("td", {}, when(d.at_ms)), el("td", {}, d.type || "—"), el("td", {}, d.event_id), el("td", {}, d.url),
+      el("td", {}, String(d.attempts)), el("td", { class: "error" }, d.error)))
+      : [el("tr", {}, el("td", { colspan: "6" }, "Aucun."))]));
   }
 
   // Live ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway import keys
+from gateway import events, keys
 from members.otp import otp_digest
 from members.records import Complaint, MemberStore, complaint_due
 
@@ -206,6 +206,11 @@ async def handoff(
         await redis.hincrby(day, "handoffs", 1)
         waiting = int(await redis.zcard(keys.HANDOFF_QUEUE))
         await redis.eval(QUEUE_PEAK, 1, day, waiting)
+    queued = await redis.zscore(keys.HANDOFF_QUEUE, conv_id)
+    if queued is not None:  # the back office is told once per handoff (keyed on when it was queued)
+        await events.emit(redis, events.HANDED_OFF, f"{conv_id} {int(queued)}", {
+            "conversation": conv_id, "member": member or "", "reason": reason, "intent": intent, "urgent": urgent,
+            "at_ms": int(queued)})  # fmt: skip
     await redis.publish(keys.CONSOLE_NOTIFY, conv_id)  # agents' consoles refresh their queue
 
 
@@ -219,7 +224,9 @@ async def file_complaint(
     if existing:
         for record in await store.records(member, Complaint.RECORD):
             if record.get("id") == existing:
-                return Complaint(**record)
+                complaint = Complaint(**record)
+                await complaint_filed_event(redis, conv_id, complaint)  # again: a retry after a crash tells it once
+                return complaint
     seq = int(await redis.incr(keys.COMPLAINT_SEQ))
     complaint = Complaint(
         id=f"REC-{today.year}-B{seq:06d}",
@@ -236,4 +243,12 @@ async def file_complaint(
     async with redis.pipeline(transaction=False) as pipe:
         store.write_record(pipe, complaint)
         await pipe.execute()
+    await complaint_filed_event(redis, conv_id, complaint)
     return complaint
+
+
+async def complaint_filed_event(redis: Any, conv_id: str, complaint: Complaint) -> None:
+    """The back office is told of the complaint: its reference and due date (not the member's words)."""
+    await events.emit(redis, events.COMPLAINT_FILED, complaint.id, {
+        "reference": complaint.id, "member": complaint.member, "received_date": complaint.received_date,
+        "due_date": complaint.due_date, "urgent": complaint.urgent, "conversation": conv_id})  # fmt: skip

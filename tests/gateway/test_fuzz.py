@@ -40,6 +40,7 @@ from gateway import keys, unsubscribe
 from gateway.envelope import inbound
 from gateway.hours import holiday_name
 from gateway.settings import Settings
+from members.apikeys import ApiKeys
 from members.records import Complaint, Member, MemberStore
 from server.product import Product
 from staff.users import Users
@@ -71,6 +72,7 @@ class Known:
     path_values: dict[str, list[str]] = field(default_factory=dict)
     query_values: dict[str, list[str]] = field(default_factory=dict)
     bodies: dict[str, dict[str, str]] = field(default_factory=dict)  # a valid body per path
+    api_key: str = ""  # a write key of the records API (members/api.py)
 
 
 @dataclass
@@ -128,6 +130,7 @@ async def product(redis: Redis, settings_env: dict[str, str]) -> AsyncIterator[t
             "PUBLIC_BURST": "1000000",
             "CALLBACK_RATE_PER_HOUR": "100000000",
             "CALLBACK_BURST": "1000000",
+            "API_BURST": "1000000",  # the records API's per-key rate, likewise
             "SMTP_LISTEN_PORT": "0",
             "TELEGRAM_TOKEN": TELEGRAM_TOKEN,
             "TELEGRAM_API_BASE": telegram.base_url,
@@ -201,7 +204,9 @@ async def seed(product: Product, base: str) -> Known:
             callback_id = (await resp.json())["id"]
 
     _, chat_token = issue_token(gateway.settings.secret_key)
+    api_key = await ApiKeys(redis).create("fuzz", "write")
     return Known(
+        api_key=api_key,
         base=base,
         cookie=cookie,
         csrf=csrf,
@@ -213,6 +218,9 @@ async def seed(product: Product, base: str) -> Known:
             "member": ["M0000001"],
             "ref": ["REC-1"],
             "token": [unsubscribe.token(gateway.settings.secret_key, "M0000002")],
+            "number": ["M0000001"],
+            "kind": ["complaints"],
+            "rid": ["REC-1"],
         },
         query_values={"token": [chat_token]},
         bodies={"/api/callbacks": callback, "/callback": callback},
@@ -246,7 +254,8 @@ def fuzz(name: str, base: str, known: Known | None, examples: int) -> Tally:
     headers: dict[str, str] = {}
     cookies: dict[str, str] = {}
     if known is not None:
-        headers = {"Origin": base, "X-CSRF-Token": known.csrf, "X-Telegram-Bot-Api-Secret-Token": known.telegram_secret}
+        headers = {"Origin": base, "X-CSRF-Token": known.csrf, "X-Telegram-Bot-Api-Secret-Token": known.telegram_secret,
+                   "Authorization": f"Bearer {known.api_key}"}  # fmt: skip
         cookies = {"mgw_session": known.cookie}
     for result in schema.get_all_operations():
         operation = result.ok()

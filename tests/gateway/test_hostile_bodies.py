@@ -97,7 +97,8 @@ async def send_all(http: aiohttp.ClientSession, base: str, known: Known | None) 
                 headers = {"Content-Type": content_type}
                 if known is not None:
                     headers |= {"Origin": base, "X-CSRF-Token": known.csrf,
-                                "X-Telegram-Bot-Api-Secret-Token": known.telegram_secret}  # fmt: skip
+                                "X-Telegram-Bot-Api-Secret-Token": known.telegram_secret,
+                                "Authorization": f"Bearer {known.api_key}"}  # fmt: skip
                     if template.startswith("/sms/twilio/"):  # signed over exactly these bytes
                         validator = RequestValidator(TWILIO_TOKEN)
                         headers["X-Twilio-Signature"] = validator.compute_signature(base + path, form_params(body))

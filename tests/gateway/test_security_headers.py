@@ -31,6 +31,9 @@ PARAMS = {  # a value for each path parameter of a GET route
     "ref": "REC-1",
     "cid": "camp-inconnue",
     "action": "pause",
+    "number": "M0000001",
+    "kind": "claims",
+    "rid": "C0000001",
 }
 
 

@@ -1,0 +1,91 @@
+"""Members told before they ask, in the product's process (real Redis, the real outbound stream): a paid claim
+waits for the morning when SMS is closed, goes once, and takes the next channel when the member said STOP."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from redis.asyncio import Redis
+
+from gateway import keys
+from gateway.envelope import Message
+from gateway.settings import Settings
+from members.changes import Change, RecordWriter
+from members.importer import card_row, claim_row, complaint_row, member_row, membership_row
+from server.product import Product
+
+PARIS = ZoneInfo("Europe/Paris")
+SMS_ENV = {"TWILIO_ACCOUNT_SID": "AC" + "2" * 32, "TWILIO_AUTH_TOKEN": "t" * 32, "TWILIO_FROM": "+33700000003"}
+TUESDAY_NIGHT = dt.datetime(2026, 12, 8, 23, 10, tzinfo=PARIS)
+WEDNESDAY_MORNING = dt.datetime(2026, 12, 9, 8, 30, tzinfo=PARIS)
+
+
+def member(number: str, **extra: str) -> Change:
+    row = {"number": number, "first_name": "Léa", "last_name": "Martin", "birth_date": "1980-02-14",
+           "phone": "06 12 34 56 78", "email": "lea@example.org", "cover_level": "confort", "region": "Bretagne",
+           "segment": "famille", "contribution_eur": "61,20", "contribution_call_date": "2027-01-05", **extra}  # fmt: skip
+    return Change("members", number, number, member_row(row), 1)
+
+
+def paid(number: str) -> Change:
+    row = {"id": f"CL{number[1:]}", "member": number, "care_date": "2026-11-02", "kind": "pharmacie",
+           "amount_eur": "80", "reimbursed_eur": "57,42", "status": "paid", "payment_date": "2026-12-01",
+           "teletransmitted": "oui"}  # fmt: skip
+    return Change("claims", number, row["id"], claim_row(row), 1)
+
+
+async def bulk(redis: Redis) -> list[Message]:
+    return [Message.from_json(f["m"]) for _, f in await redis.xrange(keys.stream("bulk", 0))]
+
+
+async def test_a_paid_claim_waits_for_the_morning_goes_once_and_skips_an_opted_out_channel(
+    redis: Redis, settings_env: dict[str, str]
+) -> None:
+    product = Product(Settings.from_env({**settings_env, **SMS_ENV}), redis, roles=frozenset({"web"}))
+    proactive = product.proactive
+    await RecordWriter(redis).apply([member("M0400001", preferred_channel="sms"), paid("M0400001")])
+    claim = paid("M0400001").record
+    assert claim is not None
+    assert await proactive.claim_paid(claim, TUESDAY_NIGHT) == "waiting"  # type: ignore[arg-type]
+    assert await proactive.send_waiting(TUESDAY_NIGHT) == 0 and await bulk(redis) == []
+    assert await proactive.send_waiting(WEDNESDAY_MORNING) == 1
+    [msg] = await bulk(redis)
+    assert (msg.channel, msg.urn) == ("sms", "tel:+33612345678")
+    assert msg.text == "Ma Mutuelle : un remboursement de 57,42 € a été versé le 1er décembre. Détail : répondez DETAIL."
+    assert await proactive.claim_paid(claim, WEDNESDAY_MORNING) == "already"  # type: ignore[arg-type]
+    assert await proactive.send_waiting(WEDNESDAY_MORNING) == 0 and len(await bulk(redis)) == 1
+    # A member who sent STOP by SMS is told by e-mail; one who declined these messages is not told.
+    await redis.sadd(keys.opt_out("sms"), "tel:+33612345678")
+    await RecordWriter(redis).apply([member("M0400002", preferred_channel="sms"), paid("M0400002"),
+                                     member("M0400003", notify_optout="all"), paid("M0400003")])  # fmt: skip
+    assert await proactive.claim_paid(paid("M0400002").record, TUESDAY_NIGHT) == "sent"  # type: ignore[arg-type]
+    assert await proactive.claim_paid(paid("M0400003").record, WEDNESDAY_MORNING) == "declined"  # type: ignore[arg-type]
+    assert [(m.channel, m.urn) for m in await bulk(redis)][1:] == [("email", "mailto:lea@example.org")]
+
+
+async def test_a_complaint_answered_a_card_sent_a_membership_acknowledged_are_told_once_each(
+    redis: Redis, settings_env: dict[str, str]
+) -> None:
+    product = Product(Settings.from_env({**settings_env, **SMS_ENV}), redis, roles=frozenset({"web"}))
+    number = "M0400010"
+    complaint = complaint_row({"id": "REC-2026-000042", "member": number, "received_date": "2026-11-20", "urgent": "non",
+                               "status": "answered", "subject": "Retard", "answered_date": "2026-11-25"})  # fmt: skip
+    card = card_row({"id": "CARTE-0042", "member": number, "status": "sent", "dispatch_date": "2026-12-01"})
+    membership = membership_row({"id": "ADH-0042", "member": number, "received_date": "2026-11-02",
+                                 "acknowledged_date": "2026-11-04", "documents_sent_date": ""})  # fmt: skip
+    in_progress = claim_row({"id": "CL0400011", "member": number, "care_date": "2026-11-02", "kind": "pharmacie",
+                             "amount_eur": "80", "reimbursed_eur": "", "status": "in_progress", "payment_date": "",
+                             "teletransmitted": "non"})  # fmt: skip
+    changes = [member(number, preferred_channel="email"),
+               *(Change(kind, number, r.id, r, 1) for kind, r in (("complaints", complaint), ("cards", card),
+                                                                  ("memberships", membership), ("claims", in_progress)))]  # fmt: skip
+    await RecordWriter(redis).apply(changes)
+    await product.proactive.changed(changes)
+    await product.proactive.changed(changes)  # the same changes again: nothing new to tell
+    texts = [(m.channel, m.text) for m in await bulk(redis)]
+    assert texts == [
+        ("email", "Ma Mutuelle : nous avons répondu à votre réclamation REC-2026-000042. Détail : répondez DETAIL."),
+        ("email", "Ma Mutuelle : votre carte de tiers payant a été envoyée le 1er décembre."),
+        ("email", "Ma Mutuelle : votre adhésion a été enregistrée le 4 novembre ; vos documents suivent."),
+    ]
