@@ -5,7 +5,7 @@
 
 (function () {
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const CHANNELS = { sms: "SMS", whatsapp: "WhatsApp", telegram: "Telegram", email: "E-mail", webchat: "Chat web", callback: "Rappel", phone: "Téléphone" };
+  const CHANNELS = { sms: "SMS", whatsapp: "WhatsApp", telegram: "Telegram", email: "E-mail", webchat: "Chat web", callback: "Rappel", phone: "Téléphone", voice: "Appel" };
   const STATUS = { queued: "en file", sending: "envoi", sent: "envoyé", delivered: "reçu", read: "lu", failed: "échec", undelivered: "non distribué", canceled: "annulé" };
   let state = null;
   let current = null; // conversation id shown in the detail pane
@@ -171,6 +171,9 @@
         el("span", { class: "summary" }, item.summary)];
       row.append(el("button", { type: "button", class: "open", "data-key": `q:${item.id}:open`, onclick: () => openConversation(item.id, true, true) }, ...labels), timer,
         el("button", { type: "button", class: "take", "data-key": `q:${item.id}:take`, "aria-label": `Prendre : ${what}`, onclick: () => take(item.id) }, "Prendre"));
+      if (item.channel === "voice" && state.calls_enabled) {  // a caller on the line (issue 22): ring the agent's phone
+        row.append(el("button", { type: "button", class: "take-call", "data-key": `q:${item.id}:call`, "aria-label": `Prendre l'appel : ${what}`, onclick: () => takeCall(item.id) }, "Prendre l'appel"));
+      }
       list.append(row);
     }
   }
@@ -207,6 +210,15 @@
     current = id;
     focusPending = true;
     await refresh();
+  }
+
+  // « Prendre l'appel »: the conversation is the agent's and their phone rings; picking up bridges the caller.
+  async function takeCall(id) {
+    await api(`/console/api/calls/${encodeURIComponent(id)}/take`, {});
+    current = id;
+    focusPending = true;
+    await refresh();
+    toast("Votre téléphone sonne : décrochez pour parler à l'adhérent.");
   }
 
   // After taking or opening a conversation: the keyboard lands on its title, the history shows its end.
@@ -519,6 +531,9 @@
     if (cb.status === "pending" || cb.status === "no_answer") {
       actions.append(el("button", { type: "button", id: "cb-take", onclick: () => takeCallback(cb.id) }, "Prendre ce rappel"));
     }
+    if (mine && state.calls_enabled && state.me.has_phone) {
+      actions.append(el("button", { type: "button", id: "cb-call", onclick: () => callMember(cb.id) }, "Appeler"));
+    }
     if (mine) {
       for (const [outcome, label, idName] of [["done", "Rappel effectué", "cb-done"], ["no_answer", "Pas de réponse", "cb-no-answer"], ["wrong_number", "Mauvais numéro", "cb-wrong-number"]]) {
         actions.append(el("button", { type: "button", id: idName, onclick: () => callbackOutcome(cb.id, outcome) }, label));
@@ -534,6 +549,13 @@
           el("p", { class: "status", id: "cb-status" }, callbackStatus(cb))),
         facts, actions),
       fiche);
+  }
+
+  // « Appeler »: the agent's phone rings, then the member's; the outcome comes from the call itself.
+  async function callMember(id) {
+    await api(`/console/api/callbacks/${encodeURIComponent(id)}/call`, {});
+    toast("Votre téléphone sonne, puis celui de l'adhérent : l'issue de l'appel sera enregistrée d'elle-même.");
+    await refresh();
   }
 
   async function callbackOutcome(id, outcome) {
