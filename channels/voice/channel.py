@@ -72,6 +72,7 @@ MAX_STEP = 500
 MAX_SPEECH = 1000
 MAX_SILENCES = 3
 MAX_REDIRECTS = 4
+REDIRECT_WAIT_S = 8.0  # a redirected webhook waits this long (Twilio gives each webhook 15 s)
 _SID = re.compile(r"CA[0-9a-fA-F]{32}")
 _CONV = re.compile(r"[0-9a-zA-Z._-]{1,80}")
 
@@ -207,7 +208,7 @@ class VoiceChannel(ChannelBase):
 
     async def _answer(self, sid: str, call: dict[str, str], step: int, msg_id: str, *, redirects: int) -> web.Response:
         """The bot's reply to turn ``step``, spoken, then the next gather (or the agents' queue)."""
-        deadline = time.monotonic() + self.reply_wait_s
+        deadline = time.monotonic() + (max(self.reply_wait_s, REDIRECT_WAIT_S) if redirects else self.reply_wait_s)
         conv = ""
         while True:
             conv = conv or await self._conversation_of(sid, call, msg_id)
