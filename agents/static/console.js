@@ -635,6 +635,7 @@
     axis.textContent = "80 %";
     svg.append(axis);
     document.getElementById("chart").replaceChildren(svg);
+    renderCalls(data);
     const dead = await api("/console/api/dead-letters");
     document.getElementById("dead-count").textContent = `(${dead.count})`;
     const when = (ms) => new Date(ms).toLocaleString("fr-FR", { timeZone: "Europe/Paris" });
@@ -642,6 +643,60 @@
       el("td", {}, when(d.at_ms)), el("td", {}, d.stream === "in" ? "entrant" : "sortant"), el("td", {}, CHANNELS[d.channel] || d.channel || "—"),
       el("td", {}, d.urn || "—"), el("td", {}, d.unreadable ? "illisible" : d.msg_id), el("td", { class: "error" }, d.error)))
       : [el("tr", {}, el("td", { colspan: "6" }, "Aucun."))]));
+  }
+
+  // Calls (issue 22): per day and skill, the answer rate and the 60-second service level against the targets.
+  function seconds(v) { return v === null || v === undefined ? "—" : (v >= 60 ? `${Math.floor(v / 60)} min ${String(v % 60).padStart(2, "0")} s` : `${v} s`); }
+
+  function renderCalls(data) {
+    const section = document.getElementById("calls-section");
+    if (!section || !data.calls_enabled) return;
+    section.hidden = false;
+    const rows = [];
+    for (const d of data.days.slice().reverse()) {
+      const groups = [["all", "Toutes"], ...Object.entries(data.skills || {})];
+      for (const [key, label] of groups) {
+        const c = d.calls[key];
+        if (key !== "all" && !c.offered) continue;
+        rows.push(el("tr", { "data-day": d.day, "data-skill": key },
+          el("td", {}, el("time", { datetime: d.day }, frDate(d.day))), el("td", {}, label),
+          el("td", { class: "offered" }, String(c.offered)), el("td", { class: "answered" }, String(c.answered)),
+          el("td", { class: "abandoned" }, String(c.abandoned)), el("td", { class: "answered-60" }, String(c.answered_60)),
+          el("td", {}, pct(c.answer_rate)), el("td", {}, pct(c.answered_60_rate)),
+          el("td", {}, seconds(c.avg_wait_s)), el("td", {}, seconds(c.avg_talk_s))));
+      }
+    }
+    document.querySelector("#calls tbody").replaceChildren(...rows);
+    const ns = "http://www.w3.org/2000/svg";
+    const w = 700, h = 200, pad = 28, bw = (w - pad) / data.days.length;
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", `0 0 ${w} ${h + 20}`);
+    const targets = data.call_targets || { answer_rate: 0.9, answered_60_rate: 0.81 };
+    for (const [value, name] of [[targets.answer_rate, "décrochés"], [targets.answered_60_rate, "en 60 s"]]) {
+      const y = h - value * (h - 10);
+      const line = document.createElementNS(ns, "line");
+      Object.entries({ x1: pad, x2: w, y1: y, y2: y, class: "target" }).forEach(([k, v]) => line.setAttribute(k, v));
+      const text = document.createElementNS(ns, "text");
+      Object.entries({ x: 0, y: y + 4 }).forEach(([k, v]) => text.setAttribute(k, v));
+      text.textContent = `${Math.round(value * 100)} %`;
+      const title = document.createElementNS(ns, "title");
+      title.textContent = `Objectif ${name} : ${Math.round(value * 100)} %`;
+      line.append(title);
+      svg.append(line, text);
+    }
+    data.days.forEach((d, i) => {
+      const c = d.calls.all;
+      [[c.answer_rate, targets.answer_rate, "décrochés"], [c.answered_60_rate, targets.answered_60_rate, "décrochés en 60 s"]].forEach(([rate, target, name], j) => {
+        const v = rate === null ? 0 : rate;
+        const rect = document.createElementNS(ns, "rect");
+        Object.entries({ x: pad + i * bw + 2 + j * (bw - 4) / 2, y: h - v * (h - 10), width: (bw - 4) / 2, height: v * (h - 10), class: v >= target ? "ok" : "ko" }).forEach(([k, val]) => rect.setAttribute(k, val));
+        const title = document.createElementNS(ns, "title");
+        title.textContent = `${frDate(d.day)}, ${name} : ${pct(rate)}`;
+        rect.append(title);
+        svg.append(rect);
+      });
+    });
+    document.getElementById("calls-chart").replaceChildren(svg);
   }
 
   // Live ---------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ CHILDREN = {"Gather": {"Say", "Pause"}, "Dial": {"Queue", "Number"}}
 # Words that would betray English (or a raw placeholder) in what is spoken.
 NOT_FRENCH = re.compile(r"\b(the|please|your|call|hello|thank|wait|queue|error|none|null|undefined)\b|[{}<>€]|https?:",
                         re.IGNORECASE)  # fmt: skip
-FRENCH_HINT = re.compile(r"\b(vous|votre|de|le|la|les|un|une|pour|et|est|au)\b", re.IGNORECASE)
+FRENCH_HINT = re.compile(r"[éèàçêâîôûù]|\b(vous|votre|de|le|la|les|un|une|pour|et|est|au|d|l|qu)\b", re.IGNORECASE)
 
 
 def check_twiml(document: str) -> list[str]:
