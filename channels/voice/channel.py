@@ -60,6 +60,7 @@ from gateway import keys
 from gateway.contacts import UNPROVEN
 from gateway.envelope import BadRequest, Message, SendError, SendResult, inbound, now_ms
 from gateway.hours import PARIS
+from gateway.metrics import CALLS
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ class VoiceChannel(ChannelBase):
         await self.ctx.redis.hsetnx(key, "started_ms", str(now_ms()))
         await self.ctx.redis.hset(key, mapping={"urn": urn, "attested": "1" if attested else "0"})
         await self.ctx.redis.expire(key, CALL_TTL_S)
+        CALLS.labels("received").inc()
         log.info("call received", extra={"channel": CHANNEL, "attested": attested, "call": sid[-6:]})
         return self._listen(1, [GREETING])
 
@@ -188,6 +190,8 @@ class VoiceChannel(ChannelBase):
             sender_authentic=None if call.get("attested") == "1" else False,
         )
         result = await self.ctx.accept(msg)
+        if not result.duplicate:
+            CALLS.labels("turn").inc()
         await self.ctx.redis.hsetnx(keys.call(sid), f"turn:{step}", result.msg_id)
         await self.ctx.redis.hset(keys.call(sid), "silences", "0")
         return await self._answer(sid, call, step, result.msg_id, redirects=0)
@@ -218,6 +222,7 @@ class VoiceChannel(ChannelBase):
                 if redirects >= MAX_REDIRECTS:
                     log.warning("no bot reply in time, turn given up", extra={"channel": CHANNEL, "step": step})
                     return self._listen(step + 1, [NO_REPLY])
+                CALLS.labels("holding").inc()
                 response = VoiceResponse()
                 self._say(response, HOLDING)
                 response.redirect(self._url("reply", step=step, n=redirects + 1), method="POST")
@@ -240,8 +245,10 @@ class VoiceChannel(ChannelBase):
             return twiml(response)
         first = await self.ctx.redis.hsetnx(keys.call(sid), "enqueued_ms", str(now_ms()))
         await self.ctx.redis.set(keys.conversation_call(conv), sid, ex=CALL_TTL_S)
-        if first and self.events is not None:
-            await self.events.enqueued(conv, sid)
+        if first:
+            CALLS.labels("queued").inc()
+            if self.events is not None:
+                await self.events.enqueued(conv, sid)
         response.enqueue(
             conv,
             action=self._url("queue", conv=conv),
@@ -270,6 +277,7 @@ class VoiceChannel(ChannelBase):
         # Once per call: a redelivered action is not a second outcome.
         if await self.ctx.redis.hsetnx(keys.call(sid), "queue_result", result):
             await self.ctx.redis.hset(keys.call(sid), "queue_time_s", str(queue_time))
+            count_left_queue(result, queue_time)
             if self.events is not None:
                 await self.events.left_queue(conv, sid, result, queue_time)
         response = VoiceResponse()
@@ -342,11 +350,14 @@ class VoiceChannel(ChannelBase):
             await self.ctx.redis.hset(keys.conversation(conv), "call_ended_ms", str(now_ms()))
             if call.get("enqueued_ms") and not call.get("queue_result"):
                 # Hung up in the queue before Twilio's action told us: abandoned all the same.
-                if await self.ctx.redis.hsetnx(key, "queue_result", "hangup") and self.events is not None:
+                if await self.ctx.redis.hsetnx(key, "queue_result", "hangup"):
                     waited = (now_ms() - int(call["enqueued_ms"])) // 1000
-                    await self.events.left_queue(conv, sid, "hangup", waited)
+                    count_left_queue("hangup", waited)
+                    if self.events is not None:
+                        await self.events.left_queue(conv, sid, "hangup", waited)
             if self.events is not None:
                 await self.events.call_ended(conv, sid, talk_s)
+        CALLS.labels("ended").inc()
         log.info("call ended", extra={"channel": CHANNEL, "call": sid[-6:], "talk_s": talk_s})
 
     # Calls we place ------------------------------------------------------------------------
@@ -467,6 +478,15 @@ class VoiceChannel(ChannelBase):
         self._say(response, text)
         response.hangup()
         return twiml(response)
+
+
+def count_left_queue(result: str, queue_time_s: int) -> None:
+    if result == "bridged":
+        CALLS.labels("answered").inc()
+        if queue_time_s <= 60:
+            CALLS.labels("answered_60").inc()
+    else:
+        CALLS.labels("abandoned" if result == "hangup" else "unanswered").inc()
 
 
 def twiml(response: VoiceResponse) -> web.Response:

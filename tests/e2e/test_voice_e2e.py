@@ -84,6 +84,11 @@ async def test_a_turn_is_said_after_a_holding_phrase_and_a_replayed_webhook_is_o
     await call.hang_up()
     checked(call)
     checked(replay)
+    async with aiohttp.ClientSession() as session, session.get(product.url + "/metrics") as resp:
+        metrics = await resp.text()
+    for event in ("received", "turn", "holding", "ended"):
+        assert f'gateway_calls_total{{event="{event}"}}' in metrics, event
+    assert 'gateway_inbound_duplicates_total{channel="voice"} 1.0' in metrics  # the replayed turn
 
 
 async def test_one_inbound_message_per_turn_in_the_conversation(product: Product, fake: FakeTwilio, store: Redis) -> None:
