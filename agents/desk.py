@@ -387,14 +387,18 @@ class Desk:
         conv = await self._held(user, conv_id)
         closed = now_ms()
         key = keys.conversation(conv_id)
+        # A phone call is over when it is closed: no written survey the member never asked to receive (and
+        # which their next SMS would be taken as answering).
+        survey = conv.get("channel") != "voice"
         await self.redis.hset(key, mapping={"status": "closed", "closed_ms": str(closed), "closed_by": user.login,
-                                            "survey_step": "csat"})  # fmt: skip
+                                            **({"survey_step": "csat"} if survey else {})})  # fmt: skip
         await self.redis.srem(keys.agent_conversations(conv.get("assigned_agent", user.login)), conv_id)
         await self._release_open_pointer(conv_id, conv)
         await self.redis.hincrby(keys.day_stats(paris_day(closed)), "closed", 1)
-        if conv.get("contact_id"):
+        if conv.get("contact_id") and survey:
             await self.redis.set(keys.survey_pending(conv["contact_id"]), conv_id, ex=3 * 24 * 3600)
-        await self._say(conv_id, conv, "survey", SURVEY_CSAT)
+        if survey:
+            await self._say(conv_id, conv, "survey", SURVEY_CSAT)
         await self.notify(conv_id)
 
     async def _release_open_pointer(self, conv_id: str, conv: dict[str, str]) -> None:

@@ -71,3 +71,22 @@ def test_call_figures_rates_and_averages() -> None:
                                       "avg_talk_s": 200}  # fmt: skip
     assert call_figures(counters, "benefits")["answer_rate"] == 0.5
     assert call_figures({}, "quotes")["answer_rate"] is None
+
+
+async def test_closing_a_call_sends_no_written_survey(redis: Redis) -> None:
+    from staff.users import User
+
+    streams = Streams(redis, shards=1, maxlen=10_000, dedup_ttl_s=60)
+    router = Router(redis, streams, AckResponder(), Contacts(redis), Conversations(redis))
+    desk = Desk(redis, router, sms_enabled=True)
+    await router.handle(inbound("voice", "tel:+33612345679", "conseiller", f"CA{time.time_ns()}:1"))
+    contact = await redis.get(keys.address("tel:+33612345679"))
+    conv = str(await redis.get(keys.open_conversation(contact, "voice")))
+    await bot_state.handoff(redis, conv, reason="ask_human", intent="", member=None, summary="Demandes : x.")
+    julie = User("julie", "Julie", "agent", ("benefits",), 2, phone="+33612000001")
+    await desk.take(julie, conv)
+    await desk.close(julie, conv)
+    assert (await redis.hgetall(keys.conversation(conv)))["status"] == "closed"
+    assert await redis.get(keys.survey_pending(contact)) is None
+    sent = [Message.from_json(f["m"]) for _, f in await redis.xrange(keys.stream("out", 0))]
+    assert not any("satisfait" in m.text for m in sent)
