@@ -424,13 +424,17 @@ class VoiceChannel(ChannelBase):
 
     async def _conversation_of(self, sid: str, call: dict[str, str], msg_id: str) -> str:
         """The call's conversation, once the router has filed the turn's message in it."""
-        conv = call.get("conv") or ""
-        if not conv:
-            urn = call["urn"] if call.get("attested") == "1" else UNPROVEN + call["urn"]
-            contact = await self.ctx.redis.get(keys.address(urn))
-            conv = str(await self.ctx.redis.get(keys.open_conversation(contact, CHANNEL)) or "") if contact else ""
-        if conv and await self.ctx.redis.zscore(keys.conversation_log(conv), msg_id) is not None:
-            if call.get("conv") != conv:
+        candidates = [call["conv"]] if call.get("conv") else []
+        urn = call["urn"] if call.get("attested") == "1" else UNPROVEN + call["urn"]
+        contact = await self.ctx.redis.get(keys.address(urn))
+        if contact:
+            candidates.append(str(await self.ctx.redis.get(keys.open_conversation(contact, CHANNEL)) or ""))
+            # A turn the router sent elsewhere (the survey of a conversation just closed): its replies are there.
+            candidates += await self.ctx.redis.zrevrange(keys.contact_conversations(contact), 0, 4)
+        for conv in dict.fromkeys(c for c in candidates if c):
+            if await self.ctx.redis.zscore(keys.conversation_log(conv), msg_id) is None:
+                continue
+            if not call.get("conv") and await self.ctx.redis.hget(keys.conversation(conv), "channel") == CHANNEL:
                 await self.ctx.redis.hset(keys.call(sid), "conv", conv)
                 await self.ctx.redis.hset(keys.conversation(conv), "call_sid", sid)
                 call["conv"] = conv

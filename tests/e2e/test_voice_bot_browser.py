@@ -162,6 +162,8 @@ async def test_member_calls_is_verified_hears_her_claim_and_an_agent_takes_the_c
     assert await row.locator(".answered").inner_text() == "1"
     assert await row.locator(".answered-60").inner_text() == "1"
     assert await row.locator(".abandoned").inner_text() == "0"
+    cells = await row.locator("td").all_inner_texts()
+    assert cells[8].endswith(" s") and cells[9].endswith(" s")  # average wait and talk time
     assert await sophie.locator("#calls-chart line.target").count() == 2  # 90 % and 81 % drawn
     await assert_accessible(sophie, "dashboard with calls")
     checked(*call.documents)
@@ -234,7 +236,9 @@ async def test_a_callback_dialled_from_the_console_with_no_answer_is_retried_lat
     item = julie.locator(f"#queue li[data-id='{cb_id}']")
     await item.wait_for(timeout=15_000)
     await item.locator("button.cb-take").click()
-    await julie.click("#cb-call", timeout=10_000)
+    await julie.wait_for_selector("#cb-call", timeout=10_000)
+    await assert_accessible(julie, "a callback with « Appeler »")
+    await julie.click("#cb-call")
     await julie.wait_for_selector("#toast >> text=Votre téléphone sonne", timeout=10_000)
     await until(lambda: any(leg.dialed for leg in fake.voice.legs), "the member's phone dialled")
     leg = next(leg for leg in fake.voice.legs if leg.dialed)
@@ -254,3 +258,37 @@ async def test_a_callback_dialled_from_the_console_with_no_answer_is_retried_lat
     assert cb["attempts"] == "1" and cb.get("held_by", "") == ""
     due = await store.zscore(keys.CALLBACKS_DUE, cb_id)
     assert due is not None and due > time.time() + 25 * 60  # due again in about 30 minutes
+
+
+@pytest.mark.timeout(180)
+async def test_when_the_agents_phone_does_not_answer_the_caller_goes_back_to_the_queue(
+    product: Product, fake: FakeTwilio, store: Redis, browser: Browser
+) -> None:
+    fake.voice.behaviour[AGENT_PHONE] = "no-answer"
+    try:
+        julie = await log_in(browser, product, "julie")
+        call = PhoneCall(fake, product.url, CAMILLE.phone, to=VOICE_NUMBER)
+        await call.start()
+        await call.speak("je veux parler à un conseiller")
+        conv = call.queue
+        assert conv
+        legs = len(fake.voice.legs)
+        item = julie.locator(f"#queue li[data-id='{conv}']")
+        await item.wait_for(timeout=15_000)
+        await item.locator("button.take-call").click()
+        await until(lambda: len(fake.voice.legs) > legs and "no-answer" in fake.voice.legs[-1].statuses,
+                    "the agent's phone not answering")  # fmt: skip
+
+        async def status() -> str | None:
+            return await store.hget(keys.conversation(conv), "status")
+
+        deadline = time.monotonic() + 10
+        while await status() != "handoff":
+            assert time.monotonic() < deadline, await status()
+            await asyncio.sleep(0.1)
+        assert await store.zscore(keys.HANDOFF_QUEUE, conv) is not None  # waiting again, in its place
+        await julie.locator(f"#queue li[data-id='{conv}'] button.take-call").wait_for(timeout=10_000)
+        await call.hang_up()
+        checked(*call.documents, *fake.voice.legs[-1].documents)
+    finally:
+        fake.voice.behaviour.pop(AGENT_PHONE, None)
