@@ -218,7 +218,10 @@ class CallDesk:
         conv = await self.redis.hgetall(keys.conversation(conv_id))
         if conv.get("channel") != "voice" or conv.get("call_waiting") != "1":
             raise DeskError("Cet appel n'attend plus : l'adhérent a peut-être raccroché.")
-        taken = await self.desk.take(user, conv_id)
+        if conv.get("status") == "assigned" and conv.get("assigned_agent") == user.login:
+            taken: dict[str, object] = {"id": conv_id, "status": "assigned"}  # taken as a chat first: ring now
+        else:
+            taken = await self.desk.take(user, conv_id)
         try:
             leg = await phones.ring_agent(conv_id, user.login, user.phone)
         except Exception as exc:

@@ -500,7 +500,8 @@ class Desk:
 
 def _conv_public(conv: dict[str, str]) -> dict[str, Any]:
     shown = ("id", "channel", "status", "handoff_reason", "handoff_intent", "handoff_summary", "handoff_member",
-             "verified_member", "assigned_agent", "skill", "closed_ms", "csat", "nps")  # fmt: skip
+             "verified_member", "assigned_agent", "skill", "closed_ms", "csat", "nps",
+             "call_waiting")  # fmt: skip
     out: dict[str, Any] = {k: conv[k] for k in shown if conv.get(k)}
     for k in ("created_ms", "handoff_ms", "assigned_ms", "last_ms"):
         if conv.get(k):

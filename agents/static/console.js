@@ -280,6 +280,10 @@
     const notes = el("ol", { class: "notes" });
     for (const n of data.notes) notes.append(el("li", {}, el("span", { class: "meta" }, `${n.first_name} · ${time(n.at_ms)}`), el("p", {}, n.text)));
     const actions = el("div", { class: "actions" });
+    const mineNow = conv.status === "assigned" && conv.assigned_agent === state.me.login;
+    if (conv.channel === "voice" && conv.call_waiting && state.calls_enabled && (conv.status === "handoff" || mineNow)) {
+      actions.append(el("button", { type: "button", id: "take-call-this", onclick: () => takeCall(conv.id) }, "Prendre l'appel"));
+    }
     if (conv.status === "handoff") {
       actions.append(el("button", { type: "button", id: "take-this", onclick: () => take(conv.id) }, "Prendre cette conversation"));
       if (state.me.role === "supervisor") {

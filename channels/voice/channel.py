@@ -76,6 +76,10 @@ MAX_REDIRECTS = 4
 REDIRECT_WAIT_S = 8.0  # a redirected webhook waits this long (Twilio gives each webhook 15 s)
 _SID = re.compile(r"CA[0-9a-fA-F]{32}")
 _CONV = re.compile(r"[0-9a-zA-Z._-]{1,80}")
+_SPOKEN_DIGITS = re.compile(r"[0-9][0-9 .,-]*")
+# What the bot adds when it hands a conversation to agents (agents/waiting.py): on the phone the queue's
+# own message says the position and the wait, and after hours the caller is told of the callback instead.
+_WAIT_NOTES = ("Temps d'attente estimé", "Aucun conseiller n'est disponible")
 
 GREETING = (
     "Bonjour, vous êtes bien à votre mutuelle. Je suis l'assistant vocal : je peux vous dire où en sont vos "
@@ -175,6 +179,8 @@ class VoiceChannel(ChannelBase):
         call = await self._call(sid)
         speech = param(params, "SpeechResult")[:MAX_SPEECH]
         digits = param(params, "Digits")[:40]
+        if speech and _SPOKEN_DIGITS.fullmatch(speech) and sum(c.isdigit() for c in speech) >= 6:
+            speech = keypad_text(speech)  # « 1 2 3 4 5 6 », « 12 03 1975 » said digit by digit: as if typed
         text = speech or (keypad_text(digits) if digits else "")
         if not text:
             silences = int(await self.ctx.redis.hincrby(keys.call(sid), "silences", 1))
@@ -237,12 +243,17 @@ class VoiceChannel(ChannelBase):
     async def _to_agents(self, sid: str, conv: str, spoken: list[str]) -> web.Response:
         """The call joins the agents' queue (its conversation is already in the skill queue)."""
         response = VoiceResponse()
-        for text in spoken:
-            self._say(response, text)
-        if not self.ctx.settings.opening_hours.is_open(dt.datetime.now(PARIS)) and self.events is not None:
+        spoken = [t for t in spoken if not t.startswith(_WAIT_NOTES)]
+        closed = not self.ctx.settings.opening_hours.is_open(dt.datetime.now(PARIS))
+        if closed and self.events is not None:
+            for text in spoken:
+                if not text.startswith("Je vous mets en relation"):  # nobody to put them through to now
+                    self._say(response, text)
             self._say(response, await self.events.after_hours(conv, sid))
             response.hangup()
             return twiml(response)
+        for text in spoken:
+            self._say(response, text)
         first = await self.ctx.redis.hsetnx(keys.call(sid), "enqueued_ms", str(now_ms()))
         await self.ctx.redis.set(keys.conversation_call(conv), sid, ex=CALL_TTL_S)
         if first:

@@ -292,3 +292,36 @@ async def test_when_the_agents_phone_does_not_answer_the_caller_goes_back_to_the
         checked(*call.documents, *fake.voice.legs[-1].documents)
     finally:
         fake.voice.behaviour.pop(AGENT_PHONE, None)
+
+
+@pytest.mark.timeout(180)
+async def test_outside_opening_hours_a_request_for_a_human_becomes_a_callback_confirmed_by_sms(
+    product: Product, fake: FakeTwilio, store: Redis, rasa_url: str, actions_url: str, redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    # A second product on the same Redis, open one hour a week on another day than today: closed now.
+    other_day = "sun" if dt.datetime.now(PARIS).isoweekday() != 7 else "mon"
+    tmp = tmp_path_factory.mktemp("voiceclosed")
+    env = loopback_env(tmp / "var", fake.base_url, "http://127.0.0.1:9/telegram", "smtp://127.0.0.1:9")
+    env.pop("TELEGRAM_TOKEN")
+    env.update(RESPONDER="rasa", RASA_URL=rasa_url, ACTIONS_URL=actions_url, REDIS_URL=redis_url,
+               TWILIO_VOICE_NUMBER=VOICE_NUMBER, OPENING_HOURS=f"{other_day} 09:00-10:00")  # fmt: skip
+    closed = Product(env, tmp / "product.log")
+    await closed.start()
+    try:
+        call = PhoneCall(fake, closed.url, CAMILLE.phone, to=VOICE_NUMBER)
+        await call.start()
+        sms_before = len(sms_to(fake, CAMILLE.phone))
+        said = await call.speak("je veux parler à un conseiller")
+        assert "Nos conseillers sont absents pour le moment. Un conseiller vous rappellera " in said
+        assert "entre 9 h et 10 h" in said and "Je vous mets en relation" not in said
+        assert call.queue is None and call.ended  # not queued: told, then hung up
+        conv = (await store.hgetall(keys.call(call.sid)))["conv"]
+        cb = await store.hgetall(keys.callback(await store.hget(keys.conversation(conv), "callback_id")))
+        assert cb["phone"] == CAMILLE.phone and cb["slot_start"][11:16] == "09:00" and cb["status"] == "pending"
+        await until(lambda: len(sms_to(fake, CAMILLE.phone)) > sms_before, "the SMS confirming the callback")
+        assert cb["ref"] in sms_to(fake, CAMILLE.phone)[-1]
+        await call.completed()
+        checked(*call.documents)
+    finally:
+        assert closed.stop() == 0

@@ -101,12 +101,13 @@ async def test_one_inbound_message_per_turn_in_the_conversation(product: Product
         status, body = await post_signed(fake, action, call.params(SpeechResult="première question", Confidence="0.9"))
         assert status == 200
         call.documents.append(body)
-    await call.speak("deuxième question")
+    await call.speak("1 2 3 4 5 6")  # a code said digit by digit reads as typed
     state = await store.hgetall(keys.call(call.sid))
     conv = state["conv"]
     history = [await store.hget(keys.message(conv, m), "m") for m in await store.zrange(keys.conversation_log(conv), 0, -1)]
     inbound = [h for h in history if h and '"direction":"in"' in h]
     assert len(inbound) == 2, inbound  # two turns, whatever the redeliveries
+    assert '"text":"123456"' in inbound[1]
     assert '"sender_authentic":null' in inbound[0]  # attested caller: the channel vouches for the number
     await call.hang_up()
     # The call is over: the next call from this number is a new conversation.
