@@ -251,8 +251,9 @@ class Desk:
         await self.redis.lpush(keys.PICKUPS, str(waited))
         await self.redis.ltrim(keys.PICKUPS, 0, 49)
         gender = "votre conseiller" if not user.first_name else f"{user.first_name}, de votre mutuelle"
-        await self._say(conv_id, conv, f"take.{taken}", f"Bonjour, je suis {gender}. Je prends connaissance de "
-                        "votre demande et je vous réponds ici.", speaker=user.speaker)  # fmt: skip
+        if conv.get("channel") != "voice":  # on a call the agent introduces themselves on the phone
+                await self._say(conv_id, conv, f"take.{taken}", f"Bonjour, je suis {gender}. Je prends connaissance de "
+                            "votre demande et je vous réponds ici.", speaker=user.speaker)  # fmt: skip
         await self.notify(conv_id)
         return _conv_public(await self.redis.hgetall(keys.conversation(conv_id)))
 
@@ -297,6 +298,9 @@ class Desk:
 
     async def reply(self, user: User, conv_id: str, text: str, client_id: str) -> str:
         conv = await self._held(user, conv_id)
+        if conv.get("channel") == "voice":
+            raise DeskError("C'est un appel téléphonique : parlez à l'adhérent au téléphone, un message écrit ne lui "
+                            "parviendrait pas. Notez l'échange dans les notes.")  # fmt: skip
         text = text.strip()
         if not text:
             raise DeskError("Le message est vide.", 400)

@@ -302,6 +302,10 @@
       }
     }
     let replyBox = null;
+    const phoneCall = conv.channel === "voice";  // the agent speaks to the member: nothing written reaches them
+    if (mine && phoneCall) {
+      replyBox = el("p", { class: "hint", id: "call-hint" }, "Appel téléphonique : vous parlez à l'adhérent au téléphone. Notez l'essentiel de l'échange dans les notes.");
+    }
     if (mine) {
       // A canned answer is chosen, then inserted: browsing the list with the arrow keys changes nothing.
       const select = el("select", { id: "canned" }, el("option", { value: "" }, "Choisir…"), ...canned.map((c) => el("option", { value: c.id }, c.title)));
@@ -315,7 +319,7 @@
       };
       const text = el("textarea", { id: "reply-text", rows: "3", maxlength: "4000", placeholder: "Votre réponse à l'adhérent", oninput: (e) => drafts.reply.set(conv.id, e.target.value) });
       text.value = drafts.reply.get(conv.id) || "";
-      replyBox = el("form", { class: "reply", id: "reply-form", onsubmit: (e) => { e.preventDefault(); sendReply(conv.id); } },
+      if (!phoneCall) replyBox = el("form", { class: "reply", id: "reply-form", onsubmit: (e) => { e.preventDefault(); sendReply(conv.id); } },
         el("span", { class: "field canned" }, el("label", { for: "canned" }, "Réponses types"), select,
           el("button", { type: "button", id: "canned-insert", onclick: insert }, "Insérer")),
         el("label", { for: "reply-text" }, "Votre réponse"), el("span", { class: "field send" }, text, el("button", { type: "submit", id: "send" }, "Envoyer")));
@@ -335,8 +339,8 @@
           el("button", { type: "button", id: "transfer-go", onclick: doTransfer }, "Transférer")),
         el("button", { type: "button", id: "give-back", onclick: () => act(conv.id, "bot", "Conversation rendue à l'assistant.") }, "Rendre à l'assistant"),
         el("button", { type: "button", id: "close", onclick: async () => {
-          if (await confirmAction("Clôturer cette conversation ? L'adhérent recevra le questionnaire de satisfaction.", "Clôturer")) {
-            await act(conv.id, "close", "Conversation clôturée, questionnaire envoyé.");
+          if (phoneCall ? await confirmAction("Clôturer cet appel ?", "Clôturer") : await confirmAction("Clôturer cette conversation ? L'adhérent recevra le questionnaire de satisfaction.", "Clôturer")) {
+            await act(conv.id, "close", phoneCall ? "Appel clôturé." : "Conversation clôturée, questionnaire envoyé.");
           }
         } }, "Clôturer"));
     }

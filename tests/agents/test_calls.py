@@ -6,10 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import pytest
 from redis.asyncio import Redis
 
 from agents.calls import CallDesk, call_figures, next_slot
-from agents.desk import Desk
+from agents.desk import Desk, DeskError
 from bot.actions import state as bot_state
 from gateway import keys
 from gateway.contacts import Contacts
@@ -19,6 +20,7 @@ from gateway.hours import PARIS, OpeningHours
 from gateway.responders import AckResponder
 from gateway.router import Router
 from gateway.streams import Streams
+from staff.users import Users
 
 HOURS = OpeningHours.parse("mon-fri 09:00-12:00,14:00-18:00")
 
@@ -85,8 +87,32 @@ async def test_closing_a_call_sends_no_written_survey(redis: Redis) -> None:
     await bot_state.handoff(redis, conv, reason="ask_human", intent="", member=None, summary="Demandes : x.")
     julie = User("julie", "Julie", "agent", ("benefits",), 2, phone="+33612000001")
     await desk.take(julie, conv)
+    with pytest.raises(DeskError, match="appel téléphonique"):  # nothing written would reach a caller
+        await desk.reply(julie, conv, "Bonjour", "client-id-0001")
     await desk.close(julie, conv)
     assert (await redis.hgetall(keys.conversation(conv)))["status"] == "closed"
     assert await redis.get(keys.survey_pending(contact)) is None
     sent = [Message.from_json(f["m"]) for _, f in await redis.xrange(keys.stream("out", 0))]
-    assert not any("satisfait" in m.text for m in sent)
+    assert not any("satisfait" in m.text or "je suis Julie" in m.text for m in sent)
+
+
+async def test_a_callback_the_member_answers_is_done_without_a_click(redis: Redis) -> None:
+    streams = Streams(redis, shards=1, maxlen=10_000, dedup_ttl_s=60)
+    router = Router(redis, streams, AckResponder(), Contacts(redis), Conversations(redis))
+    desk = Desk(redis, router, sms_enabled=True)
+    calls = CallDesk(redis, desk, public_url="https://gw.example", hours=HOURS, sms=True)
+    await Users(redis).create("julie", "un-mot-de-passe-long", first_name="Julie", role="agent", skills=["benefits"],
+                              phone="+33612000001")  # fmt: skip
+    start = dt.datetime.now(PARIS).replace(microsecond=0)
+    await redis.hset(keys.callback("cb1"), mapping={"id": "cb1", "phone": "+33612345678", "status": "pending",
+                                                    "slot_start": start.isoformat(), "slot_end": start.isoformat(),
+                                                    "reason": "remboursement"})  # fmt: skip
+    await redis.zadd(keys.CALLBACKS_DUE, {"cb1": start.timestamp()})
+    julie = await Users(redis).get("julie")
+    assert julie is not None and julie.phone == "+33612000001"
+    await desk.callbacks.take(julie, "cb1")
+    leg = {"kind": "callback", "callback": "cb1", "agent": "julie", "dialed": "1"}
+    await calls.leg_status(leg, "completed")
+    cb = await redis.hgetall(keys.callback("cb1"))
+    assert cb["status"] == "done" and cb["done_by"] == "julie" and cb["last_call_status"] == "completed"
+    assert await redis.zscore(keys.CALLBACKS_DUE, "cb1") is None
