@@ -33,6 +33,11 @@ WhatsApp (same API, ``whatsapp:`` addresses)::
     await fake.deliver_callbacks(sid=sent.sid)            # free text outside the window:
                                                           #   queued -> failed, ErrorCode 63016
     fake.expire_window("+33639980001")                    # 24 h passed at WhatsApp
+
+Voice (tests/fakes/twilio_voice.py): ``PhoneCall(fake, product_url, number, stir=...)`` is a member's call
+run as Twilio runs it (signed webhooks, Gather, Redirect, Enqueue); ``POST .../Calls.json`` places a leg
+that ``fake.voice`` rings (status callbacks, its TwiML fetched, ``<Dial><Queue>`` bridging the caller,
+``<Dial><Number>`` with ``DialCallStatus``); ``fake.voice.behaviour[number] = "no-answer"`` or ``"busy"``.
 """
 
 from __future__ import annotations
