@@ -206,6 +206,7 @@ def cmd_create_user(args: argparse.Namespace) -> int:
                 capacity=args.capacity,
                 title=args.title,
                 update=args.update,
+                phone=args.phone,
             )
         except UserExists as exc:  # created by someone else meanwhile
             print(refused.format(exc=exc), file=sys.stderr)
@@ -314,6 +315,8 @@ def main() -> int:
     p_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p_user.add_argument("--title", default="conseiller", help="shown to members after the first name: "
                         "« Julie, conseillère »")  # fmt: skip
+    p_user.add_argument("--phone", default="", help="the agent's phone (E.164, +336...): calls taken in the console "
+                        "ring it")  # fmt: skip
     p_user.add_argument("--update", action="store_true", help="change an existing user (all fields, password too)")
     p_key = sub.add_parser("apikey", help="API keys of back-office systems: create (printed once), revoke, list")
     p_key.add_argument("action", choices=("create", "revoke", "list"))

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 from redis.asyncio import Redis
 
+from agents.calls import CallDesk, PhoneCalls, call_figures
 from agents.desk import CALLBACK_LEAD_S, PARIS, PICKUP_TARGET_S, Desk, DeskError
 from gateway import keys
 from gateway.settings import ROOT, Settings
@@ -53,6 +54,9 @@ class Console:
         self._sockets: set[asyncio.Queue[str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._open: set[web.WebSocketResponse] = set()
+        # Phone calls (agents/calls.py), when the voice channel is on: set by the composition root.
+        self.calls: CallDesk | None = None
+        self.phones: PhoneCalls | None = None
 
     # Lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -147,6 +151,7 @@ class Console:
                     "callbacks_mine": await desk.callbacks.mine(user),
                     "agents_online": await desk.online(),
                     "pickup_target_s": PICKUP_TARGET_S,
+                    "calls_enabled": self.calls is not None,
                     "skills": {k: SKILL_LABELS[k] for k in SKILLS},
                     "agents": [u.public() for u in await self.users.all() if u.role != "communications"],
                 }
@@ -195,6 +200,24 @@ class Console:
             else:
                 raise DeskError("Action inconnue.", 404)
             return web.json_response({"ok": True})
+
+        @routes.post("/console/api/calls/{conv}/take")
+        @api()
+        async def take_call(request: web.Request) -> web.Response:
+            """« Prendre l'appel »: the waiting call is the agent's, and their phone rings to bridge it."""
+            if self.calls is None:
+                raise DeskError("Les appels téléphoniques ne sont pas configurés.", 409)
+            return web.json_response(await self.calls.take_call(request[USER_KEY], request.match_info["conv"],
+                                                                self.phones))  # fmt: skip
+
+        @routes.post("/console/api/callbacks/{cb}/call")
+        @api()
+        async def callback_call(request: web.Request) -> web.Response:
+            """« Appeler »: the agent's phone rings, then the member's, from the mutuelle's number."""
+            if self.calls is None:
+                raise DeskError("Les appels téléphoniques ne sont pas configurés.", 409)
+            return web.json_response(await self.calls.call_back(request[USER_KEY], request.match_info["cb"],
+                                                               self.phones))  # fmt: skip
 
         @routes.get("/console/api/callbacks")
         @api()
@@ -310,11 +333,15 @@ class Console:
                     "csat": round(c["csat_sum"] / c["csat_n"], 2) if c.get("csat_n") else None,
                     "nps": round(100 * (promoters - detractors) / nps_n) if nps_n else None,
                     "containment": _ratio(c.get("conversations", 0) - c.get("handoffs", 0), c.get("conversations", 0)),
+                    "calls": {"all": call_figures(c), **{s: call_figures(c, s) for s in SKILLS}},
                 }
             )
         queue = await self.desk.queue(None)
         return {
             "days": out,
+            "calls_enabled": self.calls is not None,
+            # The contact centre's targets for calls: 90 % answered, 81 % answered within 60 seconds.
+            "call_targets": {"answer_rate": 0.9, "answered_60_rate": 0.81},
             "skills": {k: SKILL_LABELS[k] for k in SKILLS},
             "now": {
                 "waiting": len(queue),

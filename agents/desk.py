@@ -251,8 +251,9 @@ class Desk:
         await self.redis.lpush(keys.PICKUPS, str(waited))
         await self.redis.ltrim(keys.PICKUPS, 0, 49)
         gender = "votre conseiller" if not user.first_name else f"{user.first_name}, de votre mutuelle"
-        await self._say(conv_id, conv, f"take.{taken}", f"Bonjour, je suis {gender}. Je prends connaissance de "
-                        "votre demande et je vous réponds ici.", speaker=user.speaker)  # fmt: skip
+        if conv.get("channel") != "voice":  # on a call the agent introduces themselves on the phone
+                await self._say(conv_id, conv, f"take.{taken}", f"Bonjour, je suis {gender}. Je prends connaissance de "
+                            "votre demande et je vous réponds ici.", speaker=user.speaker)  # fmt: skip
         await self.notify(conv_id)
         return _conv_public(await self.redis.hgetall(keys.conversation(conv_id)))
 
@@ -297,6 +298,9 @@ class Desk:
 
     async def reply(self, user: User, conv_id: str, text: str, client_id: str) -> str:
         conv = await self._held(user, conv_id)
+        if conv.get("channel") == "voice":
+            raise DeskError("C'est un appel téléphonique : parlez à l'adhérent au téléphone, un message écrit ne lui "
+                            "parviendrait pas. Notez l'échange dans les notes.")  # fmt: skip
         text = text.strip()
         if not text:
             raise DeskError("Le message est vide.", 400)
@@ -387,17 +391,21 @@ class Desk:
         conv = await self._held(user, conv_id)
         closed = now_ms()
         key = keys.conversation(conv_id)
+        # A phone call is over when it is closed: no written survey the member never asked to receive (and
+        # which their next SMS would be taken as answering).
+        survey = conv.get("channel") != "voice"
         await self.redis.hset(key, mapping={"status": "closed", "closed_ms": str(closed), "closed_by": user.login,
-                                            "survey_step": "csat"})  # fmt: skip
+                                            **({"survey_step": "csat"} if survey else {})})  # fmt: skip
         await self.redis.srem(keys.agent_conversations(conv.get("assigned_agent", user.login)), conv_id)
         await self._release_open_pointer(conv_id, conv)
         await self.redis.hincrby(keys.day_stats(paris_day(closed)), "closed", 1)
-        if conv.get("contact_id"):
+        if conv.get("contact_id") and survey:
             await self.redis.set(keys.survey_pending(conv["contact_id"]), conv_id, ex=3 * 24 * 3600)
         await events.emit(self.redis, events.CONVERSATION_CLOSED, f"{conv_id} {conv.get('handoff_ms', '')}", {
             "conversation": conv_id, "channel": conv.get("channel", ""), "member": conv.get("handoff_member", ""),
             "agent": user.login, "closed_ms": closed})  # fmt: skip  # the survey's answers follow: survey.answered
-        await self._say(conv_id, conv, "survey", SURVEY_CSAT)
+        if survey:
+            await self._say(conv_id, conv, "survey", SURVEY_CSAT)
         await self.notify(conv_id)
 
     async def _release_open_pointer(self, conv_id: str, conv: dict[str, str]) -> None:
@@ -499,7 +507,8 @@ class Desk:
 
 def _conv_public(conv: dict[str, str]) -> dict[str, Any]:
     shown = ("id", "channel", "status", "handoff_reason", "handoff_intent", "handoff_summary", "handoff_member",
-             "verified_member", "assigned_agent", "skill", "closed_ms", "csat", "nps")  # fmt: skip
+             "verified_member", "assigned_agent", "skill", "closed_ms", "csat", "nps",
+             "call_waiting")  # fmt: skip
     out: dict[str, Any] = {k: conv[k] for k in shown if conv.get(k)}
     for k in ("created_ms", "handoff_ms", "assigned_ms", "last_ms"):
         if conv.get(k):

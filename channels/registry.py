@@ -13,6 +13,7 @@ FACTORIES: dict[str, str] = {
     "email": "channels.email:create",
     "webchat": "channels.webchat:create",
     "callback": "channels.callback:create",
+    "voice": "channels.voice:create",
 }
 
 

@@ -164,6 +164,10 @@ class TwilioSender:
             self._client = client
         return self._client
 
+    def rest(self) -> Any:
+        """The twilio REST client (the Voice channel's ``calls.create_async``), on this sender's session."""
+        return self._get_client()
+
     async def create(
         self,
         *,

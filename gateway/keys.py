@@ -270,3 +270,20 @@ EVENTS_DEAD = f"{PREFIX}:{{events}}:dead"  # stream: deliveries that kept failin
 def event_seen(natural_key: str) -> str:
     """Set once an event was emitted, so an emitter that runs twice emits it once."""
     return f"{PREFIX}:{{events}}:seen:{natural_key}"
+
+
+# Phone calls (channels/voice): one hash per call, keyed by Twilio's CallSid.
+def call(call_sid: str) -> str:
+    """A call's state: caller, attestation, conversation, turn ids (``turn:<n>`` -> inbound message id),
+    queue and bridge times. Kept a day after the call."""
+    return f"{PREFIX}:call:{{{call_sid}}}"
+
+
+def conversation_call(conv_id: str) -> str:
+    """The live call of a conversation (its CallSid), while the call lasts."""
+    return f"{PREFIX}:conv:{{{conv_id}}}:call"
+
+
+def agent_leg(call_sid: str) -> str:
+    """An outbound leg we placed (an agent's phone, or a member called back): what it is for (hash)."""
+    return f"{PREFIX}:leg:{{{call_sid}}}"

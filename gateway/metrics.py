@@ -19,3 +19,9 @@ SEND_FAILED = Counter("gateway_outbound_failed_total", "Outbound messages failed
 SEND_RETRIED = Counter("gateway_outbound_retried_total", "Outbound send attempts to be retried", ["channel"])
 STATUS_UPDATES = Counter("gateway_status_callbacks_total", "Delivery status callbacks", ["channel", "status"])
 SEND_SECONDS = Histogram("gateway_send_seconds", "Time for one provider send", ["channel"])
+CALLS = Counter(
+    "gateway_calls_total",
+    "Phone calls, by event: received, turn, holding (reply fetched by a redirect), queued, answered, "
+    "answered_60 (within 60 s), abandoned, unanswered (left the queue otherwise), ended",
+    ["event"],
+)

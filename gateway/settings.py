@@ -172,6 +172,13 @@ class Settings:
     twilio_whatsapp_notice_content_sid: str = ""
     whatsapp_rate_per_s: float = 80.0  # Twilio's default throughput for a WhatsApp sender
     whatsapp_pair_per_min: float = 10.0  # to one member: Meta's pair rate limit (about one per 6 s)
+    # Phone calls (Twilio Programmable Voice, same account as SMS): enabled when the account is set and
+    # TWILIO_VOICE_NUMBER is (the mutuelle's number members call, and the caller ID of the calls we place).
+    twilio_voice_number: str = ""
+    voice_tts: str = "Polly.Lea"  # the French text-to-speech voice of <Say>
+    # How long a speech/keypad webhook waits for the bot's reply before a holding phrase and a <Redirect>
+    # (Twilio gives up on a webhook after 15 s).
+    voice_reply_wait_s: float = 6.0
     # Telegram: enabled when a token is set.
     telegram_token: str = ""
     telegram_secret_token: str = ""
@@ -208,6 +215,10 @@ class Settings:
     @property
     def whatsapp_enabled(self) -> bool:
         return self.sms_enabled and bool(self.twilio_whatsapp_from)
+
+    @property
+    def voice_enabled(self) -> bool:
+        return self.sms_enabled and bool(self.twilio_voice_number)
 
     @property
     def telegram_enabled(self) -> bool:
@@ -319,6 +330,9 @@ class Settings:
             twilio_whatsapp_notice_content_sid=_str(env, "TWILIO_WHATSAPP_NOTICE_CONTENT_SID"),
             whatsapp_rate_per_s=_float(env, "WHATSAPP_RATE_PER_S", 80.0),
             whatsapp_pair_per_min=_float(env, "WHATSAPP_PAIR_PER_MIN", 10.0),
+            twilio_voice_number=_str(env, "TWILIO_VOICE_NUMBER"),
+            voice_tts=_str(env, "VOICE_TTS", "Polly.Lea"),
+            voice_reply_wait_s=_float(env, "VOICE_REPLY_WAIT_S", 6.0),
             telegram_token=_str(env, "TELEGRAM_TOKEN"),
             telegram_secret_token=_str(env, "TELEGRAM_SECRET_TOKEN"),
             telegram_api_base=_str(env, "TELEGRAM_API_BASE").rstrip("/"),
@@ -362,4 +376,10 @@ class Settings:
                 raise SettingsError(f"WEBHOOK_URLS: {url.split('?')[0]!r} is not an http(s) URL")
         if settings.webhook_urls and len(settings.webhook_secret) < 16:
             raise SettingsError("WEBHOOK_SECRET (16 characters at least) is required when WEBHOOK_URLS is set")
+        if settings.twilio_voice_number and not settings.sms_enabled:
+            raise SettingsError("TWILIO_VOICE_NUMBER needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (the same Twilio account)")
+        if settings.twilio_voice_number and not re.fullmatch(r"\+[1-9][0-9]{6,14}", settings.twilio_voice_number):
+            raise SettingsError("TWILIO_VOICE_NUMBER must be a number in E.164 form, e.g. +33100000000")
+        if not 0 <= settings.voice_reply_wait_s <= 12:
+            raise SettingsError("VOICE_REPLY_WAIT_S must be between 0 and 12 (Twilio waits 15 s for a webhook)")
         return settings

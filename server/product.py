@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.asyncio import Redis
 
+from agents.calls import CallDesk
 from agents.console import Console
 from agents.desk import Desk
 from agents.survey import Survey
@@ -82,6 +83,14 @@ class Product:
                          hours=settings.opening_hours)  # fmt: skip
         self.site = StaffSite(settings, redis, gw.ctx.templates)
         self.console = Console(settings, redis, self.desk, self.site)
+        # Phone calls: the voice channel tells the desk what happens to calls, the desk places calls with it.
+        voice = gw.channels.get("voice")
+        if voice is not None:
+            calls = CallDesk(redis, self.desk, public_url=settings.public_url, hours=settings.opening_hours,
+                             sms="sms" in gw.channels)  # fmt: skip
+            voice.events = calls  # type: ignore[attr-defined]
+            self.console.calls = calls
+            self.console.phones = voice  # type: ignore[assignment]
         # Campaigns.
         self.campaigns = Campaigns(
             redis,

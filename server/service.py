@@ -67,6 +67,12 @@ def banner(settings: Settings, redis_desc: str) -> str:
     )
     lines.append(f"  SMS (Twilio)           : {sms}")
     lines.append(f"  WhatsApp (Twilio)      : {whatsapp}")
+    voice = (
+        f"{settings.public_url}/voice/twilio/incoming (status: /voice/twilio/status)"
+        if settings.voice_enabled
+        else "disabled (set TWILIO_VOICE_NUMBER)"
+    )
+    lines.append(f"  Calls (Twilio Voice)   : {voice}")
     lines.append(f"  Telegram               : {telegram}")
     lines.append("Ctrl-C to stop.")
     return "\n".join(lines)

@@ -27,6 +27,7 @@ SKILL_LABELS = {"benefits": "Prestations", "quotes": "Devis", "complaints": "Ré
 SESSION_TTL_S = 8 * 3600
 DEFAULT_TITLE = "conseiller"  # how members see an agent: « Julie, conseillère » (``--title``)
 LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
+PHONE_RE = re.compile(r"\+[1-9][0-9]{6,14}")
 _hasher = PasswordHasher()
 # Verifying against this when the login is unknown keeps both answers equally slow.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
@@ -40,6 +41,7 @@ class User:
     skills: tuple[str, ...]
     capacity: int
     title: str = DEFAULT_TITLE
+    phone: str = ""  # E.164: the phone « Prendre l'appel » and « Appeler » ring (calls, channels/voice)
 
     @property
     def is_supervisor(self) -> bool:
@@ -59,6 +61,7 @@ class User:
             "capacity": self.capacity,
             "title": self.title,
             "speaker": self.speaker,
+            "has_phone": bool(self.phone),
         }
 
 
@@ -90,6 +93,7 @@ class Users:
         capacity: int = 3,
         title: str = DEFAULT_TITLE,
         update: bool = False,
+        phone: str = "",
     ) -> User:
         """Create a user; an existing login is changed only with ``update`` (else ``UserExists``)."""
         login = login.strip().lower()
@@ -109,6 +113,9 @@ class Users:
         title = " ".join(title.split())
         if not 1 <= len(title) <= 40:
             raise UserError("titre invalide : de 1 à 40 caractères (« conseillère », « conseiller »…)")
+        phone = "".join(phone.split())
+        if phone and not PHONE_RE.fullmatch(phone):
+            raise UserError("téléphone invalide : au format international, par exemple +33612345678")
         created = await self.redis.hget(keys.user(login), "created_ms")
         if await self.exists(login) and not update:
             raise UserExists(f"l'identifiant {login} existe déjà")
@@ -122,6 +129,7 @@ class Users:
                 "capacity": str(capacity),
                 "password": _hasher.hash(password),
                 "title": title,
+                "phone": phone,
                 "created_ms": created or str(int(time.time() * 1000)),
                 **({"updated_ms": str(int(time.time() * 1000))} if created else {}),
             },
@@ -146,6 +154,7 @@ class Users:
             skills=tuple(s for s in data.get("skills", "").split(",") if s),
             capacity=int(data.get("capacity") or 3),
             title=data.get("title") or DEFAULT_TITLE,
+            phone=data.get("phone", ""),
         )
 
     async def all(self) -> list[User]:

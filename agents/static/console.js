@@ -5,7 +5,7 @@
 
 (function () {
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const CHANNELS = { sms: "SMS", whatsapp: "WhatsApp", telegram: "Telegram", email: "E-mail", webchat: "Chat web", callback: "Rappel", phone: "Téléphone" };
+  const CHANNELS = { sms: "SMS", whatsapp: "WhatsApp", telegram: "Telegram", email: "E-mail", webchat: "Chat web", callback: "Rappel", phone: "Téléphone", voice: "Appel" };
   const STATUS = { queued: "en file", sending: "envoi", sent: "envoyé", delivered: "reçu", read: "lu", failed: "échec", undelivered: "non distribué", canceled: "annulé" };
   let state = null;
   let current = null; // conversation id shown in the detail pane
@@ -171,6 +171,9 @@
         el("span", { class: "summary" }, item.summary)];
       row.append(el("button", { type: "button", class: "open", "data-key": `q:${item.id}:open`, onclick: () => openConversation(item.id, true, true) }, ...labels), timer,
         el("button", { type: "button", class: "take", "data-key": `q:${item.id}:take`, "aria-label": `Prendre : ${what}`, onclick: () => take(item.id) }, "Prendre"));
+      if (item.channel === "voice" && state.calls_enabled) {  // a caller on the line (issue 22): ring the agent's phone
+        row.append(el("button", { type: "button", class: "take-call", "data-key": `q:${item.id}:call`, "aria-label": `Prendre l'appel : ${what}`, onclick: () => takeCall(item.id) }, "Prendre l'appel"));
+      }
       list.append(row);
     }
   }
@@ -207,6 +210,15 @@
     current = id;
     focusPending = true;
     await refresh();
+  }
+
+  // « Prendre l'appel »: the conversation is the agent's and their phone rings; picking up bridges the caller.
+  async function takeCall(id) {
+    await api(`/console/api/calls/${encodeURIComponent(id)}/take`, {});
+    current = id;
+    focusPending = true;
+    await refresh();
+    toast("Votre téléphone sonne : décrochez pour parler à l'adhérent.");
   }
 
   // After taking or opening a conversation: the keyboard lands on its title, the history shows its end.
@@ -268,6 +280,10 @@
     const notes = el("ol", { class: "notes" });
     for (const n of data.notes) notes.append(el("li", {}, el("span", { class: "meta" }, `${n.first_name} · ${time(n.at_ms)}`), el("p", {}, n.text)));
     const actions = el("div", { class: "actions" });
+    const mineNow = conv.status === "assigned" && conv.assigned_agent === state.me.login;
+    if (conv.channel === "voice" && conv.call_waiting && state.calls_enabled && (conv.status === "handoff" || mineNow)) {
+      actions.append(el("button", { type: "button", id: "take-call-this", onclick: () => takeCall(conv.id) }, "Prendre l'appel"));
+    }
     if (conv.status === "handoff") {
       actions.append(el("button", { type: "button", id: "take-this", onclick: () => take(conv.id) }, "Prendre cette conversation"));
       if (state.me.role === "supervisor") {
@@ -286,6 +302,10 @@
       }
     }
     let replyBox = null;
+    const phoneCall = conv.channel === "voice";  // the agent speaks to the member: nothing written reaches them
+    if (mine && phoneCall) {
+      replyBox = el("p", { class: "hint", id: "call-hint" }, "Appel téléphonique : vous parlez à l'adhérent au téléphone. Notez l'essentiel de l'échange dans les notes.");
+    }
     if (mine) {
       // A canned answer is chosen, then inserted: browsing the list with the arrow keys changes nothing.
       const select = el("select", { id: "canned" }, el("option", { value: "" }, "Choisir…"), ...canned.map((c) => el("option", { value: c.id }, c.title)));
@@ -299,7 +319,7 @@
       };
       const text = el("textarea", { id: "reply-text", rows: "3", maxlength: "4000", placeholder: "Votre réponse à l'adhérent", oninput: (e) => drafts.reply.set(conv.id, e.target.value) });
       text.value = drafts.reply.get(conv.id) || "";
-      replyBox = el("form", { class: "reply", id: "reply-form", onsubmit: (e) => { e.preventDefault(); sendReply(conv.id); } },
+      if (!phoneCall) replyBox = el("form", { class: "reply", id: "reply-form", onsubmit: (e) => { e.preventDefault(); sendReply(conv.id); } },
         el("span", { class: "field canned" }, el("label", { for: "canned" }, "Réponses types"), select,
           el("button", { type: "button", id: "canned-insert", onclick: insert }, "Insérer")),
         el("label", { for: "reply-text" }, "Votre réponse"), el("span", { class: "field send" }, text, el("button", { type: "submit", id: "send" }, "Envoyer")));
@@ -319,8 +339,8 @@
           el("button", { type: "button", id: "transfer-go", onclick: doTransfer }, "Transférer")),
         el("button", { type: "button", id: "give-back", onclick: () => act(conv.id, "bot", "Conversation rendue à l'assistant.") }, "Rendre à l'assistant"),
         el("button", { type: "button", id: "close", onclick: async () => {
-          if (await confirmAction("Clôturer cette conversation ? L'adhérent recevra le questionnaire de satisfaction.", "Clôturer")) {
-            await act(conv.id, "close", "Conversation clôturée, questionnaire envoyé.");
+          if (phoneCall ? await confirmAction("Clôturer cet appel ?", "Clôturer") : await confirmAction("Clôturer cette conversation ? L'adhérent recevra le questionnaire de satisfaction.", "Clôturer")) {
+            await act(conv.id, "close", phoneCall ? "Appel clôturé." : "Conversation clôturée, questionnaire envoyé.");
           }
         } }, "Clôturer"));
     }
@@ -519,6 +539,9 @@
     if (cb.status === "pending" || cb.status === "no_answer") {
       actions.append(el("button", { type: "button", id: "cb-take", onclick: () => takeCallback(cb.id) }, "Prendre ce rappel"));
     }
+    if (mine && state.calls_enabled && state.me.has_phone) {
+      actions.append(el("button", { type: "button", id: "cb-call", onclick: () => callMember(cb.id) }, "Appeler"));
+    }
     if (mine) {
       for (const [outcome, label, idName] of [["done", "Rappel effectué", "cb-done"], ["no_answer", "Pas de réponse", "cb-no-answer"], ["wrong_number", "Mauvais numéro", "cb-wrong-number"]]) {
         actions.append(el("button", { type: "button", id: idName, onclick: () => callbackOutcome(cb.id, outcome) }, label));
@@ -534,6 +557,13 @@
           el("p", { class: "status", id: "cb-status" }, callbackStatus(cb))),
         facts, actions),
       fiche);
+  }
+
+  // « Appeler »: the agent's phone rings, then the member's; the outcome comes from the call itself.
+  async function callMember(id) {
+    await api(`/console/api/callbacks/${encodeURIComponent(id)}/call`, {});
+    toast("Votre téléphone sonne, puis celui de l'adhérent : l'issue de l'appel sera enregistrée d'elle-même.");
+    await refresh();
   }
 
   async function callbackOutcome(id, outcome) {
@@ -613,6 +643,7 @@
     axis.textContent = "80 %";
     svg.append(axis);
     document.getElementById("chart").replaceChildren(svg);
+    renderCalls(data);
     const dead = await api("/console/api/dead-letters");
     document.getElementById("dead-count").textContent = `(${dead.count})`;
     const when = (ms) => new Date(ms).toLocaleString("fr-FR", { timeZone: "Europe/Paris" });
@@ -626,6 +657,60 @@
       el("td", {}, when(d.at_ms)), el("td", {}, d.type || "—"), el("td", {}, d.event_id), el("td", {}, d.url),
       el("td", {}, String(d.attempts)), el("td", { class: "error" }, d.error)))
       : [el("tr", {}, el("td", { colspan: "6" }, "Aucun."))]));
+  }
+
+  // Calls (issue 22): per day and skill, the answer rate and the 60-second service level against the targets.
+  function seconds(v) { return v === null || v === undefined ? "—" : (v >= 60 ? `${Math.floor(v / 60)} min ${String(v % 60).padStart(2, "0")} s` : `${v} s`); }
+
+  function renderCalls(data) {
+    const section = document.getElementById("calls-section");
+    if (!section || !data.calls_enabled) return;
+    section.hidden = false;
+    const rows = [];
+    for (const d of data.days.slice().reverse()) {
+      const groups = [["all", "Toutes"], ...Object.entries(data.skills || {})];
+      for (const [key, label] of groups) {
+        const c = d.calls[key];
+        if (key !== "all" && !c.offered) continue;
+        rows.push(el("tr", { "data-day": d.day, "data-skill": key },
+          el("td", {}, el("time", { datetime: d.day }, frDate(d.day))), el("td", {}, label),
+          el("td", { class: "offered" }, String(c.offered)), el("td", { class: "answered" }, String(c.answered)),
+          el("td", { class: "abandoned" }, String(c.abandoned)), el("td", { class: "answered-60" }, String(c.answered_60)),
+          el("td", {}, pct(c.answer_rate)), el("td", {}, pct(c.answered_60_rate)),
+          el("td", {}, seconds(c.avg_wait_s)), el("td", {}, seconds(c.avg_talk_s))));
+      }
+    }
+    document.querySelector("#calls tbody").replaceChildren(...rows);
+    const ns = "http://www.w3.org/2000/svg";
+    const w = 700, h = 200, pad = 28, bw = (w - pad) / data.days.length;
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", `0 0 ${w} ${h + 20}`);
+    const targets = data.call_targets || { answer_rate: 0.9, answered_60_rate: 0.81 };
+    for (const [value, name] of [[targets.answer_rate, "décrochés"], [targets.answered_60_rate, "en 60 s"]]) {
+      const y = h - value * (h - 10);
+      const line = document.createElementNS(ns, "line");
+      Object.entries({ x1: pad, x2: w, y1: y, y2: y, class: "target" }).forEach(([k, v]) => line.setAttribute(k, v));
+      const text = document.createElementNS(ns, "text");
+      Object.entries({ x: 0, y: y + 4 }).forEach(([k, v]) => text.setAttribute(k, v));
+      text.textContent = `${Math.round(value * 100)} %`;
+      const title = document.createElementNS(ns, "title");
+      title.textContent = `Objectif ${name} : ${Math.round(value * 100)} %`;
+      line.append(title);
+      svg.append(line, text);
+    }
+    data.days.forEach((d, i) => {
+      const c = d.calls.all;
+      [[c.answer_rate, targets.answer_rate, "décrochés"], [c.answered_60_rate, targets.answered_60_rate, "décrochés en 60 s"]].forEach(([rate, target, name], j) => {
+        const v = rate === null ? 0 : rate;
+        const rect = document.createElementNS(ns, "rect");
+        Object.entries({ x: pad + i * bw + 2 + j * (bw - 4) / 2, y: h - v * (h - 10), width: (bw - 4) / 2, height: v * (h - 10), class: v >= target ? "ok" : "ko" }).forEach(([k, val]) => rect.setAttribute(k, val));
+        const title = document.createElementNS(ns, "title");
+        title.textContent = `${frDate(d.day)}, ${name} : ${pct(rate)}`;
+        rect.append(title);
+        svg.append(rect);
+      });
+    });
+    document.getElementById("calls-chart").replaceChildren(svg);
   }
 
   // Live ---------------------------------------------------------------------------------------

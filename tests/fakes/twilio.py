@@ -33,6 +33,11 @@ WhatsApp (same API, ``whatsapp:`` addresses)::
     await fake.deliver_callbacks(sid=sent.sid)            # free text outside the window:
                                                           #   queued -> failed, ErrorCode 63016
     fake.expire_window("+33639980001")                    # 24 h passed at WhatsApp
+
+Voice (tests/fakes/twilio_voice.py): ``PhoneCall(fake, product_url, number, stir=...)`` is a member's call
+run as Twilio runs it (signed webhooks, Gather, Redirect, Enqueue); ``POST .../Calls.json`` places a leg
+that ``fake.voice`` rings (status callbacks, its TwiML fetched, ``<Dial><Queue>`` bridging the caller,
+``<Dial><Number>`` with ``DialCallStatus``); ``fake.voice.behaviour[number] = "no-answer"`` or ``"busy"``.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ ERROR_MESSAGES = {
     20003: "Authenticate",
     20404: "The requested resource was not found",
     20429: "Too Many Requests",
+    21205: "Url parameter is required.",
     21211: "The 'To' number is not a valid phone number.",
     21602: "Message body is required.",
     21603: "A 'From' phone number is required.",
@@ -252,12 +258,17 @@ class FakeTwilio:
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        from tests.fakes.twilio_voice import PhoneCall, VoicePlatform
+
+        self.voice = VoicePlatform(self)  # Calls.json legs (tests/fakes/twilio_voice.py)
+        self.voice_queues: dict[str, list[PhoneCall]] = {}  # <Enqueue> queue name -> callers waiting
 
     # Lifecycle --------------------------------------------------------------------------
     async def start(self) -> FakeTwilio:
         app = web.Application()
         app.router.add_post(f"/{API_VERSION}/Accounts/{{sid}}/Messages.json", self._create)
         app.router.add_get(f"/{API_VERSION}/Accounts/{{sid}}/Messages.json", self._list)
+        app.router.add_post(f"/{API_VERSION}/Accounts/{{sid}}/Calls.json", self._create_call)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -544,6 +555,21 @@ class FakeTwilio:
         self._state.messages.append(sent)
         await self._record(request, params, True, 201)
         return web.json_response(self._resource(sent), status=201)
+
+    async def _create_call(self, request: web.Request) -> web.StreamResponse:
+        """Calls.json: a call leg placed (Url or Twiml); the voice platform then rings it."""
+        form = await request.post()
+        params = {k: str(v) for k, v in form.items()}
+        authorized = self._authorized(request)
+        if not authorized:
+            return await self._error(request, params, False, 401, 20003)
+        if request.match_info["sid"] != self.account_sid:
+            return await self._error(request, params, True, 404, 20404)
+        leg = self.voice.create(params)
+        if isinstance(leg, str):
+            return await self._error(request, params, True, 400, int(leg))
+        await self._record(request, params, True, 201)
+        return web.json_response(self.voice.resource(leg), status=201)
 
     def _authorized(self, request: web.Request) -> bool:
         scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")

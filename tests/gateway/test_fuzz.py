@@ -138,6 +138,7 @@ async def product(redis: Redis, settings_env: dict[str, str]) -> AsyncIterator[t
             "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
             "TWILIO_FROM": "+33700000003",
             "TWILIO_WHATSAPP_FROM": "+33700000003",
+            "TWILIO_VOICE_NUMBER": "+33700000004",
             "TWILIO_API_BASE": twilio.base_url,
         }
         gateway = Product(Settings.from_env(env), redis)

@@ -1,0 +1,327 @@
+"""Phone calls end to end: ``run.py serve`` with the voice channel, the real Rasa bot and action server,
+the loopback Twilio's voice platform, and the agents' console in Chromium. One product for the module.
+
+* A member calls from her registered number (STIR/SHAKEN attested), asks where her reimbursement is,
+  types her birth date on the keypad, hears the claim's status said for the ear, asks for « conseiller »
+  and waits in the queue; the agent clicks « Prendre l'appel », her phone rings, the bridge TwiML dials
+  the queue, the call ends, and the supervisor's dashboard counts one call answered within 60 s.
+* A caller showing the member's number without attestation, with her right birth date: nothing is said
+  of her file before the one-time code sent by SMS to the registered phone.
+* A caller who hangs up while waiting: counted as abandoned, offered a callback by SMS.
+* A callback dialled from the console (« Appeler »): the member does not answer; the retry is scheduled
+  without the agent clicking anything.
+
+Every TwiML document the product returned is checked (allowed verbs and attributes, French only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, async_playwright
+from redis.asyncio import Redis
+
+from gateway import keys
+from gateway.conversations import paris_day
+from gateway.hours import PARIS, holiday_name
+from gateway.redis_client import connect
+from tests.channels.voice.twiml_check import check_twiml
+from tests.e2e.accessibility import assert_accessible
+from tests.e2e.bot_data import CAMILLE, seed
+from tests.e2e.product import ACCOUNT_SID, AUTH_TOKEN, Product, loopback_env
+from tests.e2e.test_console_browser import create_user, log_in
+from tests.e2e.test_webchat_browser import CHROMIUM_ARGS
+from tests.fakes.twilio import FakeTwilio
+from tests.fakes.twilio_voice import Leg, PhoneCall
+
+pytestmark = pytest.mark.browser
+VOICE_NUMBER = "+33100000000"
+AGENT_PHONE = "+33612000001"
+ALWAYS_OPEN = "mon-sun 00:00-24:00"
+
+
+@pytest.fixture(scope="module")
+async def fake() -> AsyncIterator[FakeTwilio]:
+    async with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as twilio:
+        yield twilio
+
+
+@pytest.fixture(scope="module")
+async def store(redis_url: str) -> AsyncIterator[Redis]:
+    """The product's Redis (the tests' server): flushed and seeded once for the module."""
+    client = connect(redis_url)
+    await client.flushall()
+    await seed(client)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="module")
+async def product(
+    fake: FakeTwilio, store: Redis, rasa_url: str, actions_url: str, redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Product]:  # fmt: skip
+    if holiday_name(dt.datetime.now(PARIS).date()):
+        pytest.skip("agents take no call on a French public holiday")
+    tmp = tmp_path_factory.mktemp("voicebot")
+    env = loopback_env(tmp / "var", fake.base_url, "http://127.0.0.1:9/telegram", "smtp://127.0.0.1:9")
+    env.pop("TELEGRAM_TOKEN")
+    env.update(RESPONDER="rasa", RASA_URL=rasa_url, ACTIONS_URL=actions_url, REDIS_URL=redis_url,
+               TWILIO_VOICE_NUMBER=VOICE_NUMBER, OPENING_HOURS=ALWAYS_OPEN)  # fmt: skip
+    product = Product(env, tmp / "product.log")
+    await product.start()
+    await create_user(redis_url, "julie", "Julie", "--skills", "benefits,complaints", "--phone", AGENT_PHONE)
+    await create_user(redis_url, "sophie", "Sophie", "--role", "supervisor")
+    yield product
+    assert product.stop() == 0
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+async def until(ready: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout}s for {what}")
+        await asyncio.sleep(0.05)
+
+
+def checked(*documents: str) -> None:
+    for document in documents:
+        check_twiml(document)
+
+
+def sms_to(fake: FakeTwilio, number: str) -> list[str]:
+    return [m.body for m in fake.messages if m.to == number]
+
+
+@pytest.mark.timeout(300)
+async def test_member_calls_is_verified_hears_her_claim_and_an_agent_takes_the_call(
+    product: Product, fake: FakeTwilio, store: Redis, browser: Browser
+) -> None:
+    julie = await log_in(browser, product, "julie")  # online: the caller is told the expected wait
+    call = PhoneCall(fake, product.url, CAMILLE.phone, to=VOICE_NUMBER)
+    greeting = await call.start()
+    assert greeting.startswith("Bonjour, vous êtes bien à votre mutuelle.")
+
+    asked = await call.speak("où en est mon remboursement")
+    assert "Pour vous répondre, je dois d'abord vérifier votre identité." in asked
+    assert "Tapez-la sur le clavier" in asked and "JJ/MM" not in asked  # the birth date, on the keypad
+    listing = await call.press("12031975")
+    assert "Tapez 1 pour lunettes du " in listing and " ou 2 pour pharmacie du " in listing
+    assert "€" not in listing and "420 euros" in listing
+    answer = await call.press("2")
+    assert "Votre remboursement pharmacie du " in answer and "est payé : 18 euros 80, versé le " in answer
+    audit = [(i, e) for i, e in await store.xrange(keys.member_audit(CAMILLE.number))
+             if not e["what"].startswith("agent_")]  # (the console lists complaints to Julie)  # fmt: skip
+    assert [e["what"] for _, e in audit] == ["claims_list", "claim"] and {e["channel"] for _, e in audit} == {"voice"}
+
+    waiting = await call.speak("je voudrais parler à un conseiller")
+    assert "Je vous mets en relation avec un conseiller. Il va vous répondre." in waiting
+    assert "Vous êtes le prochain appel. Temps d'attente estimé : environ" in waiting
+    conv = call.queue
+    assert conv and (await store.hgetall(keys.conversation(conv)))["status"] == "handoff"
+
+    # The waiting call is in Julie's queue with the conversation and the member's record; she takes it.
+    item = julie.locator(f"#queue li[data-id='{conv}']")
+    await item.wait_for(timeout=15_000)
+    assert "Appel" in await item.inner_text()
+    await assert_accessible(julie, "console, a call waiting")
+    await item.locator("button.take-call").click()
+    await julie.wait_for_selector("#toast >> text=Votre téléphone sonne", timeout=10_000)
+    await julie.wait_for_selector("#fiche >> text=Camille Durand", timeout=10_000)
+    assert "où en est mon remboursement" in await julie.inner_text("#messages")
+
+    # Twilio rings her phone from the mutuelle's number; her answer fetches the bridge, which dials the queue.
+    await until(lambda: fake.voice.legs and fake.voice.legs[0].bridged is call, "the agent's leg bridged")
+    leg: Leg = fake.voice.legs[0]
+    assert leg.to == AGENT_PHONE and leg.from_ == VOICE_NUMBER
+    assert f"<Queue>{conv}</Queue>" in leg.documents[0]
+    checked(*leg.documents)
+    await call.end_bridge()
+    await fake.voice.end_leg(leg)
+    assert leg.statuses == ["initiated", "ringing", "in-progress", "completed"]
+
+    # The supervisor's dashboard: one call offered, answered, answered within 60 s.
+    sophie = await log_in(browser, product, "sophie")
+    await sophie.goto(product.url + "/console/supervisor")
+    row = sophie.locator(f"#calls tr[data-day='{paris_day()}'][data-skill='all']")
+    await row.wait_for(timeout=10_000)
+    assert await row.locator(".offered").inner_text() == "1"
+    assert await row.locator(".answered").inner_text() == "1"
+    assert await row.locator(".answered-60").inner_text() == "1"
+    assert await row.locator(".abandoned").inner_text() == "0"
+    cells = await row.locator("td").all_inner_texts()
+    assert cells[8].endswith(" s") and cells[9].endswith(" s")  # average wait and talk time
+    assert await sophie.locator("#calls-chart line.target").count() == 2  # 90 % and 81 % drawn
+    await assert_accessible(sophie, "dashboard with calls")
+    checked(*call.documents)
+    assert not julie.errors and not sophie.errors  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(180)
+async def test_an_unattested_caller_with_the_right_birth_date_hears_nothing_before_the_code(
+    product: Product, fake: FakeTwilio, store: Redis
+) -> None:
+    async def disclosed() -> int:
+        return sum(1 for _, e in await store.xrange(keys.member_audit(CAMILLE.number)) if not e["what"].startswith("agent_"))
+
+    before_audit = await disclosed()
+    call = PhoneCall(fake, product.url, CAMILLE.phone, to=VOICE_NUMBER, stir="TN-Validation-Passed-C")
+    await call.start()
+    asked = await call.speak("où en est mon remboursement")
+    assert "numéro d'adhérent" in asked and "date de naissance" not in asked
+    refused = await call.press("12031975")  # her right birth date: not a factor for an unknown caller
+    assert "ne permet pas de vous identifier" in refused
+    assert "euros" not in refused and "pharmacie" not in refused
+    sms_before = len(sms_to(fake, CAMILLE.phone))
+    sent = await call.press("0000042")
+    assert "un code à 6 chiffres vient d'être envoyé" in sent and "euros" not in sent
+    assert await disclosed() == before_audit  # nothing disclosed yet
+    await until(lambda: len(sms_to(fake, CAMILLE.phone)) > sms_before, "the one-time code by SMS")
+    code = sms_to(fake, CAMILLE.phone)[-1].split(":")[1].strip()[:6]
+    listing = await call.press(code)
+    assert "Tapez 1 pour lunettes du " in listing
+    await call.hang_up()
+    checked(*call.documents)
+
+
+@pytest.mark.timeout(180)
+async def test_a_caller_who_hangs_up_while_waiting_is_abandoned_and_offered_a_callback_by_sms(
+    product: Product, fake: FakeTwilio, store: Redis
+) -> None:
+    call = PhoneCall(fake, product.url, CAMILLE.phone, to=VOICE_NUMBER)
+    await call.start()
+    await call.speak("où en est ma carte de tiers payant")
+    card = await call.press("12031975")
+    assert "carte de tiers payant a été envoyée par courrier" in card
+    await call.speak("je veux parler à un conseiller")
+    conv = call.queue
+    assert conv
+    stats_before = await store.hgetall(keys.day_stats(paris_day()))
+    await call.hang_up()
+    stats = await store.hgetall(keys.day_stats(paris_day()))
+    assert int(stats["calls_abandoned"]) == int(stats_before.get("calls_abandoned", 0)) + 1
+    assert await store.zscore(keys.HANDOFF_QUEUE, conv) is None  # out of the agents' queue
+    await until(lambda: any("/callback" in t for t in sms_to(fake, CAMILLE.phone)), "the callback offer by SMS")
+    assert "Vous avez raccroché avant qu'un conseiller ne vous réponde" in sms_to(fake, CAMILLE.phone)[-1]
+    checked(*call.documents)
+
+
+@pytest.mark.timeout(180)
+async def test_a_callback_dialled_from_the_console_with_no_answer_is_retried_later(
+    product: Product, fake: FakeTwilio, store: Redis, browser: Browser
+) -> None:
+    member_phone = "+33612345678"
+    fake.voice.behaviour[member_phone] = "no-answer"
+    today = dt.datetime.now(PARIS).date().isoformat()
+    async with aiohttp.ClientSession() as session:
+        body = {"phone": "06 12 34 56 78", "date": today, "slot": "00:00-23:59", "reason": "remboursement",
+                "name": "Paul Martin"}  # fmt: skip
+        async with session.post(product.url + "/api/callbacks", json=body) as resp:
+            assert resp.status == 201, await resp.text()
+            cb_id = (await resp.json())["id"]
+    julie = await log_in(browser, product, "julie")
+    item = julie.locator(f"#queue li[data-id='{cb_id}']")
+    await item.wait_for(timeout=15_000)
+    await item.locator("button.cb-take").click()
+    await julie.wait_for_selector("#cb-call", timeout=10_000)
+    await assert_accessible(julie, "a callback with « Appeler »")
+    await julie.click("#cb-call")
+    await julie.wait_for_selector("#toast >> text=Votre téléphone sonne", timeout=10_000)
+    await until(lambda: any(leg.dialed for leg in fake.voice.legs), "the member's phone dialled")
+    leg = next(leg for leg in fake.voice.legs if leg.dialed)
+    assert leg.to == AGENT_PHONE and leg.dialed == [(member_phone, "no-answer")]
+    assert leg.twiml is not None
+    checked(leg.twiml)
+    assert f'callerId="{VOICE_NUMBER}"' in leg.twiml  # the member sees the mutuelle's number
+
+    async def recorded() -> dict[str, str]:
+        return await store.hgetall(keys.callback(cb_id))
+
+    deadline = time.monotonic() + 15
+    while (await recorded()).get("status") != "no_answer":
+        assert time.monotonic() < deadline, await recorded()
+        await asyncio.sleep(0.1)
+    cb = await recorded()
+    assert cb["attempts"] == "1" and cb.get("held_by", "") == ""
+    due = await store.zscore(keys.CALLBACKS_DUE, cb_id)
+    assert due is not None and due > time.time() + 25 * 60  # due again in about 30 minutes
+
+
+@pytest.mark.timeout(180)
+async def test_when_the_agents_phone_does_not_answer_the_caller_goes_back_to_the_queue(
+    product: Product, fake: FakeTwilio, store: Redis, browser: Browser
+) -> None:
+    fake.voice.behaviour[AGENT_PHONE] = "no-answer"
+    try:
+        julie = await log_in(browser, product, "julie")
+        call = PhoneCall(fake, product.url, CAMILLE.phone, to=VOICE_NUMBER)
+        await call.start()
+        await call.speak("je veux parler à un conseiller")
+        conv = call.queue
+        assert conv
+        legs = len(fake.voice.legs)
+        item = julie.locator(f"#queue li[data-id='{conv}']")
+        await item.wait_for(timeout=15_000)
+        await item.locator("button.take-call").click()
+        await until(lambda: len(fake.voice.legs) > legs and "no-answer" in fake.voice.legs[-1].statuses,
+                    "the agent's phone not answering")  # fmt: skip
+
+        async def status() -> str | None:
+            return await store.hget(keys.conversation(conv), "status")
+
+        deadline = time.monotonic() + 10
+        while await status() != "handoff":
+            assert time.monotonic() < deadline, await status()
+            await asyncio.sleep(0.1)
+        assert await store.zscore(keys.HANDOFF_QUEUE, conv) is not None  # waiting again, in its place
+        await julie.locator(f"#queue li[data-id='{conv}'] button.take-call").wait_for(timeout=10_000)
+        await call.hang_up()
+        checked(*call.documents, *fake.voice.legs[-1].documents)
+    finally:
+        fake.voice.behaviour.pop(AGENT_PHONE, None)
+
+
+@pytest.mark.timeout(180)
+async def test_outside_opening_hours_a_request_for_a_human_becomes_a_callback_confirmed_by_sms(
+    product: Product, fake: FakeTwilio, store: Redis, rasa_url: str, actions_url: str, redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    # A second product on the same Redis, open one hour a week on another day than today: closed now.
+    other_day = "sun" if dt.datetime.now(PARIS).isoweekday() != 7 else "mon"
+    tmp = tmp_path_factory.mktemp("voiceclosed")
+    env = loopback_env(tmp / "var", fake.base_url, "http://127.0.0.1:9/telegram", "smtp://127.0.0.1:9")
+    env.pop("TELEGRAM_TOKEN")
+    env.update(RESPONDER="rasa", RASA_URL=rasa_url, ACTIONS_URL=actions_url, REDIS_URL=redis_url,
+               TWILIO_VOICE_NUMBER=VOICE_NUMBER, OPENING_HOURS=f"{other_day} 09:00-10:00")  # fmt: skip
+    closed = Product(env, tmp / "product.log")
+    await closed.start()
+    try:
+        call = PhoneCall(fake, closed.url, CAMILLE.phone, to=VOICE_NUMBER)
+        await call.start()
+        sms_before = len(sms_to(fake, CAMILLE.phone))
+        said = await call.speak("je veux parler à un conseiller")
+        assert "Nos conseillers sont absents pour le moment. Un conseiller vous rappellera " in said
+        assert "entre 9 h et 10 h" in said and "Je vous mets en relation" not in said
+        assert call.queue is None and call.ended  # not queued: told, then hung up
+        conv = (await store.hgetall(keys.call(call.sid)))["conv"]
+        cb = await store.hgetall(keys.callback(await store.hget(keys.conversation(conv), "callback_id")))
+        assert cb["phone"] == CAMILLE.phone and cb["slot_start"][11:16] == "09:00" and cb["status"] == "pending"
+        await until(lambda: len(sms_to(fake, CAMILLE.phone)) > sms_before, "the SMS confirming the callback")
+        assert cb["ref"] in sms_to(fake, CAMILLE.phone)[-1]
+        await call.completed()
+        checked(*call.documents)
+    finally:
+        assert closed.stop() == 0
