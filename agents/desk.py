@@ -56,6 +56,7 @@ REASON_LABELS = {
     "verification_failed": "identité non vérifiée",
     "misunderstood": "incompris deux fois",
     "callback": "demande de rappel",
+    "unproven_sender": "expéditeur non vérifié",
 }
 
 SURVEY_CSAT = (
@@ -195,8 +196,13 @@ class Desk:
             contacts.add(conv["contact_id"])
         past = await self.past_conversations(contacts, exclude=conv_id)
         speakers = {u.login: u.speaker for u in await Users(self.redis).all()}
+        shown = _conv_public(conv)
+        if conv.get("contact_id") and await self.redis.hget(keys.contact(conv["contact_id"]), "unproven"):
+            # Mail whose sender the mutuelle's MX could not prove (DMARC failed): the address it shows may
+            # be forged. Never linked to a member (gateway/contacts.py); the console says so.
+            shown["sender_unproven"] = True
         return {
-            "conversation": _conv_public(conv),
+            "conversation": shown,
             "messages": [_message_public(m, speakers) for m in messages],
             "notes": notes,
             "member": fiche,
