@@ -512,6 +512,9 @@ def _conv_public(conv: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+FAILED = ("failed", "undelivered")
+
+
 def _message_public(item: dict[str, Any], speakers: dict[str, str] | None = None) -> dict[str, Any]:
     """A message as the console shows it; ``speaker`` names the agent who wrote it (empty: the member
     or the assistant), from the message itself or, for older messages, from the agent's login."""
@@ -528,4 +531,10 @@ def _message_public(item: dict[str, Any], speakers: dict[str, str] | None = None
         "agent": agent,
         "speaker": speaker,
         "status": delivery.get("status", ""),
+        # Why a message did not go (the channel's reason, in French: a closed WhatsApp window...).
+        **(
+            {"error": str(delivery.get("error", ""))[:500]}
+            if delivery.get("status") in FAILED and delivery.get("error")
+            else {}
+        ),
     }

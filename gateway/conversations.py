@@ -162,6 +162,9 @@ class Conversations:
             keys=[keys.message(conv_id, msg_id)],
             args=[status, _RANK_JSON, now_ms(), error_code, error[:500]],
         )
+        if int(res) == 1 and status in ("failed", "undelivered"):
+            # An agent's console shows why a message did not go, as soon as it is known.
+            await self.redis.publish(keys.CONSOLE_NOTIFY, conv_id)
         return int(res) == 1
 
     async def record_sent(

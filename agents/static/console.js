@@ -257,7 +257,8 @@
       log.append(el("li", { class: `msg ${m.direction} ${who}`, "data-id": m.id },
         el("span", { class: "meta" }, el("strong", { class: "who" }, speakerOf(m)),
           ` · ${time(m.created_ms)}${m.direction === "out" && m.status ? " · " + (STATUS[m.status] || m.status) : ""}`),
-        el("p", { class: "text" }, m.text)));
+        el("p", { class: "text" }, m.text),
+        m.error ? el("p", { class: "delivery-error" }, el("strong", {}, "Non envoyé"), ` : ${m.error}.`) : null));
     }
     // Announce what the member wrote since the last look at this conversation (never the history).
     const known = seen.messages.get(conv.id);
