@@ -56,6 +56,7 @@ REASON_LABELS = {
     "verification_failed": "identité non vérifiée",
     "misunderstood": "incompris deux fois",
     "callback": "demande de rappel",
+    "unproven_sender": "expéditeur non vérifié",
 }
 
 SURVEY_CSAT = (
@@ -195,8 +196,13 @@ class Desk:
             contacts.add(conv["contact_id"])
         past = await self.past_conversations(contacts, exclude=conv_id)
         speakers = {u.login: u.speaker for u in await Users(self.redis).all()}
+        shown = _conv_public(conv)
+        if conv.get("contact_id") and await self.redis.hget(keys.contact(conv["contact_id"]), "unproven"):
+            # Mail whose sender the mutuelle's MX could not prove (DMARC failed): the address it shows may
+            # be forged. Never linked to a member (gateway/contacts.py); the console says so.
+            shown["sender_unproven"] = True
         return {
-            "conversation": _conv_public(conv),
+            "conversation": shown,
             "messages": [_message_public(m, speakers) for m in messages],
             "notes": notes,
             "member": fiche,
@@ -518,6 +524,9 @@ def _conv_public(conv: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+FAILED = ("failed", "undelivered")
+
+
 def _message_public(item: dict[str, Any], speakers: dict[str, str] | None = None) -> dict[str, Any]:
     """A message as the console shows it; ``speaker`` names the agent who wrote it (empty: the member
     or the assistant), from the message itself or, for older messages, from the agent's login."""
@@ -534,4 +543,10 @@ def _message_public(item: dict[str, Any], speakers: dict[str, str] | None = None
         "agent": agent,
         "speaker": speaker,
         "status": delivery.get("status", ""),
+        # Why a message did not go (the channel's reason, in French: a closed WhatsApp window...).
+        **(
+            {"error": str(delivery.get("error", ""))[:500]}
+            if delivery.get("status") in FAILED and delivery.get("error")
+            else {}
+        ),
     }

@@ -4,7 +4,8 @@
 Starts ``run.py serve`` (the real product: private redis-server, web and worker processes, the
 acknowledging responder in place of the bot, whose cost ``bench/bot.py`` measures) and opens
 ``--sockets`` web-chat sockets the way the widget does: a session token from ``POST /webchat/session``,
-then the WebSocket ``/webchat/ws?token=…&after=0&mark=1``, ready once its ``caught_up`` frame arrives.
+then the WebSocket ``/webchat/ws?token=…&after=0&mark=1`` (offering permessage-deflate, as browsers
+do: a server that took it would keep a compressor per socket), ready once its ``caught_up`` frame arrives.
 The per-address limits of the public endpoints are raised for the run through the product's own
 settings (``PUBLIC_RATE_PER_MIN``, ``PUBLIC_BURST``; and ``FLOOD_*`` so no conversation is throttled).
 Then members write at a steady ``--rate`` messages/s in all, spread round-robin over the sockets, for
@@ -164,14 +165,17 @@ async def open_chat(session: aiohttp.ClientSession, base: str, stats: Stats, sen
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     try:
-        async with session.post(f"{base}/webchat/session", headers={"Origin": base}) as resp:
+        # A browser opens its WebSocket on a connection of its own, never on the fetch's keep-alive one
+        # (which the server closes once idle): ``close`` keeps the pool from handing that one over.
+        headers = {"Origin": base, "Connection": "close"}
+        async with session.post(f"{base}/webchat/session", headers=headers) as resp:
             if resp.status != 200:
                 stats.count(stats.connect_errors, f"session {resp.status}")
                 return None
             token = (await resp.json())["token"]
         ws = await session.ws_connect(
             f"{base.replace('http', 'ws', 1)}/webchat/ws", params={"token": token, "after": "0", "mark": "1"},
-            origin=base, autoping=True,
+            origin=base, autoping=True, compress=15,  # offers permessage-deflate, as browsers do
         )  # fmt: skip
     except aiohttp.WSServerHandshakeError as exc:
         stats.count(stats.connect_errors, f"socket {exc.status}")

@@ -233,8 +233,9 @@ class Gateway:
     def build_app(self) -> web.Application:
         app = web.Application(
             client_max_size=self.settings.max_body_bytes,
-            middlewares=[headers_middleware, error_middleware, public_limits(self.settings, RateLimiter(self.redis))],
+            middlewares=[error_middleware, public_limits(self.settings, RateLimiter(self.redis))],
         )
+        app.on_response_prepare.append(security_headers)
         app[GATEWAY] = self
         routes = web.RouteTableDef()
 
@@ -296,9 +297,22 @@ class Gateway:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# A socket's handler lives as long as the socket, and so would the frame of every middleware around
+# it: 10,000 web-chat sockets on one process make that memory count. These handle their own errors
+# (their answer has started: a 4xx or 503 could not be given anyway), so the error middleware does
+# not wrap them; the per-address limit still does (gateway/public_limits.py).
+SELF_GUARDED_PATHS = frozenset({"/webchat/ws"})
+
+
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def error_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """Bad input is a 4xx with a reason; a Redis outage is a 503 the provider will retry."""
+    if request.path in SELF_GUARDED_PATHS:
+        return handler(request)
+    return _guarded(request, handler)
+
+
+async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except BadRequest as exc:
@@ -335,19 +349,14 @@ _SECURITY_HEADERS: dict[str, str] = {
 }
 
 
-@web.middleware
-async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        resp = await handler(request)
-    except web.HTTPException as exc:
-        # aiohttp's own error answers (404, 405, redirects, 403 pages) carry the headers too.
-        for key, value in _SECURITY_HEADERS.items():
-            exc.headers.setdefault(key, value)
-        raise
-    if not resp.prepared:  # a streamed answer (CSV, WebSocket) set its headers before it started
-        for key, value in _SECURITY_HEADERS.items():
-            resp.headers.setdefault(key, value)
-    return resp
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer (pages, JSON, aiohttp's own 404/405/redirects, streamed CSV) carries the headers,
+    set just before it starts (a signal, not a middleware: no frame kept for a socket's lifetime). A
+    WebSocket's 101 carries none of them: they mean nothing there and would be kept per socket."""
+    if response.status == 101:
+        return
+    for key, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(key, value)
 
 
 def _channel_of(request: web.Request) -> str:

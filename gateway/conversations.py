@@ -142,6 +142,18 @@ class Conversations:
         data: dict[str, str] = await self.redis.hgetall(keys.conversation(conv_id))
         return data
 
+    async def hand_off_quietly(self, conv_id: str, *, reason: str, summary: str) -> None:
+        """Put the conversation in the agents' queue without a word to the sender (the bot's handoff,
+        bot/actions/state.py, also tells the member they wait); idempotent."""
+        at = now_ms()
+        await self.redis.hset(
+            keys.conversation(conv_id),
+            mapping={"status": "handoff", "handoff_reason": reason, "handoff_intent": "", "handoff_member": "",
+                     "handoff_summary": summary[:1000], "handoff_urgent": "0", "handoff_ms": str(at)},
+        )  # fmt: skip
+        await self.redis.zadd(keys.HANDOFF_QUEUE, {conv_id: at}, nx=True)
+        await self.redis.publish(keys.CONSOLE_NOTIFY, conv_id)
+
     async def set_status(
         self, conv_id: str, msg_id: str, status: str, *, error_code: str = "", error: str = ""
     ) -> bool:
@@ -150,6 +162,9 @@ class Conversations:
             keys=[keys.message(conv_id, msg_id)],
             args=[status, _RANK_JSON, now_ms(), error_code, error[:500]],
         )
+        if int(res) == 1 and status in ("failed", "undelivered"):
+            # An agent's console shows why a message did not go, as soon as it is known.
+            await self.redis.publish(keys.CONSOLE_NOTIFY, conv_id)
         return int(res) == 1
 
     async def record_sent(

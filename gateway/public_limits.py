@@ -107,21 +107,27 @@ def wait_wording(seconds: float) -> str:
 def middleware(settings: Settings, limiter: RateLimiter) -> Middleware:
     callback, public = limits_for(settings)
 
+    async def refusal(request: web.Request, limit: Limit) -> web.Response | None:
+        who = client_address(request, settings.trusted_proxy_hops)
+        group = request.path.strip("/").split("/", 1)[0]  # webchat, desabonnement: a bucket each
+        bucket = limit.name if limit is callback else f"{limit.name}:{group}"
+        wait = await limiter.acquire(f"{bucket}:{who}", limit.per_second, limit.burst)
+        if wait <= 0:
+            return None
+        INBOUND_REJECTED.labels(group or "http", "rate_limited").inc()
+        headers = {"Retry-After": str(max(1, math.ceil(wait)))}
+        if request.path.startswith("/api/") or request.path.startswith("/webchat/"):
+            body = {"error": "rate_limited", "detail": TOO_MANY, "retry_after_s": math.ceil(wait)}
+            return web.json_response(body, status=429, headers=headers)
+        return web.Response(status=429, text=TOO_MANY, headers=headers)
+
+    async def limited(request: web.Request, handler: Handler, limit: Limit) -> web.StreamResponse:
+        # Small on purpose: a web-chat socket's handler runs inside this frame for the socket's life.
+        return await refusal(request, limit) or await handler(request)
+
     @web.middleware
-    async def public_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def public_limits(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
         limit = limit_of(request, callback, public)
-        if limit is not None:
-            who = client_address(request, settings.trusted_proxy_hops)
-            group = request.path.strip("/").split("/", 1)[0]  # webchat, desabonnement: a bucket each
-            bucket = limit.name if limit is callback else f"{limit.name}:{group}"
-            wait = await limiter.acquire(f"{bucket}:{who}", limit.per_second, limit.burst)
-            if wait > 0:
-                INBOUND_REJECTED.labels(group or "http", "rate_limited").inc()
-                headers = {"Retry-After": str(max(1, math.ceil(wait)))}
-                if request.path.startswith("/api/") or request.path.startswith("/webchat/"):
-                    body = {"error": "rate_limited", "detail": TOO_MANY, "retry_after_s": math.ceil(wait)}
-                    return web.json_response(body, status=429, headers=headers)
-                return web.Response(status=429, text=TOO_MANY, headers=headers)
-        return await handler(request)
+        return handler(request) if limit is None else limited(request, handler, limit)
 
     return public_limits

@@ -15,7 +15,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from gateway import events, keys
-from gateway.contacts import Contacts
+from gateway.contacts import Contacts, member_key_for
 from gateway.conversations import Conversations
 from gateway.envelope import Message
 from gateway.metrics import FLOODED, INBOUND_HANDLED, REPLIES_QUEUED
@@ -38,6 +38,11 @@ FLOOD_TEXT = (
     "tous et vous répondrons dès que possible."
 )
 FLOOD_NOTICE_S = 15 * 60  # a flooding sender is told so at most once per quarter hour
+
+
+UNPROVEN_SUMMARY = (
+    "Courriel à l'adresse d'un adhérent, expéditeur non vérifié (DMARC en échec) : pas de réponse automatique."
+)
 
 
 class Detour(Protocol):
@@ -120,6 +125,9 @@ class Router:
             done, conversation = await pipe.execute()
         if done:
             return
+        if await self._unproven_member_mail(msg, conversation):
+            await self.conversations.hand_off_quietly(conv_id, reason="unproven_sender", summary=UNPROVEN_SUMMARY)
+            conversation["status"] = "handoff"
         if conversation.get("status") in ("handoff", "assigned"):
             await self.redis.publish(keys.CONSOLE_NOTIFY, conv_id)  # the agent's console shows it live
         if detour is not None:
@@ -151,6 +159,18 @@ class Router:
         await events.emit(self.redis, events.CALLBACK_REQUESTED, str(meta.get("callback_id") or msg.id), {
             "callback": meta.get("callback_id", ""), "reference": meta.get("reference", ""),
             "slot_start": meta.get("slot_start", ""), "slot_end": meta.get("slot_end", ""), "member": number or ""})  # fmt: skip
+
+    async def _unproven_member_mail(self, msg: Message, conversation: dict[str, str]) -> bool:
+        """Mail that claims a member's registered address but failed DMARC at the MX (and is no machine
+        mail or spam besides): it may be the member (a forwarding that broke DMARC) or a forger. Nobody
+        answers it automatically; an agent sees it, flagged, in the queue. Unproven mail from addresses
+        no member registered is only stored (spam with forged senders would fill the queue)."""
+        if msg.sender_authentic is not False or conversation.get("status") in ("handoff", "assigned"):
+            return False
+        if not str(msg.meta.get("automated_reason") or "").startswith("unauthenticated:"):
+            return False
+        index = member_key_for(msg.urn)
+        return index is not None and bool(await self.redis.exists(index))
 
     async def _flooded(self, msg: Message, contact_id: str) -> None:
         """A message from a sender writing faster than a person: stored in its conversation (an agent

@@ -157,19 +157,24 @@ class Settings:
     # whose DMARC (or aligned SPF/DKIM) passed there counts as coming from its From address; empty = every
     # From is taken as it is (e-mail identity then rests on the MX alone).
     email_authserv_id: str = ""
-    # SMS (Twilio): enabled when account SID and auth token are set.
+    # Twilio (SMS and WhatsApp share the account): SMS is enabled when the account and an SMS sender
+    # (TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID) are set, WhatsApp when the account and
+    # TWILIO_WHATSAPP_FROM are; either may go without the other.
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
     twilio_from: str = ""  # sender number
     twilio_messaging_service_sid: str = ""
     twilio_api_base: str = ""  # tests point this at a loopback server
     sms_rate_per_s: float = 10.0
-    # WhatsApp (Twilio, same account as SMS): enabled when the account is set and TWILIO_WHATSAPP_FROM is.
+    # WhatsApp (Twilio, same account as SMS, no SMS sender needed): enabled with TWILIO_WHATSAPP_FROM.
     twilio_whatsapp_from: str = ""  # the WhatsApp sender, E.164 ("+33...", "whatsapp:" prefix accepted)
     twilio_whatsapp_messaging_service_sid: str = ""
     # Content API template (ContentSid "HX...") a campaign notice goes by outside the 24-hour window;
     # its one variable {{1}} receives the notice's text.
     twilio_whatsapp_notice_content_sid: str = ""
+    # « Reprise de contact » template (ContentSid) an agent's reply goes by outside the window, its text
+    # as variable {{1}}; empty: such a reply is refused, and the agent told why in the console.
+    twilio_whatsapp_reply_content_sid: str = ""
     whatsapp_rate_per_s: float = 80.0  # Twilio's default throughput for a WhatsApp sender
     whatsapp_pair_per_min: float = 10.0  # to one member: Meta's pair rate limit (about one per 6 s)
     # Phone calls (Twilio Programmable Voice, same account as SMS): enabled when the account is set and
@@ -209,12 +214,16 @@ class Settings:
     log_level: str = "INFO"
 
     @property
-    def sms_enabled(self) -> bool:
+    def twilio_enabled(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
 
     @property
+    def sms_enabled(self) -> bool:
+        return self.twilio_enabled and bool(self.twilio_from or self.twilio_messaging_service_sid)
+
+    @property
     def whatsapp_enabled(self) -> bool:
-        return self.sms_enabled and bool(self.twilio_whatsapp_from)
+        return self.twilio_enabled and bool(self.twilio_whatsapp_from)
 
     @property
     def voice_enabled(self) -> bool:
@@ -328,6 +337,7 @@ class Settings:
             twilio_whatsapp_from=_str(env, "TWILIO_WHATSAPP_FROM").removeprefix("whatsapp:"),
             twilio_whatsapp_messaging_service_sid=_str(env, "TWILIO_WHATSAPP_MESSAGING_SERVICE_SID"),
             twilio_whatsapp_notice_content_sid=_str(env, "TWILIO_WHATSAPP_NOTICE_CONTENT_SID"),
+            twilio_whatsapp_reply_content_sid=_str(env, "TWILIO_WHATSAPP_REPLY_CONTENT_SID"),
             whatsapp_rate_per_s=_float(env, "WHATSAPP_RATE_PER_S", 80.0),
             whatsapp_pair_per_min=_float(env, "WHATSAPP_PAIR_PER_MIN", 10.0),
             twilio_voice_number=_str(env, "TWILIO_VOICE_NUMBER"),
@@ -363,9 +373,12 @@ class Settings:
             raise SettingsError("STREAM_SHARDS must be at least 1")
         if bool(settings.twilio_account_sid) != bool(settings.twilio_auth_token):
             raise SettingsError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set together")
-        if settings.sms_enabled and not (settings.twilio_from or settings.twilio_messaging_service_sid):
-            raise SettingsError("TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID is required when SMS is enabled")
-        if settings.twilio_whatsapp_from and not settings.sms_enabled:
+        if settings.twilio_enabled and not (settings.sms_enabled or settings.whatsapp_enabled):
+            raise SettingsError(
+                "With TWILIO_ACCOUNT_SID set, TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID (SMS) or "
+                "TWILIO_WHATSAPP_FROM (WhatsApp) is required"
+            )
+        if settings.twilio_whatsapp_from and not settings.twilio_enabled:
             raise SettingsError(
                 "TWILIO_WHATSAPP_FROM needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (the same Twilio account)"
             )
@@ -377,7 +390,10 @@ class Settings:
         if settings.webhook_urls and len(settings.webhook_secret) < 16:
             raise SettingsError("WEBHOOK_SECRET (16 characters at least) is required when WEBHOOK_URLS is set")
         if settings.twilio_voice_number and not settings.sms_enabled:
-            raise SettingsError("TWILIO_VOICE_NUMBER needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (the same Twilio account)")
+            raise SettingsError(
+                "TWILIO_VOICE_NUMBER needs SMS on the same Twilio account (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
+                "TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID): codes and confirmations of calls go by SMS"
+            )
         if settings.twilio_voice_number and not re.fullmatch(r"\+[1-9][0-9]{6,14}", settings.twilio_voice_number):
             raise SettingsError("TWILIO_VOICE_NUMBER must be a number in E.164 form, e.g. +33100000000")
         if not 0 <= settings.voice_reply_wait_s <= 12:

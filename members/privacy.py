@@ -3,7 +3,8 @@ conversations purged.
 
 A member's data lives in several places; ``Footprint`` finds them all from the member number:
 the member record and its claims, complaints, quotes, card and membership file; the contacts linked
-to the member (by ``mbr:{n}:contacts`` and by the registered phone and e-mail) with their addresses;
+to the member (by ``mbr:{n}:contacts`` and by the registered phone and e-mail) with their addresses,
+and the separate contact of mail sent under one of those e-mail addresses by an unproven sender;
 every conversation of those contacts (messages, notes, one-time codes, the bot's tracker in Rasa's
 Redis tracker store); campaign notices (``camp:{id}:r`` and the notice's conversation
 ``c.<campaign>.<member>``); callback requests made from one of the addresses; web chat delivery logs;
@@ -37,6 +38,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from gateway import events, keys
+from gateway.contacts import UNPROVEN
 from gateway.envelope import now_ms
 from gateway.redis_client import replace_hash
 from members.audit import audit
@@ -116,12 +118,15 @@ class MemberData:
             if contact:
                 fp.contacts.add(str(contact))
         for contact in fp.contacts:
-            fp.urns |= set(await self.redis.smembers(keys.contact_addresses(contact)))
-            fp.conversations |= set(await self.redis.zrange(keys.contact_conversations(contact), 0, -1))
-            for channel in CHANNELS:
-                open_conv = await self.redis.get(keys.open_conversation(contact, channel))
-                if open_conv:
-                    fp.conversations.add(str(open_conv))
+            await self._expand(fp, contact)
+        # Mail stored under one of the member's addresses whose sender was not proven (DMARC failed at
+        # the MX: gateway/contacts.py keeps it under a contact of its own, never linked to the member).
+        # Whoever wrote it, it is held under the member's address: exported and erased with the rest.
+        for urn in sorted(u for u in fp.urns if u.startswith("mailto:")):
+            contact = await self.redis.get(keys.address(UNPROVEN + urn))
+            if contact and str(contact) not in fp.contacts:
+                fp.contacts.add(str(contact))
+                await self._expand(fp, str(contact))
         if self.notices is not None:
             fp.notices = await self.notices.notices(number)
         phones = {u.removeprefix("tel:") for u in fp.urns if u.startswith("tel:")}
@@ -130,6 +135,15 @@ class MemberData:
                 if await self.redis.hget(rkey, "phone") in phones:
                     fp.callbacks.add(str(rkey))
         return fp
+
+    async def _expand(self, fp: Footprint, contact: str) -> None:
+        """Add a contact's addresses and conversations to the footprint."""
+        fp.urns |= set(await self.redis.smembers(keys.contact_addresses(contact)))
+        fp.conversations |= set(await self.redis.zrange(keys.contact_conversations(contact), 0, -1))
+        for channel in CHANNELS:
+            open_conv = await self.redis.get(keys.open_conversation(contact, channel))
+            if open_conv:
+                fp.conversations.add(str(open_conv))
 
     # Export -------------------------------------------------------------------------------------------
     async def export(self, number: str) -> dict[str, Any]:
@@ -246,7 +260,7 @@ class MemberData:
             deleted = await self.redis.delete(
                 keys.address(urn), keys.flood_told(urn), keys.rate(f"flood:{urn}"),
                 *((keys.webchat_outbox(urn[8:]), keys.webchat_shown(urn[8:])) if urn.startswith("webchat:") else ()),
-                *((keys.email_sender_pace(urn[7:]),) if urn.startswith("mailto:") else ()),
+                *((keys.email_sender_pace(urn[7:]), keys.address(UNPROVEN + urn)) if urn.startswith("mailto:") else ()),
             )  # fmt: skip
             report.count("addresses and web chat logs", deleted)
             for channel in CHANNELS:

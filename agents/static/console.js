@@ -13,7 +13,7 @@
   let rappelsShown = false; // the « Rappels » view is in the detail pane
   let canned = [];
   const drafts = { reply: new Map(), note: new Map() }; // kept across live re-renders
-  const REASONS = { ask_human: "demande un conseiller", complaint: "réclamation déposée", verification_failed: "identité non vérifiée", misunderstood: "incompris deux fois", callback: "demande de rappel" };
+  const REASONS = { ask_human: "demande un conseiller", complaint: "réclamation déposée", verification_failed: "identité non vérifiée", misunderstood: "incompris deux fois", callback: "demande de rappel", unproven_sender: "expéditeur non vérifié" };
   const CLAIM = { received: "reçue", in_progress: "en cours", paid: "payée", rejected: "refusée" };
   const COMPLAINT = { open: "en cours", answered: "répondue", closed: "close" };
   const CONV_STATUS = { open: "avec l'assistant", handoff: "en attente d'un conseiller", assigned: "prise par un conseiller", closed: "clôturée" };
@@ -260,6 +260,8 @@
     const head = el("header", { class: "conv-head" },
       el("h2", { id: "conv-title", tabindex: "-1" }, `${CHANNELS[conv.channel] || conv.channel} · ${REASONS[conv.handoff_reason] || CONV_STATUS[conv.status] || conv.status}${conv.urgent ? " · URGENT" : ""}`),
       el("p", { class: "summary" }, conv.handoff_summary || ""),
+      conv.sender_unproven ? el("p", { class: "unproven", id: "conv-unproven" }, el("strong", {}, "Expéditeur non vérifié"),
+        " : le serveur de messagerie de la mutuelle n'a pas pu confirmer que ce courriel vient de l'adresse affichée (contrôle DMARC en échec). Elle a pu être usurpée : ne communiquez rien du dossier d'un adhérent sans avoir vérifié son identité par un autre moyen.") : null,
       el("p", { class: "status", id: "conv-status" }, conv.status === "assigned" ? (mine ? "Vous avez pris cette conversation." : `Prise par ${((state.agents || []).find((a) => a.login === conv.assigned_agent) || {}).speaker || conv.assigned_agent}`) : conv.status === "handoff" ? `En attente d'un conseiller depuis ${waited(conv.handoff_ms)}` : conv.status === "closed" ? "Clôturée" : "Avec l'assistant"));
     const log = el("ol", { class: "messages", id: "messages", tabindex: "0", "aria-label": "Messages de la conversation" });
     for (const m of data.messages) {
@@ -267,7 +269,8 @@
       log.append(el("li", { class: `msg ${m.direction} ${who}`, "data-id": m.id },
         el("span", { class: "meta" }, el("strong", { class: "who" }, speakerOf(m)),
           ` · ${time(m.created_ms)}${m.direction === "out" && m.status ? " · " + (STATUS[m.status] || m.status) : ""}`),
-        el("p", { class: "text" }, m.text)));
+        el("p", { class: "text" }, m.text),
+        m.error ? el("p", { class: "delivery-error" }, el("strong", {}, "Non envoyé"), ` : ${m.error}.`) : null));
     }
     // Announce what the member wrote since the last look at this conversation (never the history).
     const known = seen.messages.get(conv.id);

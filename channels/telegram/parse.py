@@ -154,11 +154,15 @@ def _message(tg: dict[str, Any], update_id: str, *, edited: bool) -> Message:
         place = _location(tg)
         if place:
             meta["location"] = place
+            # Said in words (a location has no text): the agents' console, the bot and the export show it.
+            text = text or _place_text(place)
     if content == "contact" and isinstance(tg.get("contact"), dict):
         shared = {
             k: v[:64] for k in ("phone_number", "first_name", "last_name") if isinstance(v := tg["contact"].get(k), str)
         }
         meta["contact"] = shared
+        name = " ".join(shared[k] for k in ("first_name", "last_name") if shared.get(k, "").strip())
+        text = text or f"Contact partagé : {name or shared.get('phone_number') or 'sans nom'}"
     kind = "edited" if edited else "text"
     if kind == "text" and text.startswith("/start"):
         kind = "command"
@@ -236,6 +240,13 @@ def _location(tg: dict[str, Any]) -> dict[str, Any]:
     if venue is not None and isinstance(venue.get("title"), str):
         place["title"] = venue["title"][:200]
     return place
+
+
+def _place_text(place: dict[str, Any]) -> str:
+    """« Position partagée : 48.1173, -1.6778 », a venue's name before its coordinates."""
+    where = f"{place['latitude']}, {place['longitude']}"
+    title = str(place.get("title") or "").strip()
+    return f"Position partagée : {title} ({where})" if title else f"Position partagée : {where}"
 
 
 def _chat(obj: dict[str, Any]) -> tuple[int, str]:

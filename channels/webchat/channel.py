@@ -10,6 +10,11 @@ follows it. Each web process holds one pub/sub subscription that wakes the socke
 session when ``send`` appends to it, so any process can answer any socket. A reconnect
 therefore neither loses nor repeats a message, and the member's unacknowledged messages
 are resent by the widget with the same client id (de-duplicated on accept).
+
+An open socket costs only what it must (10,000 of them on one web process are the aim): no task
+of its own while idle (a short one reads its outbox when woken), and one heartbeat for the whole
+process instead of a timer per socket. The subscription is pinged when quiet, so a connection that
+died silently is noticed and, once subscribed again, every socket re-reads its outbox.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from redis.exceptions import RedisError
 
 from channels.base import ChannelBase, ChannelContext
 from channels.webchat.tokens import issue_token, verify_token
@@ -34,6 +40,8 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MAX_TEXT = 4000
 OUTBOX_MAXLEN = 2000
+HEARTBEAT_S = 30.0  # a socket is pinged this often; one silent for a whole period after a ping is closed
+SUBSCRIPTION_QUIET_S = 15.0  # the subscription is pinged after this long without a notification
 # The demo page's policy (the gateway's own, stated here so the channel keeps it wherever it is
 # mounted). 'self' covers the widget's same-origin ws:/wss: socket. The widget needs no framing: on a
 # mutuelle's site it is a script tag and runs under that site's policy (see demo.html).
@@ -53,6 +61,22 @@ def error_frame(code: str, message: str, client_id: str | None = None) -> dict[s
     return {"type": "error", "code": code, "message": message, "client_id": client_id}
 
 
+class _Socket:
+    """One open widget socket: where its replay stands. Slots: there may be 10,000 of these."""
+
+    __slots__ = ("alive", "busy", "caught_up", "dirty", "last", "pinged", "session_id", "ws")
+
+    def __init__(self, ws: web.WebSocketResponse, session_id: str, last: str, *, mark: bool) -> None:
+        self.ws = ws
+        self.session_id = session_id
+        self.last = last  # the last outbox entry id sent on this socket
+        self.caught_up = not mark  # with ``mark``, a ``caught_up`` frame ends the replay
+        self.busy = False  # its outbox is being read and sent
+        self.dirty = False  # woken while busy: read again
+        self.alive = True  # a frame (or pong) came since the last heartbeat ping
+        self.pinged = False
+
+
 class WebchatChannel(ChannelBase):
     name: ClassVar[str] = "webchat"
 
@@ -66,54 +90,132 @@ class WebchatChannel(ChannelBase):
         }
         if s.host in ("127.0.0.1", "localhost"):
             self.allowed_origins |= {f"http://localhost:{s.port}", f"http://127.0.0.1:{s.port}"}
-        self._sockets: dict[str, set[asyncio.Event]] = {}
-        self._open: set[web.WebSocketResponse] = set()
+        self._sockets: dict[str, list[_Socket]] = {}  # session id -> its open sockets on this process
+        self._drains: set[asyncio.Task[None]] = set()  # outbox reads in progress (kept referenced)
         self._append_once: Any = None  # the append-once script, registered on first use
         self._listener: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
 
     # Lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         if "web" in self.ctx.roles:
             self._listener = asyncio.create_task(self._listen(), name="webchat-notify")
+            self._heartbeat = asyncio.create_task(self._beat(), name="webchat-heartbeat")
+
+    def _all(self) -> list[_Socket]:
+        return [sock for socks in self._sockets.values() for sock in socks]
 
     async def shutdown(self) -> None:
         """Before the server waits for open requests: close the sockets (1001, the widget reconnects
         to another process or to this one once restarted) instead of holding the shutdown."""
-        for ws in list(self._open):
+        for sock in self._all():
             with contextlib.suppress(Exception):  # a client that never answers the close is not waited for
-                await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY, message=b"restart"), timeout=1)
+                await asyncio.wait_for(sock.ws.close(code=WSCloseCode.GOING_AWAY, message=b"restart"), timeout=1)
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._listener, timeout=5)
-        for events in self._sockets.values():
-            for event in events:
-                event.set()
+        for task in (self._listener, self._heartbeat, *self._drains):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(task, timeout=5)
 
     async def _listen(self) -> None:
-        """One subscription per process: wake the sockets of a session that got a message."""
+        """One subscription per process: wake the sockets of a session that got a message. Pinged when
+        quiet; without an answer by the next quiet period it is taken as lost and made again."""
         while True:
             pubsub = self.ctx.redis.pubsub()
             try:
                 await pubsub.subscribe(keys.WEBCHAT_NOTIFY)
-                async for item in pubsub.listen():
-                    if item.get("type") == "message":
-                        for event in self._sockets.get(str(item.get("data")), ()):
-                            event.set()
+                unanswered = False
+                while True:
+                    item = await pubsub.get_message(timeout=SUBSCRIPTION_QUIET_S)
+                    if item is None:
+                        if unanswered:
+                            raise ConnectionError("the subscription did not answer its ping")
+                        await pubsub.ping()
+                        unanswered = True
+                        continue
+                    unanswered = False
+                    if item.get("type") == "subscribe":
+                        # Subscribed, or subscribed again after the client reconnected by itself:
+                        # whatever was appended while there was no subscription is read now.
+                        self._wake_all()
+                    elif item.get("type") == "message":
+                        for sock in self._sockets.get(str(item.get("data")), ()):
+                            self._wake(sock)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("webchat subscription lost, retrying", extra={"error": type(exc).__name__})
-                # Sockets re-read their outbox after a resubscribe: nothing missed in between.
-                for events in self._sockets.values():
-                    for event in events:
-                        event.set()
                 await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pubsub.aclose(), timeout=2)
+
+    async def _beat(self) -> None:
+        """One heartbeat for every socket of the process (a timer per socket costs memory at 10,000):
+        each period, a socket that showed no sign of life since the last ping is closed, the others
+        are pinged. A browser answers pings by itself."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            for sock in self._all():
+                if sock.ws.closed:
+                    continue
+                if sock.pinged and not sock.alive:
+                    self._spawn(sock.ws.close(code=WSCloseCode.ABNORMAL_CLOSURE, message=b"no answer"))
+                    continue
+                sock.alive, sock.pinged = False, True
+                # A socket closing meanwhile is ended by its reader; one not reading does not hold the others.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(sock.ws.ping(), timeout=1)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
+
+    def _wake_all(self) -> None:
+        for sock in self._all():
+            self._wake(sock)
+
+    def _wake(self, sock: _Socket) -> None:
+        """The socket's outbox has something new: read it now, or again once the read in progress ends."""
+        if sock.busy:
+            sock.dirty = True
+        elif not sock.ws.closed:
+            self._spawn(self._drain(sock))
+
+    async def _drain(self, sock: _Socket) -> None:
+        """Send the socket's outbox entries after the last one sent, until there is nothing new. With
+        the widget's ``mark``, a ``caught_up`` frame (no id) ends the first replay: the widget announces
+        to screen readers only what comes after it."""
+        if sock.busy:
+            sock.dirty = True
+            return
+        sock.busy = True
+        key = keys.webchat_outbox(sock.session_id)
+        try:
+            while not sock.ws.closed:
+                sock.dirty = False
+                last = sock.last
+                entries = await self.ctx.redis.xrange(key, min=f"({last}" if last != "0" else "-", count=200)
+                for entry_id, fields in entries:
+                    await sock.ws.send_json({**fields, "id": entry_id})
+                    sock.last = entry_id
+                if len(entries) == 200:
+                    continue
+                if not sock.caught_up:
+                    sock.caught_up = True
+                    await sock.ws.send_json({"type": "caught_up"})
+                if not sock.dirty:
+                    break
+        except ConnectionError:
+            pass  # the socket went: its reader ends it
+        except RedisError as exc:
+            # The next notification (or the resubscribe after an outage) reads it again.
+            log.warning("webchat outbox unreadable", extra={"error": type(exc).__name__})
+        finally:
+            sock.busy = False
 
     # Sending -------------------------------------------------------------------------------
     async def send(self, msg: Message) -> SendResult:
@@ -167,9 +269,8 @@ class WebchatChannel(ChannelBase):
             }
             return web.json_response({"token": token}, headers=headers)
 
-        @routes.get("/webchat/ws")
-        async def socket(request: web.Request) -> web.StreamResponse:
-            return await self.handle_socket(request)
+        # The handler itself, not a wrapper: its frame lives as long as the socket.
+        routes.get("/webchat/ws")(self.handle_socket)
 
         return routes
 
@@ -187,53 +288,35 @@ class WebchatChannel(ChannelBase):
         after = request.query.get("after") or "0"
         if not _valid_stream_id(after):
             after = "0"
-        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
+        # autoping off: pings and pongs come to the loop below, which counts them as signs of life for
+        # the process's one heartbeat (_beat) and answers pings itself. No permessage-deflate (browsers
+        # offer it): a compressor keeps ~90 KiB per socket, for frames of a few hundred bytes.
+        ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=64 * 1024)
         await ws.prepare(request)
-        self._open.add(ws)
-        wake = asyncio.Event()
-        self._sockets.setdefault(session_id, set()).add(wake)
-        mark = request.query.get("mark") == "1"  # the widget asks for the end of the replay to be marked
-        pump = asyncio.create_task(self._pump(ws, session_id, after, wake, mark=mark))
+        # The widget asks (mark=1) for the end of the replay to be marked.
+        sock = _Socket(ws, session_id, after, mark=request.query.get("mark") == "1")
+        self._sockets.setdefault(session_id, []).append(sock)
         try:
-            async for frame in ws:
-                if frame.type != WSMsgType.TEXT:
-                    continue
-                reply = await self._on_frame(session_id, frame.data)
-                if reply is not None:
-                    await ws.send_json(reply)
+            await self._drain(sock)
+            while True:  # not ``async for``: one coroutine frame less per socket
+                frame = await ws.receive()
+                if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    break
+                sock.alive = True
+                if frame.type == WSMsgType.PING:
+                    await ws.pong(frame.data)
+                elif frame.type == WSMsgType.TEXT:
+                    reply = await self._on_frame(session_id, frame.data)
+                    if reply is not None:
+                        await ws.send_json(reply)
         finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
-                await pump
-            self._open.discard(ws)
-            events = self._sockets.get(session_id)
-            if events is not None:
-                events.discard(wake)
-                if not events:
+            socks = self._sockets.get(session_id)
+            if socks is not None:
+                with contextlib.suppress(ValueError):
+                    socks.remove(sock)
+                if not socks:
                     self._sockets.pop(session_id, None)
         return ws
-
-    async def _pump(
-        self, ws: web.WebSocketResponse, session_id: str, after: str, wake: asyncio.Event, *, mark: bool = False
-    ) -> None:
-        """Send the session's outbox entries after ``after``, then follow it. With ``mark``, a ``caught_up``
-        frame (no id) ends the replay: the widget announces to screen readers only what comes after it."""
-        key = keys.webchat_outbox(session_id)
-        last = after
-        caught_up = not mark
-        while not ws.closed:
-            wake.clear()
-            entries = await self.ctx.redis.xrange(key, min=f"({last}" if last != "0" else "-", count=200)
-            for entry_id, fields in entries:
-                await ws.send_json({**fields, "id": entry_id})
-                last = entry_id
-            if len(entries) == 200:
-                continue
-            if not caught_up:
-                caught_up = True
-                await ws.send_json({"type": "caught_up"})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=15)
 
     async def _on_frame(self, session_id: str, data: str) -> dict[str, Any] | None:
         try:
@@ -253,13 +336,20 @@ class WebchatChannel(ChannelBase):
         urn = f"webchat:{session_id}"
         # Keyed by session too: a client id only has to be unique within its own session.
         msg = inbound(self.name, urn, text.strip(), f"{session_id}/{client_id}")
-        result = await self.ctx.accept(msg)
-        if not result.duplicate:
-            # Shown again after a reload: the member's side of the conversation.
-            await self._append(
-                session_id,
-                {"type": "echo", "text": msg.text, "client_id": client_id, "msg_id": result.msg_id},
-                once_key=f"e:{client_id}",
+        try:
+            result = await self.ctx.accept(msg)
+            if not result.duplicate:
+                # Shown again after a reload: the member's side of the conversation.
+                await self._append(
+                    session_id,
+                    {"type": "echo", "text": msg.text, "client_id": client_id, "msg_id": result.msg_id},
+                    once_key=f"e:{client_id}",
+                )
+        except RedisError as exc:
+            # Not acknowledged: the widget keeps the message and sends it again (same client id).
+            log.error("webchat message not stored", extra={"error": type(exc).__name__})
+            return error_frame(
+                "unavailable", "Service momentanément indisponible, réessayez dans un instant.", client_id
             )
         return {"type": "ack", "client_id": client_id, "msg_id": result.msg_id}
 

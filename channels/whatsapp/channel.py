@@ -11,7 +11,9 @@ Authenticity is SMS's: ``X-Twilio-Signature`` against ``PUBLIC_URL`` + path and 
 Sending: inside the member's customer-service window (24 h from their last message,
 ``inbound.window_open``) the text goes as it is; outside it WhatsApp takes only pre-approved
 templates: a campaign notice goes by the Content API template ``TWILIO_WHATSAPP_NOTICE_CONTENT_SID``
-(``ContentSid``, with the notice's text as variable 1), anything else fails for good with
+(``ContentSid``, with the notice's text as variable 1), an agent's reply by the « reprise de contact »
+template ``TWILIO_WHATSAPP_REPLY_CONTENT_SID`` the same way (without it the reply fails with a reason
+the agents' console shows: what happened and what to do), anything else fails for good with
 Twilio's 63016 reason, without calling Twilio. A free text Twilio refuses with 63016 (sent at the
 window's edge) fails the same way, by the API's answer or the status callback; the failed notice
 is then sent by the campaign's next channel.
@@ -42,11 +44,20 @@ PAIR_BURST = 5  # a bot's answer is a few messages in a row
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
+# What the agents' console shows under an agent's reply that could not go (no « reprise de contact »
+# template configured): why, and what to do instead.
+AGENT_OUTSIDE_WINDOW_REASON = (
+    "l'adhérent n'a pas écrit sur WhatsApp depuis plus de 24 h : WhatsApp n'accepte alors qu'un modèle "
+    "approuvé, et aucun modèle de reprise de contact n'est configuré. Contactez l'adhérent par un autre "
+    "canal (e-mail, SMS, appel)"
+)
+
+
 class OutsideWindow(PermanentFailure):
     """Free text to a member whose 24-hour window is closed, with no template for it (Twilio's 63016)."""
 
-    def __init__(self) -> None:
-        super().__init__(OUTSIDE_WINDOW_REASON, code=str(OUTSIDE_WINDOW))
+    def __init__(self, reason: str = OUTSIDE_WINDOW_REASON) -> None:
+        super().__init__(reason, code=str(OUTSIDE_WINDOW))
 
 
 class WhatsAppChannel(TwilioChannel):
@@ -80,9 +91,13 @@ class WhatsAppChannel(TwilioChannel):
         }
         template = ""
         if not await window_open(self.ctx.redis, msg.urn):
-            template = settings.twilio_whatsapp_notice_content_sid if msg.meta.get("campaign") else ""
+            by_agent = bool(msg.meta.get("agent"))
+            if msg.meta.get("campaign"):
+                template = settings.twilio_whatsapp_notice_content_sid
+            elif by_agent:  # an agent writing back to a member who went quiet: « reprise de contact »
+                template = settings.twilio_whatsapp_reply_content_sid
             if not template:
-                raise OutsideWindow()
+                raise OutsideWindow(AGENT_OUTSIDE_WINDOW_REASON if by_agent else OUTSIDE_WINDOW_REASON)
             # WhatsApp refuses a template variable with line breaks, tabs or runs of spaces.
             variables = {"1": " ".join(msg.text.split())}
             kwargs.update(content_sid=template, content_variables=json.dumps(variables, ensure_ascii=False))
@@ -109,4 +124,3 @@ class WhatsAppChannel(TwilioChannel):
             # Meta's pair rate limit: a business may not write to one member faster than about every 6 s.
             RateLimit(f"{CHANNEL}:{msg.urn}", settings.whatsapp_pair_per_min / 60, PAIR_BURST),
         ]
-

@@ -15,7 +15,7 @@ from agents.desk import PARIS, Desk, DeskError, paris_day
 from agents.survey import Survey
 from bot.actions import state as bot_state
 from gateway import keys
-from gateway.contacts import Contacts
+from gateway.contacts import UNPROVEN, Contacts, register_member
 from gateway.conversations import Conversations
 from gateway.envelope import Message, inbound
 from gateway.responders import AckResponder
@@ -312,3 +312,45 @@ async def test_callbacks_count_against_capacity_and_the_rappels_view_lists_the_c
     assert [(s["label"], [c["id"] for c in s["callbacks"]]) for s in second["slots"]] == [("15 h – 18 h", ["cb2"])]
     julie = await desk.callbacks.ahead(JULIE, 7)  # quotes are not her skill
     assert [c["id"] for d in julie["days"] for s in d["slots"] for c in s["callbacks"]] == ["cb1"]
+
+
+async def test_a_conversation_from_an_unproven_sender_is_flagged_and_shows_no_record(
+    router: Router, desk: Desk, redis: Redis
+) -> None:
+    """A mail claiming Camille's address whose DMARC failed at the MX: the agent opening it is told the
+    sender is not verified and sees no member record; Camille's own mail is not flagged."""
+    store = MemberStore(redis)
+    member = Member("M0000042", "Camille", "Durand", "1975-03-12", "+33600000001", "camille@example.fr", "confort",
+                    "Bretagne", "famille", "64.20", "2027-01-05")  # fmt: skip
+    async with redis.pipeline(transaction=False) as pipe:
+        store.write(pipe, member)
+        await pipe.execute()
+    await register_member(redis, "M0000042", phone="+33600000001", email="camille@example.fr")
+    urn = "mailto:camille@example.fr"
+    forged = inbound("email", urn, "Je suis née le 12/03/1975", "<f1@forger.example>", automated=True,
+                     meta={"automated_reason": "unauthenticated:dmarc=fail"}, sender_authentic=False)  # fmt: skip
+    await router.handle(forged)
+    await router.handle(inbound("email", urn, "Bonjour", "<m1@example.fr>", sender_authentic=True))
+    forged_contact = await redis.get(keys.address(UNPROVEN + urn))
+    forged_conv = str(await redis.get(keys.open_conversation(forged_contact, "email")))
+    real_conv = str(await redis.get(keys.open_conversation(await redis.get(keys.address(urn)), "email")))
+    assert forged_conv != real_conv
+
+    # Unproven mail from an address no member registered: stored only (forged spam would fill the queue).
+    stranger = inbound("email", "mailto:nobody@example.org", "Promo", "<s1@spam.example>", automated=True,
+                       meta={"automated_reason": "unauthenticated:dmarc=fail"}, sender_authentic=False)  # fmt: skip
+    await router.handle(stranger)
+    # In the queue, flagged, with nothing sent to anyone (the ack responder answers Camille's own mail).
+    [item] = await desk.queue(SOPHIE)
+    assert (item.id, item.reason) == (forged_conv, "unproven_sender")
+    assert "expéditeur non vérifié" in item.summary
+    assert [m.urn for m in await outbound(redis)] == [urn]
+    assert len([m for m in await outbound(redis) if m.conversation_id == forged_conv]) == 0
+
+    view = await desk.conversation(SOPHIE, forged_conv)
+    assert view["conversation"]["sender_unproven"] is True
+    assert view["member"] is None and view["past"] == []  # nothing of Camille's next to it
+    assert [m["text"] for m in view["messages"]] == ["Je suis née le 12/03/1975"]  # kept whole for the agent
+    real = await desk.conversation(SOPHIE, real_conv)
+    assert "sender_unproven" not in real["conversation"]
+    assert real["member"]["member"]["last_name"] == "Durand"

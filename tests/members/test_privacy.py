@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from redis.asyncio import Redis
 
 from gateway import keys
+from gateway.contacts import UNPROVEN, Contacts, register_member
 from gateway.conversations import Conversations
-from gateway.envelope import Message
+from gateway.envelope import Message, inbound
+from gateway.responders import AckResponder
+from gateway.router import Router
+from gateway.streams import Streams
 from members.privacy import MemberData
+from members.records import Member, MemberStore
 
 DAY_MS = 86_400_000
 
@@ -60,3 +66,44 @@ async def test_the_audit_trail_is_a_chain_that_shows_any_change(redis: Redis) ->
         if n != 1:
             await redis.xadd(stream, fields, id=entry_id)
     assert await verify_audit(redis, "M0000042") == [entries[2][0]]
+
+
+async def test_mail_from_an_unproven_sender_under_the_members_address_is_exported_and_erased(redis: Redis) -> None:
+    """A mail claiming Camille's address that failed DMARC is kept under a contact of its own, never
+    linked to her: her export still shows it (held under her address) and her erasure removes it."""
+    store = MemberStore(redis)
+    member = Member("M0000042", "Camille", "Durand", "1975-03-12", "+33600000001", "camille@example.fr", "confort",
+                    "Bretagne", "famille", "64.20", "2027-01-05")  # fmt: skip
+    async with redis.pipeline(transaction=False) as pipe:
+        store.write(pipe, member)
+        await pipe.execute()
+    await register_member(redis, "M0000042", phone="+33600000001", email="camille@example.fr")
+    streams = Streams(redis, shards=1, maxlen=10_000, dedup_ttl_s=60)
+    router = Router(redis, streams, AckResponder(), Contacts(redis), Conversations(redis))
+    urn = "mailto:camille@example.fr"
+    await router.handle(inbound("email", urn, "Mon RIB a changé", "<m1@example.fr>", sender_authentic=True))
+    forged = inbound("email", urn, "Je suis née le 12/03/1975, mon IBAN FR76…", "<f1@forger.example>",
+                     automated=True, meta={"automated_reason": "unauthenticated:dmarc=fail"}, sender_authentic=False)  # fmt: skip
+    await streams.accept("in", forged, "<f1@forger.example>")  # as the gateway accepts it, then the router
+    await router.handle(forged)
+    # Mail under another address, unproven too: not Camille's, neither exported nor erased with her.
+    other = "mailto:dominique@example.org"
+    await router.handle(inbound("email", other, "Autre personne", "<o1@example.org>", automated=True,
+                                meta={"automated_reason": "unauthenticated:dmarc=fail"}, sender_authentic=False))  # fmt: skip
+    unproven_contact = str(await redis.get(keys.address(UNPROVEN + urn)))
+    forged_conv = str(await redis.get(keys.open_conversation(unproven_contact, "email")))
+    other_contact = str(await redis.get(keys.address(UNPROVEN + other)))
+
+    data = MemberData(redis, stream_shards=1)
+    exported = await data.export("M0000042")
+    texts = [m["text"] for c in exported["conversations"] for m in c["messages"] if m["direction"] == "in"]
+    assert sorted(texts) == ["Je suis née le 12/03/1975, mon IBAN FR76…", "Mon RIB a changé"]
+    flagged = [c for c in exported["contacts"] if c.get("unproven") == "1"]
+    assert [c["id"] for c in flagged] == [unproven_contact] and flagged[0]["addresses"] == [urn]
+    assert "Autre personne" not in json.dumps(exported, ensure_ascii=False)
+
+    await data.erase("M0000042", by="dpo")
+    assert not await redis.exists(keys.address(UNPROVEN + urn), keys.contact(unproven_contact))
+    assert not await redis.exists(keys.conversation(forged_conv), keys.conversation_log(forged_conv))
+    assert not [f for _, f in await redis.xrange(keys.stream("in", 0)) if "12/03/1975" in json.dumps(f)]
+    assert await redis.get(keys.address(UNPROVEN + other)) == other_contact  # someone else's: kept

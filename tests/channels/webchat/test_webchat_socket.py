@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import WSServerHandshakeError
+from aiohttp import WSCloseCode, WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from channels.webchat import channel as webchat_channel
 from channels.webchat import issue_token, verify_token
 from gateway import keys
 from gateway.app import GATEWAY, Gateway
@@ -154,3 +155,73 @@ async def test_a_saved_token_is_kept_while_valid_and_replaced_when_refused(
     assert fresh["token"] != foreign and verify_token("test-secret-key", fresh["token"]) is not None
     junk = await client.post("/webchat/session", data=b"{not json", headers={"Origin": ORIGIN})
     assert junk.status == 200 and verify_token("test-secret-key", (await junk.json())["token"]) is not None
+
+
+async def _open(client: TestClient, **kwargs: Any) -> tuple[str, Any]:  # type: ignore[type-arg]
+    resp = await client.post("/webchat/session", headers={"Origin": ORIGIN})
+    token = (await resp.json())["token"]
+    ws = await client.ws_connect(f"/webchat/ws?token={token}&mark=1", headers={"Origin": ORIGIN}, **kwargs)
+    await frames_until(ws, lambda fs: any(f.get("type") == "caught_up" for f in fs))
+    return token.split(".")[0], ws
+
+
+async def test_compression_offered_by_a_browser_is_declined(client: TestClient) -> None:  # type: ignore[type-arg]
+    """A compressor would keep ~90 KiB per socket (10,000 sockets: 900 MiB) for frames of a few
+    hundred bytes: the server answers without permessage-deflate."""
+    _, ws = await _open(client, compress=15)
+    assert ws.compress == 0
+    await ws.close()
+
+
+async def test_a_silent_socket_is_closed_by_the_heartbeat_and_a_live_one_kept(
+    client: TestClient,  # type: ignore[type-arg]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 1 s: a pong slower than a period (a busy machine) would close the socket meant to stay.
+    monkeypatch.setattr(webchat_channel, "HEARTBEAT_S", 1.0)
+    assert client.server.app is not None
+    channel = client.server.app[GATEWAY].channels["webchat"]
+    await channel.stop()  # the heartbeat restarted with the short period
+    await channel.start()
+    _, live = await _open(client)
+    live_frames: list[dict[str, Any]] = []
+
+    async def read_live() -> None:  # a browser answers pings whatever the page does: so does this reader
+        async for msg in live:
+            if msg.type == WSMsgType.TEXT:
+                live_frames.append(msg.json())
+
+    reader = asyncio.create_task(read_live())
+    _, silent = await _open(client, autoping=False)  # never answers
+    async with asyncio.timeout(10):
+        msg = await silent.receive()
+        while msg.type == WSMsgType.PING:  # the pings it leaves unanswered, then the close
+            msg = await silent.receive()
+    assert msg.type == WSMsgType.CLOSE and msg.data == WSCloseCode.ABNORMAL_CLOSURE
+    # The live one went through the same periods and still works.
+    await live.send_json({"type": "message", "client_id": "client-live-01", "text": "Toujours là"})
+    async with asyncio.timeout(10):
+        while not any(f.get("type") == "message" for f in live_frames):
+            await asyncio.sleep(0.02)
+    assert not live.closed and next(f for f in live_frames if f["type"] == "message")["text"] == ACK_TEXT
+    await live.close()
+    await reader
+
+
+async def test_replies_appended_while_the_subscription_was_lost_still_arrive(
+    client: TestClient,  # type: ignore[type-arg]
+    redis: Redis,
+) -> None:
+    session_id, ws = await _open(client)
+    assert client.server.app is not None
+    channel = client.server.app[GATEWAY].channels["webchat"]
+    await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # Redis restarted, a proxy dropped it
+    await channel.send(Message(id="lost-1", channel="webchat", urn=f"webchat:{session_id}", direction="out", text="Un"))
+    [first] = await frames_until(ws, lambda fs: len(fs) >= 1)
+    assert first["text"] == "Un"  # re-read once subscribed again
+    await channel.send(
+        Message(id="lost-2", channel="webchat", urn=f"webchat:{session_id}", direction="out", text="Deux")
+    )
+    [second] = await frames_until(ws, lambda fs: len(fs) >= 1)
+    assert second["text"] == "Deux"  # and followed again by notification
+    await ws.close()

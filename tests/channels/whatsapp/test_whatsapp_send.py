@@ -8,12 +8,17 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from channels.whatsapp import OutsideWindow
+from channels.sms import create as create_sms
+from channels.whatsapp import OutsideWindow, create
 from channels.whatsapp.inbound import open_window, window_open
 from gateway.contacts import Contacts, register_member
 from gateway.envelope import Message, PermanentFailure, now_ms
 from gateway.settings import Settings, SettingsError
-from tests.channels.whatsapp.conftest import NOTICE_TEMPLATE, WaFactory, WaHarness
+from tests.channels.sms.sms_harness import ACCOUNT_SID, AUTH_TOKEN, context
+from tests.channels.whatsapp.conftest import NOTICE_TEMPLATE, WHATSAPP_FROM, WaFactory, WaHarness
+from tests.fakes.twilio import FakeTwilio
+
+REPLY_TEMPLATE = "HX" + "cd" * 16
 
 MEMBER = "+33639980012"
 URN = f"whatsapp:{MEMBER}"
@@ -117,3 +122,50 @@ async def test_a_whatsapp_address_links_to_the_member_with_that_phone(redis: Red
     assert (await contacts.get(contact))["member_id"] == "100001"
     stranger = await contacts.resolve("whatsapp:+33639980099", "whatsapp")
     assert "member_id" not in await contacts.get(stranger)
+
+
+async def test_whatsapp_works_without_any_sms_setting(
+    redis: Redis, settings_env: dict[str, str], fake_twilio: FakeTwilio
+) -> None:
+    """A mutuelle on WhatsApp only: the Twilio account and the WhatsApp sender, no SMS sender."""
+    env = {**settings_env, "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+           "TWILIO_API_BASE": fake_twilio.base_url, "TWILIO_WHATSAPP_FROM": WHATSAPP_FROM}  # fmt: skip
+    settings = Settings.from_env(env)
+    assert settings.whatsapp_enabled and not settings.sms_enabled
+    ctx = context(settings, redis)
+    assert create_sms(ctx) is None  # no SMS sender: no SMS channel (and no SMS webhook)
+    whatsapp = create(ctx)
+    assert whatsapp is not None
+    await open_window(redis, URN)
+    await whatsapp.send(outbound())
+    [sent] = await fake_twilio.wait_for(1)
+    assert sent.to == URN and sent.from_ == f"whatsapp:{WHATSAPP_FROM}"
+    await whatsapp.stop()
+    # The account alone says nothing to send with: refused, naming both ways.
+    account_only = {**settings_env, "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN}
+    with pytest.raises(SettingsError, match=r"TWILIO_FROM.*TWILIO_WHATSAPP_FROM"):
+        Settings.from_env(account_only)
+
+
+async def test_outside_the_window_an_agents_reply_goes_by_the_reprise_de_contact_template(
+    make_wa: WaFactory,
+) -> None:
+    wa = await make_wa(TWILIO_WHATSAPP_REPLY_CONTENT_SID=REPLY_TEMPLATE)
+    wa.fake.approve_template(REPLY_TEMPLATE, "Votre mutuelle revient vers vous : {{1}}")
+    assert wa.whatsapp is not None
+    reply = "Bonjour, votre devis\ndentaire est accepté."
+    result = await wa.whatsapp.send(outbound(reply, agent="julie", speaker="Julie, conseillère"))
+    [sent] = await wa.fake.wait_for(1)
+    # One line (WhatsApp refuses line breaks in a variable), sent as the template's variable, no Body.
+    assert sent.content_sid == REPLY_TEMPLATE and "Body" not in sent.params
+    assert sent.content_variables == {"1": "Bonjour, votre devis dentaire est accepté."}
+    assert sent.body == "Votre mutuelle revient vers vous : Bonjour, votre devis dentaire est accepté."
+    assert result.meta["template"] == REPLY_TEMPLATE
+
+
+async def test_outside_the_window_without_the_template_an_agents_reply_is_refused_saying_why(wa: WaHarness) -> None:
+    assert wa.whatsapp is not None
+    with pytest.raises(OutsideWindow) as caught:
+        await wa.whatsapp.send(outbound("Bonjour, je reviens vers vous.", agent="julie"))
+    assert "plus de 24 h" in caught.value.reason and "autre canal" in caught.value.reason
+    assert wa.fake.requests == []
