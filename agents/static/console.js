@@ -376,7 +376,12 @@
       return;
     }
     pane.dataset.layout = layout;
+    // A rebuild while the agent types (the conversation changed state) keeps the field they were in, and the caret.
+    const typing = document.activeElement && pane.contains(document.activeElement) && ["reply-text", "note-text"].includes(document.activeElement.id)
+      ? { id: document.activeElement.id, start: document.activeElement.selectionStart, end: document.activeElement.selectionEnd } : null;
     pane.replaceChildren(el("div", { class: "conv" }, head, log, replyBox, actions, el("h3", {}, "Notes internes"), notes, noteForm), fiche);
+    const field = typing && document.getElementById(typing.id);
+    if (field) { field.focus(); field.setSelectionRange(typing.start, typing.end); }
     log.scrollTop = log.scrollHeight; // a conversation opens on its last message
   }
 
@@ -410,10 +415,12 @@
 
   async function sendReply(id) {
     const text = document.getElementById("reply-text");
-    if (!text.value.trim()) return;
+    // The draft is the truth: the box may have been rebuilt by a live refresh since the agent typed.
+    const value = (text && text.value.trim() ? text.value : drafts.reply.get(id)) || "";
+    if (!value.trim()) { toast("La réponse est vide."); if (text) text.focus(); return; }
     const clientId = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random().toString(16).slice(2)).replaceAll("-", "");
-    await api(`/console/api/conversations/${encodeURIComponent(id)}/reply`, { text: text.value, client_id: clientId });
-    text.value = "";
+    await api(`/console/api/conversations/${encodeURIComponent(id)}/reply`, { text: value, client_id: clientId });
+    if (text) text.value = "";
     drafts.reply.delete(id);
     await openConversation(id);
     const again = document.getElementById("reply-text");
