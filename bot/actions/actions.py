@@ -735,6 +735,13 @@ class Misunderstood(Action):
         text = str(tracker.latest_message.get("text") or "")
         if understand.wants_more(text) and tracker.get_slot("more_kind"):
             return await ShowMore().run(dispatcher, tracker, domain)
+        asked = understand.corrected_intent("nlu_fallback", text)
+        if asked in FAQ_RESPONSES:  # a general question the model did not recognise
+            dispatcher.utter_message(response=FAQ_RESPONSES[asked])
+            return []
+        if asked in STATUS_INTENTS:  # a status question the model did not recognise: as any other
+            events = await StartQuery().run(dispatcher, tracker, domain)
+            return [*events, FollowupAction("identity_form")]
         intents = [
             str(((e.get("parse_data") or {}).get("intent") or {}).get("name") or "")
             for e in tracker.events
@@ -821,8 +828,8 @@ class CallbackInfo(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         base = os.environ.get("PUBLIC_URL", "").rstrip("/")
         text = str(tracker.latest_message.get("text") or "")
-        when = callback_moment(text, today())
-        query = f"?day={when[0].isoformat()}" + (f"&period={when[1]}" if when[1] else "") if when else ""
+        when = understand.callback_moment(text, today())
+        query = f"?date={when[0].isoformat()}" + (f"&period={when[1]}" if when[1] else "") if when else ""
         where = f" : {base}/callback{query}" if base else " sur notre site, rubrique « Être rappelé »"
         said = ""
         if when:
@@ -835,32 +842,3 @@ class CallbackInfo(Action):
             text=f"{said} ici{where}. Vous pouvez aussi écrire « conseiller » pour échanger ici avec l'un d'eux."
         )
         return []
-
-
-WEEKDAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
-
-
-def callback_moment(text: str, now: dt.date) -> tuple[dt.date, str] | None:
-    """« demain matin », « lundi après-midi », « aujourd'hui » → (day, "matin" / "apres-midi" / "")."""
-    folded = fold(text)
-    day: dt.date | None = None
-    if re.search(r"\bapres[- ]demain\b", folded):
-        day = now + dt.timedelta(days=2)
-    elif re.search(r"\bdemain\b", folded):
-        day = now + dt.timedelta(days=1)
-    elif re.search(r"\b(aujourd.?hui|cet apres[- ]midi|ce matin|cet aprem)\b", folded):
-        day = now
-    else:
-        for i, name in enumerate(WEEKDAYS):
-            if re.search(rf"\b{name}\b", folded):
-                day = now + dt.timedelta(days=(i - now.weekday()) % 7 or 7)
-    if day is None:
-        return None
-    period = (
-        "matin"
-        if re.search(r"\bmatin\b", folded)
-        else "apres-midi"
-        if re.search(r"\bapres[- ]?midi|aprem\b", folded)
-        else ""
-    )
-    return day, period

@@ -9,6 +9,7 @@ and anger are answered in kind. No Rasa and no Redis here: tested directly.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
 
@@ -140,3 +141,32 @@ def wants_code(text: str) -> bool:
     return _any(r"\bcode\b", fold(text)) and _any(
         r"\b(envoy\w*|recevoir|plutot|par sms|par mail|prefere)\b", fold(text)
     )
+
+
+WEEKDAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+
+
+def callback_moment(text: str, now: dt.date) -> tuple[dt.date, str] | None:
+    """« demain matin », « lundi après-midi », « aujourd'hui » → (day, "matin" / "apres-midi" / "")."""
+    folded = fold(text)
+    day: dt.date | None = None
+    if re.search(r"\bapres[- ]demain\b", folded):
+        day = now + dt.timedelta(days=2)
+    elif re.search(r"\bdemain\b", folded):
+        day = now + dt.timedelta(days=1)
+    elif re.search(r"\b(aujourd.?hui|cet apres[- ]midi|ce matin|cet aprem)\b", folded):
+        day = now
+    else:
+        for i, name in enumerate(WEEKDAYS):
+            if re.search(rf"\b{name}\b", folded):
+                day = now + dt.timedelta(days=(i - now.weekday()) % 7 or 7)
+    if day is None:
+        return None
+    period = (
+        "matin"
+        if re.search(r"\bmatin\b", folded)
+        else "apres-midi"
+        if re.search(r"\bapres[- ]?midi|aprem\b", folded)
+        else ""
+    )
+    return day, period

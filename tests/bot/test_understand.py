@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from bot.actions import understand
@@ -39,3 +41,17 @@ def test_small_talk_anger_more_and_greetings_in_kind() -> None:
     assert understand.wants_more("autres") and understand.wants_more("et les autres ?")
     assert not understand.wants_more("mon autre remboursement de lunettes du 3/11 svp")
     assert understand.greeting_in_kind("Bonsoir") == "Bonsoir" and understand.greeting_in_kind("bjr") == "Bonjour"
+
+
+def test_a_callback_request_keeps_its_moment() -> None:
+    monday = dt.date(2026, 12, 7)
+    assert understand.callback_moment("pouvez-vous me rappeler demain matin ?", monday) == (
+        dt.date(2026, 12, 8),
+        "matin",
+    )
+    assert understand.callback_moment("rappelez moi vendredi après-midi", monday) == (
+        dt.date(2026, 12, 11),
+        "apres-midi",
+    )
+    assert understand.callback_moment("rappelez moi lundi", monday) == (dt.date(2026, 12, 14), "")
+    assert understand.callback_moment("rappelez moi svp", monday) is None
