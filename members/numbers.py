@@ -36,8 +36,8 @@ class NumberFormat:
 
     @property
     def example(self) -> str:
-        """A number in this format, for the bot's hints: « M0123456 »."""
-        return self.prefix + "0123456789012"[: self.digits]
+        """A number in this format, for the bot's hints: « M9876543 » (an example, nobody's real number)."""
+        return self.prefix + "98765432109876"[: self.digits]
 
     @property
     def wording(self) -> str:

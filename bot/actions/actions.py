@@ -308,8 +308,8 @@ def hint(stage: str) -> str:
             f"par exemple {fmt.example}."
         )
     if stage == "otp":
-        return "Je n'ai pas reconnu de code : il a 6 chiffres, par exemple 123456."
-    return "Je n'ai pas reconnu de date de naissance. Écrivez-la par exemple 12/03/1975 ou 12 mars 1975."
+        return "Je n'ai pas reconnu de code : indiquez les 6 chiffres reçus par SMS ou par e-mail."
+    return "Je n'ai pas reconnu de date de naissance. Écrivez-la par exemple 05/09/1968 ou 5 septembre 1968."
 
 
 class ValidateIdentityForm(FormValidationAction):
@@ -341,7 +341,11 @@ class ValidateIdentityForm(FormValidationAction):
         if fold(text) in CANCEL_WORDS:
             dispatcher.utter_message(text="D'accord, je laisse cette demande. Que puis-je faire d'autre pour vous ?")
             return {"identity_answer": text, "identity_outcome": "cancelled"}
-        intent = understand.corrected_intent(raw_intent, text)
+        # Read from the words wherever digits are typed: the model's reading of a message may change with
+        # the number in it, and what the bot says must not (an existing and an unknown number alike).
+        digits = bool(re.search(r"\d", text))
+        words = understand.status_intent(text)
+        intent = words or (understand.corrected_intent(raw_intent, text) if not digits else "")
         contact = sender_contact(tracker)
         v = await state.verification(redis(), conv_id, contact)
         question = intent in STATUS_INTENTS
@@ -350,9 +354,8 @@ class ValidateIdentityForm(FormValidationAction):
             slots |= {"pending_query": intent, "query_text": text}
             if understand.angry(text):
                 dispatcher.utter_message(text=understand.ANGRY_ACK)
-        elif intent in FAQ_RESPONSES:
-            dispatcher.utter_message(response=FAQ_RESPONSES[intent])
-            return slots
+        # The value asked for comes first, whatever the model made of the message: an existing and an
+        # unknown number must get the same answer (« adhérent n° M… » may read as a question on joining).
         # Only the value asked for is taken, and a date inside a question is not a birth date.
         if v.stage == "member_number":
             number = state.parse_member_number(text)
@@ -378,6 +381,10 @@ class ValidateIdentityForm(FormValidationAction):
                 return slots | await _outcome(await failed_try(dispatcher, tracker), text)
         if question:
             return slots  # asked again, nothing counted
+        general = understand.general_question(text) or (intent if intent in FAQ_RESPONSES else None)
+        if general:
+            dispatcher.utter_message(response=FAQ_RESPONSES[general])
+            return slots
         talk = understand.small_talk(text)
         if talk == "greet":
             dispatcher.utter_message(text=f"{understand.greeting_in_kind(text)} !")

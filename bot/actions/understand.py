@@ -31,13 +31,19 @@ def _any(pattern: str, text: str) -> bool:
 _REIMB = r"\b(rembour\w*|rembours\w*|rbt|remb|rembt|rembrsmt|virement|decompte)\b"
 _COMPLAINT = r"\b(reclam\w*|plainte|litige|contestation|rec-\d{4}-\w+)\b"
 _QUOTE = r"\bdevis\b"
+# Kinds of care: a message naming one (« et mes lunettes du 20/11 ? ») asks about a claim.
+_CARE = (
+    r"\b(lunettes?|kine\w*|dentiste|dentaire|prothese|pharmacie|medicaments?|analyses?|labo\w*|consult\w*"
+    r"|generaliste|specialiste|ophtalmo|osteo\w*|hospitalisation|hopital|orthodont\w*|semelles|soins?)\b"
+)
 _CARD = r"\bcartes?\b(?! vitale)"
 _MEMBERSHIP = r"\b(adhesion|inscription|bulletin d.?adhesion)\b"
 _CONTRIB = r"\b(cotis\w*|prelevement mensuel|tarif)\b"
 _STATUS_CUE = (
     r"(\bou en\b|\bou (elle|il) en est\b|\ben est\b|\bsuivi\b|\bstatut\b|\bdes nouvelles\b|\bdu nouveau\b|\bavance\b"
     r"|\breponse\b|\btraite\w*\b|\bcloture\w*\b|\bdu \d|\bdu (1er|\d{1,2}) \w+|\brec-\d{4}|\bdeja\b|\btoujours\b|\btjs?\b"
-    r"|\bvous en etes\b|\bquand\b|\bpas de nouvelles\b|\ben cours\b|\bmon litige\b|\bma (reclam|plainte))"
+    r"|\bvous en etes\b|\bquand\b|\bpas de nouvelles\b|\ben cours\b|\bmon litige\b|\bma (reclam|plainte)"
+    r"|\bmes (reclam|plainte))"
 )
 _FILE_CUE = r"\b(deposer|faire|ouvrir|porter|formuler|nouvelle|contester|conteste|je reclame)\b"
 _GENERAL_CUE = r"\b(en general|en moyenne|normalement|d.?habitude|habituel\w*|c.?est quoi|comment)\b"
@@ -61,6 +67,8 @@ def status_intent(text: str) -> str | None:
         return "membership_status"
     if _any(_CARD, t):
         return "card_status"
+    if _any(_CARE, t) and _any(_STATUS_CUE + r"|\bmes\b|\bmon\b|\bma\b|\bpour\b|\bcelui\b|\bcelle\b", t):
+        return "reimbursement_status"
     return None
 
 
@@ -93,6 +101,12 @@ def general_question(text: str) -> str | None:
         return "faq_joining"
     if _any(r"\bmediat(eur|rice|ion)\b", t):
         return "faq_mediator"
+    if (
+        _any(r"\bfeuilles? de soins?\b|\bjustificatifs?\b|\bteletransmission\b", t)
+        and _any(r"\b(comment|envoyer|transmettre|marche|adresse)\b", t)
+        and not _any(r"\bou en\b|\btraitee?s?\b|\bremboursee?s?\b|\brecue?s?\b", t)
+    ):
+        return "faq_send_care_sheet"
     return None
 
 
@@ -134,13 +148,6 @@ def wants_more(text: str) -> bool:
 def greeting_in_kind(text: str) -> str:
     """« Bonsoir » for « Bonsoir »/« bsr », else « Bonjour »."""
     return "Bonsoir" if _any(r"\b(bonsoir|bsr|bonne soiree)\b", fold(text)) else "Bonjour"
-
-
-def wants_code(text: str) -> bool:
-    """« envoyez-moi un code »: from a registered address, a code instead of the birth date."""
-    return _any(r"\bcode\b", fold(text)) and _any(
-        r"\b(envoy\w*|recevoir|plutot|par sms|par mail|prefere)\b", fold(text)
-    )
 
 
 WEEKDAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")

@@ -24,6 +24,8 @@ from bot.actions import understand
         ("c'est quoi le tiers payant ?", "card_status", "faq_tiers_payant"),
         ("comment adhérer chez vous", "membership_status", "faq_joining"),
         ("comment saisir le médiateur", "faq_mediator", "faq_mediator"),
+        ("ou envoyer ma feuille de soins papier", "reimbursement_status", "faq_send_care_sheet"),
+        ("ou en est ma feuille de soin", "reimbursement_status", "reimbursement_status"),
         # The model's reading is kept where the words agree.
         ("mon devis optique", "quote_status", "quote_status"),
         ("bonjour", "greet", "greet"),

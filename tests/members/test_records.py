@@ -109,7 +109,7 @@ async def test_a_member_number_the_bot_could_not_read_is_refused_naming_the_line
     report = await import_directory(redis, tmp_path, progress=False)
     assert any(
         e.startswith("members.csv:3: number: numéro d'adhérent 'MT-12345678' hors du format attendu")
-        and "M suivi de 7 chiffres, par exemple M0123456" in e
+        and "M suivi de 7 chiffres, par exemple M9876543" in e
         for e in report.errors
     ), report.errors
     assert await redis.scard(ALL_MEMBERS) == 0
