@@ -452,7 +452,20 @@ class IdentityDone(Action):
             await hand_off(dispatcher, tracker, "verification_failed", text=LOCKED_TEXT)
             return events
         pending = str(tracker.get_slot("pending_query") or "")
-        return events + await answer(pending, v.member, conv, tracker, dispatcher)
+        # Several questions in one message (« ma carte et mon devis ? ») are all answered; the ones that
+        # go on with a choice or a form (a claim to pick, a complaint to file) come last.
+        order = [pending]
+        if pending:  # the words of this question (none: the member only proved who they are)
+            for other in understand.status_intents(str(tracker.get_slot("query_text") or "")):
+                if other not in order and other != "file_complaint":
+                    order.append(other)
+        order.sort(key=lambda i: i in ("reimbursement_status", "file_complaint"))
+        for intent in order:
+            more = await answer(intent, v.member, conv, tracker, dispatcher)
+            events += more
+            if any(e.get("event") == "followup" for e in more):
+                break
+        return events
 
 
 CLAIM_SEARCH = {"dates": ("care_date", "received_date"), "kind": "kind", "amounts": ("amount_eur", "reimbursed_eur")}

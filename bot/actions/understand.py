@@ -72,6 +72,16 @@ def status_intent(text: str) -> str | None:
     return None
 
 
+def status_intents(text: str) -> list[str]:
+    """Every status question a message asks, in order (« ma carte et mon devis ? » asks two)."""
+    found: list[str] = []
+    for part in re.split(r"\bet\b|[,;?!]|\bpuis\b|\baussi\b", fold(text)):
+        intent = status_intent(part)
+        if intent and intent not in found:
+            found.append(intent)
+    return found
+
+
 def corrected_intent(intent: str, text: str) -> str:
     """The intent the conversation acts on: the model's, put right where the words say otherwise
     (a complaint-status question taken for filing one; a general question taken for the member's own)."""

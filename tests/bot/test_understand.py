@@ -57,3 +57,12 @@ def test_a_callback_request_keeps_its_moment() -> None:
     )
     assert understand.callback_moment("rappelez moi lundi", monday) == (dt.date(2026, 12, 14), "")
     assert understand.callback_moment("rappelez moi svp", monday) is None
+
+
+def test_several_questions_in_one_message() -> None:
+    assert understand.status_intents("ma carte et mon devis ?") == ["card_status", "quote_status"]
+    assert understand.status_intents("où en est ma réclamation, et mon remboursement de lunettes") == [
+        "complaint_status",
+        "reimbursement_status",
+    ]
+    assert understand.status_intents("où en est mon remboursement du 12/11") == ["reimbursement_status"]
