@@ -15,6 +15,7 @@ from typing import Any
 from faker import Faker
 from tqdm import tqdm
 
+from members import numbers
 from members.importer import FILES
 from members.records import (
     COVER_LEVELS,
@@ -69,8 +70,10 @@ def generate(
     fake = Faker("fr_FR")
     fake.seed_instance(seed)
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in FILES}
+    fmt = numbers.current()  # the member-number format setting, as the import and the bot read it
     for i in tqdm(range(members), desc="Données de démonstration", unit="adhérent", disable=not progress):
-        number = f"M{100000 + i:07d}"
+        number = fmt.prefix + f"{100000 + i:0{fmt.digits}d}"
+        serial = number[len(fmt.prefix) :]
         first, last = fake.first_name(), fake.last_name()
         birth = today - dt.timedelta(days=rng.randint(18 * 365, 92 * 365))
         email_local = f"{first}.{last}".lower().replace(" ", "-").replace("'", "")
@@ -102,7 +105,7 @@ def generate(
             rows["claims.csv"].append(
                 asdict(
                     Claim(
-                        id=f"S{number[1:]}{c:02d}",
+                        id=f"S{serial}{c:02d}",
                         member=number,
                         care_date=care.isoformat(),
                         kind=kind,
@@ -113,6 +116,9 @@ def generate(
                         if paid
                         else "",
                         teletransmitted=tele,
+                        received_date=min(
+                            today, care + dt.timedelta(days=rng.randint(0, 1) if tele else rng.randint(2, 6))
+                        ).isoformat(),
                     )
                 )
             )
@@ -141,7 +147,7 @@ def generate(
             rows["quotes.csv"].append(
                 asdict(
                     Quote(
-                        id=f"DV{number[1:]}",
+                        id=f"DV{serial}",
                         member=number,
                         kind=rng.choice(("optique", "dentaire", "audio")),
                         received_date=(today - dt.timedelta(days=rng.randint(0, 30))).isoformat(),
@@ -155,7 +161,7 @@ def generate(
         rows["cards.csv"].append(
             asdict(
                 Card(
-                    id=f"TP{number[1:]}",
+                    id=f"TP{serial}",
                     member=number,
                     status=card_status,
                     dispatch_date=""
@@ -170,7 +176,7 @@ def generate(
             rows["memberships.csv"].append(
                 asdict(
                     Membership(
-                        id=f"AD{number[1:]}",
+                        id=f"AD{serial}",
                         member=number,
                         received_date=received.isoformat(),
                         acknowledged_date=acked.isoformat() if acked <= today else "",

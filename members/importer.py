@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from tqdm import tqdm
 
 from gateway.phones import normalise_phone
+from members import numbers
 from members.changes import Change, RecordWriter, kind_of
 from members.records import (
     CARD_STATUSES,
@@ -156,6 +157,18 @@ def _ident(row: dict[str, str], col: str) -> str:
     return value
 
 
+def _member_number(row: dict[str, str], col: str) -> str:
+    """A member number in the format the bot reads (``MEMBER_NUMBER_FORMAT``, default M + 7 digits):
+    a number the bot could not read would leave its member unable to identify themselves."""
+    value = (row.get(col) or "").strip()
+    fmt = numbers.current()
+    if not fmt.valid(value):
+        raise RowError(
+            col, f"numéro d'adhérent {value!r} hors du format attendu ({fmt.wording}, par exemple {fmt.example})"
+        )
+    return value
+
+
 def _text(row: dict[str, str], col: str, *, required: bool = True, max_len: int = 200) -> str:
     value = (row.get(col) or "").strip()
     if required and not value:
@@ -183,7 +196,7 @@ def _email(row: dict[str, str], col: str) -> str:
 def member_row(row: dict[str, str]) -> Member:
     c = Checker(row)
     member = Member(
-        number=c(_ident, "number"),
+        number=c(_member_number, "number"),
         first_name=c(_text, "first_name", max_len=80),
         last_name=c(_text, "last_name", max_len=80),
         birth_date=c(_date, "birth_date", past=True),
@@ -223,7 +236,7 @@ def claim_row(row: dict[str, str]) -> Claim:
     status = c(_choice, "status", CLAIM_STATUSES)
     claim = Claim(
         id=c(_ident, "id"),
-        member=c(_ident, "member"),
+        member=c(_member_number, "member"),
         care_date=c(_date, "care_date", past=True),
         kind=c(_text, "kind", max_len=80),
         amount_eur=c(_amount, "amount_eur"),
@@ -231,6 +244,7 @@ def claim_row(row: dict[str, str]) -> Claim:
         status=status,
         payment_date=c(_date, "payment_date", required=status == "paid"),
         teletransmitted=bool(c(_bool, "teletransmitted")),
+        received_date=c(_date, "received_date", required=False, past=True),
     )
     c.done()
     return claim
@@ -245,7 +259,7 @@ def complaint_row(row: dict[str, str]) -> Complaint:
         due = complaint_due(dt.date.fromisoformat(received), urgent).isoformat()
     complaint = Complaint(
         id=c(_ident, "id"),
-        member=c(_ident, "member"),
+        member=c(_member_number, "member"),
         received_date=received,
         urgent=urgent,
         due_date=due,
@@ -262,7 +276,7 @@ def quote_row(row: dict[str, str]) -> Quote:
     c = Checker(row)
     quote = Quote(
         id=c(_ident, "id"),
-        member=c(_ident, "member"),
+        member=c(_member_number, "member"),
         kind=c(_choice, "kind", ("optique", "dentaire", "audio")),
         received_date=c(_date, "received_date", past=True),
         status=c(_choice, "status", QUOTE_STATUSES),
@@ -277,7 +291,7 @@ def card_row(row: dict[str, str]) -> Card:
     c = Checker(row)
     card = Card(
         id=c(_ident, "id"),
-        member=c(_ident, "member"),
+        member=c(_member_number, "member"),
         status=c(_choice, "status", CARD_STATUSES),
         dispatch_date=c(_date, "dispatch_date", required=False),
     )
@@ -289,7 +303,7 @@ def membership_row(row: dict[str, str]) -> Membership:
     c = Checker(row)
     membership = Membership(
         id=c(_ident, "id"),
-        member=c(_ident, "member"),
+        member=c(_member_number, "member"),
         received_date=c(_date, "received_date", past=True),
         acknowledged_date=c(_date, "acknowledged_date", required=False),
         documents_sent_date=c(_date, "documents_sent_date", required=False),

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from gateway.redis_client import connect
 from gateway.redis_server import private_redis_url
 from gateway.settings import Settings
+from members import numbers
 from members.privacy import MemberData, Notices
 
 # The campaigns' holder of notices (given by run.py, which sees every room).
@@ -39,7 +40,9 @@ async def _run(args: argparse.Namespace, url: str, settings: Settings, notices: 
         outbox=settings.var_dir / "outbox",
         notices=notices(redis) if notices is not None else None,
     )
-    number = str(args.number).strip()
+    typed = str(args.number).strip()
+    # However it is typed (« 0100002 », « m 010 0002 »): the number in the format setting's form.
+    number = numbers.current().parse_number(typed) or typed
     try:
         if args.action == "export":
             found = await data.export(number)

@@ -67,6 +67,9 @@ class Claim:
     status: str
     payment_date: str
     teletransmitted: bool
+    # When the mutuelle received the claim (the commitments run from it); optional column: records
+    # written before it existed have none, and the care date stands in for it.
+    received_date: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ sender id; the conversation hash gives the channel and the contact's linked memb
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import unicodedata
@@ -24,10 +25,11 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from gateway import keys
+from members import numbers
 from members.audit import audit
 from members.records import Card, Claim, Complaint, Membership, MemberStore, Quote
 
-from . import answers, state
+from . import answers, state, understand
 
 _redis: Redis | None = None
 
@@ -48,8 +50,23 @@ INTENT_LABELS = {
     "faq_processing_delays": "délais",
     "faq_mediator": "médiateur",
     "faq_send_care_sheet": "feuille de soins",
+    "faq_tiers_payant": "tiers payant",
+    "faq_joining": "adhérer",
     "nlu_fallback": "message non compris",
 }
+FAQ_RESPONSES = {
+    "faq_processing_delays": "utter_faq_processing_delays",
+    "faq_mediator": "utter_faq_mediator",
+    "faq_send_care_sheet": "utter_faq_send_care_sheet",
+    "faq_tiers_payant": "utter_faq_tiers_payant",
+    "faq_joining": "utter_faq_joining",
+}
+MENU = (
+    "Je peux vous dire où en sont vos remboursements, réclamations, devis, votre carte de tiers payant, votre "
+    "adhésion ou votre cotisation ; répondre sur les délais, le tiers payant, l'adhésion ou le médiateur ; "
+    "enregistrer une réclamation ; ou vous mettre en relation avec un conseiller. Que souhaitez-vous ?"
+)
+SMALL_TALK_REPLY = {"thanks": "Avec plaisir.", "ok": "D'accord.", "wait": "Je vous attends."}
 
 HANDOFF_TEXT = "Je vous mets en relation avec un conseiller. Il vous répondra ici, dans cette conversation."
 LOCKED_TEXT = (
@@ -176,17 +193,123 @@ async def hand_off(
 RESET_IDENTITY = [SlotSet("identity_answer", None), SlotSet("identity_outcome", None)]
 
 
+def offered_values(text: str, *, question: bool) -> dict[str, str]:
+    """Identity values typed before they are asked: a member number (never ambiguous), a birth date
+    only when the words say it is one or the message is nothing else (a date inside a question is the
+    date of what is asked about), a code only when it is called one or typed alone."""
+    out: dict[str, str] = {}
+    folded = fold(text)
+    if number := state.parse_member_number(text):
+        out["number"] = number
+    born = state.parse_birth_date(text, today())
+    if born is not None and (state.BIRTH_CUES.search(folded) or not question):
+        out["birth_date"] = born.isoformat()
+    code = state.parse_code(text)
+    if code and (re.search(r"\bcode\b", folded) or re.fullmatch(r"\d{3}\s?\d{3}", folded)):
+        out["code"] = code
+    return out
+
+
+def merged_offered(tracker: Tracker, text: str, *, question: bool) -> dict[str, str]:
+    try:
+        before = json.loads(str(tracker.get_slot("offered") or "{}"))
+    except ValueError:
+        before = {}
+    return {**(before if isinstance(before, dict) else {}), **offered_values(text, question=question)}
+
+
 class StartQuery(Action):
-    """Remembers the question, then the identity form runs (it ends at once if already verified)."""
+    """Remembers the question (its words too: date, kind, amount, reference), then the identity form
+    runs (it ends at once if already verified). General questions are answered without identity; values
+    the member offered before being asked (a number, a birth date) are used now."""
 
     def name(self) -> str:
         return "action_start_query"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        intent = latest_intent(tracker)
-        pending = intent if intent in STATUS_INTENTS else tracker.get_slot("pending_query")
-        return [SlotSet("pending_query", pending), SlotSet("query_text", tracker.latest_message.get("text")),
-                *RESET_IDENTITY]  # fmt: skip
+        text = str(tracker.latest_message.get("text") or "")
+        intent = understand.corrected_intent(latest_intent(tracker), text)
+        if intent in FAQ_RESPONSES:  # the same for everyone: no identity needed
+            dispatcher.utter_message(response=FAQ_RESPONSES[intent])
+            return [SlotSet("identity_outcome", "general"), SlotSet("identity_answer", None)]
+        if understand.angry(text):
+            dispatcher.utter_message(text=understand.ANGRY_ACK)
+        question = intent in STATUS_INTENTS
+        pending = intent if question else tracker.get_slot("pending_query")
+        events: list[EventType] = [SlotSet("pending_query", pending), *RESET_IDENTITY]
+        if question:
+            events.append(SlotSet("query_text", text))
+        offered = merged_offered(tracker, text, question=question)
+        if group_chat(tracker) or not offered:
+            return [*events, SlotSet("offered", json.dumps(offered) if offered else None)]
+        v = await verified(tracker)
+        conv = await conversation(tracker)
+        if v.member or v.locked or conv.get("status") == "handoff":
+            return [*events, SlotSet("offered", None)]
+        return events + await use_offered(dispatcher, tracker, offered)
+
+
+async def use_offered(dispatcher: CollectingDispatcher, tracker: Tracker, offered: dict[str, str]) -> list[EventType]:
+    """Values typed before they were asked, used as the question comes (a wrong one counts as a try)."""
+    conv_id, contact = tracker.sender_id, sender_contact(tracker)
+    v = await state.verification(redis(), conv_id, contact)
+    stage = v.stage
+    if not stage:
+        linked = await linked_member(contact)
+        stage = "birth_date" if linked else "member_number"
+        await state.begin(redis(), conv_id, stage, linked or "", contact)
+        v = await state.verification(redis(), conv_id, contact)
+        dispatcher.utter_message(text="Pour vous répondre, je dois d'abord vérifier votre identité.")
+    if stage == "member_number" and offered.get("number"):
+        await send_code(dispatcher, conv_id, contact, offered["number"])
+        return [SlotSet("offered", None)]
+    if stage == "birth_date" and offered.get("birth_date"):
+        member = await MemberStore(redis()).get(v.candidate) if v.candidate else None
+        if member is not None and offered["birth_date"] == member.birth_date:
+            await state.succeed(redis(), conv_id, v.candidate, contact)
+            return [SlotSet("offered", None), SlotSet("identity_outcome", "verified")]
+        return [SlotSet("offered", None), *await failed_try(dispatcher, tracker, "La date de naissance indiquée")]
+    return [SlotSet("offered", json.dumps(offered))]
+
+
+async def send_code(dispatcher: CollectingDispatcher, conv_id: str, contact: str, number: str) -> None:
+    exists = await MemberStore(redis()).get(number) is not None
+    await state.begin(redis(), conv_id, "otp", number, contact)
+    if exists:  # the gateway sends the code to the registered phone or e-mail
+        dispatcher.utter_message(json_message={"otp": {"member": number}})
+    # The same words whether or not the number exists: nothing to learn by trying numbers.
+    dispatcher.utter_message(
+        text="Si ce numéro correspond à un dossier, un code à 6 chiffres vient d'être envoyé au "
+        "téléphone ou à l'adresse e-mail qui y sont enregistrés (valable 10 minutes)."
+    )
+
+
+async def failed_try(
+    dispatcher: CollectingDispatcher, tracker: Tracker, what: str = "Cette réponse"
+) -> list[EventType]:
+    """A well-formed wrong value: counted; the third locks verification and hands off."""
+    failures = await state.fail(redis(), tracker.sender_id)
+    if failures >= state.MAX_FAILURES:
+        await hand_off(dispatcher, tracker, "verification_failed", text=LOCKED_TEXT)
+        return [SlotSet("identity_outcome", "locked")]
+    left = state.MAX_FAILURES - failures
+    dispatcher.utter_message(
+        text=f"{what} ne permet pas de vous identifier. Il vous reste {left} essai{'s' if left > 1 else ''}."
+    )
+    return []
+
+
+def hint(stage: str) -> str:
+    """What a well-formed answer looks like: said instead of counting a badly formed one."""
+    if stage == "member_number":
+        fmt = numbers.current()
+        return (
+            f"Je n'ai pas reconnu de numéro d'adhérent. Il figure sur votre carte de tiers payant : {fmt.wording}, "
+            f"par exemple {fmt.example}."
+        )
+    if stage == "otp":
+        return "Je n'ai pas reconnu de code : indiquez les 6 chiffres reçus par SMS ou par e-mail."
+    return "Je n'ai pas reconnu de date de naissance. Écrivez-la par exemple 05/09/1968 ou 5 septembre 1968."
 
 
 class ValidateIdentityForm(FormValidationAction):
@@ -211,52 +334,75 @@ class ValidateIdentityForm(FormValidationAction):
             return {"identity_answer": None}
         text = str(value or "")
         conv_id = tracker.sender_id
-        if latest_intent(tracker) == "ask_human":
+        raw_intent = latest_intent(tracker)
+        if raw_intent == "ask_human":
             await hand_off(dispatcher, tracker, "ask_human")
             return {"identity_answer": text, "identity_outcome": "handoff"}
         if fold(text) in CANCEL_WORDS:
             dispatcher.utter_message(text="D'accord, je laisse cette demande. Que puis-je faire d'autre pour vous ?")
             return {"identity_answer": text, "identity_outcome": "cancelled"}
-        intent = latest_intent(tracker)
-        typed_a_factor = state.parse_member_number(text) or state.parse_code(text) or state.parse_birth_date(text)
-        if intent in STATUS_INTENTS and not typed_a_factor:
-            # Another question while being asked who they are: not a failed answer; asked again.
-            return {"identity_answer": None, "pending_query": intent, "query_text": text}
+        # Read from the words wherever digits are typed: the model's reading of a message may change with
+        # the number in it, and what the bot says must not (an existing and an unknown number alike).
+        digits = bool(re.search(r"\d", text))
+        words = understand.status_intent(text)
+        intent = words or (understand.corrected_intent(raw_intent, text) if not digits else "")
         contact = sender_contact(tracker)
         v = await state.verification(redis(), conv_id, contact)
+        question = intent in STATUS_INTENTS
+        slots: dict[str, Any] = {"identity_answer": None}
+        if question:  # a question while being asked who they are: kept, answered once verified
+            slots |= {"pending_query": intent, "query_text": text}
+            if understand.angry(text):
+                dispatcher.utter_message(text=understand.ANGRY_ACK)
+        # The value asked for comes first, whatever the model made of the message: an existing and an
+        # unknown number must get the same answer (« adhérent n° M… » may read as a question on joining).
+        # Only the value asked for is taken, and a date inside a question is not a birth date.
         if v.stage == "member_number":
             number = state.parse_member_number(text)
             if number:
-                exists = await MemberStore(redis()).get(number) is not None
-                await state.begin(redis(), conv_id, "otp", number, contact)
-                if exists:  # the gateway sends the code to the registered phone or e-mail
-                    dispatcher.utter_message(json_message={"otp": {"member": number}})
-                # The same words whether or not the number exists: nothing to learn by trying numbers.
-                dispatcher.utter_message(
-                    text="Si ce numéro correspond à un dossier, un code à 6 chiffres vient d'être envoyé au "
-                    "téléphone ou à l'adresse e-mail qui y sont enregistrés (valable 10 minutes)."
-                )
-                return {"identity_answer": None}
+                await send_code(dispatcher, conv_id, contact, number)
+                return slots
         elif v.stage == "otp":
             code = state.parse_code(text)
-            if code and await state.otp_matches(redis(), conv_id, v.candidate, code):
-                await state.succeed(redis(), conv_id, v.candidate, contact)
-                return {"identity_answer": text, "identity_outcome": "verified"}
+            if code:
+                if await state.otp_matches(redis(), conv_id, v.candidate, code):
+                    await state.succeed(redis(), conv_id, v.candidate, contact)
+                    return slots | {"identity_answer": text, "identity_outcome": "verified"}
+                return slots | await _outcome(await failed_try(dispatcher, tracker), text)
         elif v.stage == "birth_date":
-            born = state.parse_birth_date(text, today())
-            member = await MemberStore(redis()).get(v.candidate) if v.candidate else None
-            if born is not None and member is not None and born.isoformat() == member.birth_date:
-                await state.succeed(redis(), conv_id, v.candidate, contact)
-                return {"identity_answer": text, "identity_outcome": "verified"}
-        failures = await state.fail(redis(), conv_id)
-        if failures >= state.MAX_FAILURES:
-            await hand_off(dispatcher, tracker, "verification_failed", text=LOCKED_TEXT)
-            return {"identity_answer": text, "identity_outcome": "locked"}
-        left = state.MAX_FAILURES - failures
-        dispatcher.utter_message(
-            text=f"Cette réponse ne permet pas de vous identifier. Il vous reste {left} essai{'s' if left > 1 else ''}."
-        )
-        return {"identity_answer": None}
+            born, well_formed = state.birth_date_typed(text, today())
+            if born is not None and question and not state.BIRTH_CUES.search(fold(text)):
+                born, well_formed = None, False
+            if well_formed and born is not None:
+                member = await MemberStore(redis()).get(v.candidate) if v.candidate else None
+                if member is not None and born.isoformat() == member.birth_date:
+                    await state.succeed(redis(), conv_id, v.candidate, contact)
+                    return slots | {"identity_answer": text, "identity_outcome": "verified"}
+                return slots | await _outcome(await failed_try(dispatcher, tracker), text)
+        if question:
+            return slots  # asked again, nothing counted
+        general = understand.general_question(text) or (intent if intent in FAQ_RESPONSES else None)
+        if general:
+            dispatcher.utter_message(response=FAQ_RESPONSES[general])
+            return slots
+        talk = understand.small_talk(text)
+        if talk == "greet":
+            dispatcher.utter_message(text=f"{understand.greeting_in_kind(text)} !")
+        elif talk:
+            dispatcher.utter_message(text=SMALL_TALK_REPLY[talk])
+        elif raw_intent in ("out_of_scope", "nlu_fallback") and not re.search(r"\d", text):
+            dispatcher.utter_message(text="Je ne peux pas vous aider sur ce sujet.")
+        else:  # a value in the wrong shape: an example, and no try counted
+            dispatcher.utter_message(text=hint(v.stage))
+        return slots
+
+
+async def _outcome(events: list[EventType], text: str) -> dict[str, Any]:
+    """The slots a failed try leaves: locked ends the form."""
+    for event in events:
+        if event.get("name") == "identity_outcome" and event.get("value"):
+            return {"identity_answer": text, "identity_outcome": event["value"]}
+    return {}
 
 
 class AskIdentity(Action):
@@ -279,8 +425,10 @@ class AskIdentity(Action):
         elif stage == "otp":
             dispatcher.utter_message(text="Indiquez le code à 6 chiffres reçu.")
         else:
+            fmt = numbers.current()
             dispatcher.utter_message(
-                text="Quel est votre numéro d'adhérent ? Il figure sur votre carte de tiers payant (M suivi de 7 chiffres)."
+                text=f"Quel est votre numéro d'adhérent ? Il figure sur votre carte de tiers payant ({fmt.wording}, "
+                f"par exemple {fmt.example})."
             )
         return []
 
@@ -294,7 +442,7 @@ class IdentityDone(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         events: list[EventType] = [*RESET_IDENTITY, SlotSet("pending_query", None)]
         conv = await conversation(tracker)
-        if conv.get("status") == "handoff" or tracker.get_slot("identity_outcome") == "cancelled":
+        if conv.get("status") == "handoff" or tracker.get_slot("identity_outcome") in ("cancelled", "general"):
             return events
         if group_chat(tracker):
             dispatcher.utter_message(text=GROUP_TEXT)
@@ -304,49 +452,102 @@ class IdentityDone(Action):
             await hand_off(dispatcher, tracker, "verification_failed", text=LOCKED_TEXT)
             return events
         pending = str(tracker.get_slot("pending_query") or "")
-        return events + await answer(pending, v.member, conv, tracker, dispatcher)
+        # Several questions in one message (« ma carte et mon devis ? ») are all answered; the ones that
+        # go on with a choice or a form (a claim to pick, a complaint to file) come last.
+        order = [pending]
+        if pending:  # the words of this question (none: the member only proved who they are)
+            for other in understand.status_intents(str(tracker.get_slot("query_text") or "")):
+                if other not in order and other != "file_complaint":
+                    order.append(other)
+        order.sort(key=lambda i: i in ("reimbursement_status", "file_complaint"))
+        for intent in order:
+            more = await answer(intent, v.member, conv, tracker, dispatcher)
+            events += more
+            if any(e.get("event") == "followup" for e in more):
+                break
+        return events
+
+
+CLAIM_SEARCH = {"dates": ("care_date", "received_date"), "kind": "kind", "amounts": ("amount_eur", "reimbursed_eur")}
+COMPLAINT_SEARCH = {"dates": ("received_date", "due_date"), "kind": "subject", "amounts": ()}
+QUOTE_SEARCH = {"dates": ("received_date",), "kind": "kind", "amounts": ("amount_eur", "out_of_pocket_eur")}
+WHY = re.compile(r"\b(pourquoi|pk|pq|augment\w*|hausse|plus cher|change\w*|evolu\w*)\b")
+
+
+async def apology_due(tracker: Tracker) -> bool:
+    """One apology per conversation for a missed commitment; later ones only say it and offer help."""
+    return bool(await redis().hsetnx(keys.conversation(tracker.sender_id), "bot_apologised", "1"))
 
 
 async def answer(
     intent: str, member_id: str, conv: dict[str, str], tracker: Tracker, dispatcher: CollectingDispatcher
 ) -> list[EventType]:
-    """The verified member's answer to ``intent``; every disclosure is audited."""
+    """The verified member's answer to ``intent``, for the record the question named (date, kind,
+    amount, reference) across all of the member's records; every disclosure is audited."""
     store = MemberStore(redis())
     brief = short(conv)
     channel = conv.get("channel", "")
+    asked = str(tracker.get_slot("query_text") or "")
+    now = today()
 
     async def disclose(what: str, text: str, records: list[str]) -> None:
         await audit(redis(), member_id, tracker.sender_id, channel, what, records)
         dispatcher.utter_message(text=text)
 
     if intent == "reimbursement_status":
-        claims = answers.recent_claims(await store.records(member_id, Claim.RECORD))
+        claims = answers.newest(await store.records(member_id, Claim.RECORD), "care_date")
         if not claims:
             dispatcher.utter_message(text="Nous n'avons aucune demande de remboursement à votre nom.")
             return []
-        chosen = answers.pick_claim(str(tracker.get_slot("query_text") or ""), claims) if len(claims) > 1 else None
-        if len(claims) == 1 or chosen is not None:
-            claim = chosen or claims[0]
-            await disclose("claim", answers.claim_answer(claim, today(), short=brief), [str(claim["id"])])
+        found = answers.find(claims, asked, today=now, **CLAIM_SEARCH)  # type: ignore[arg-type]
+        if (found.named and not found.missed and len(found.matches) == 1) or len(claims) == 1:
+            claim = found.matches[0] if found.named and not found.missed else claims[0]
+            late = answers.claim_late(claim, now)
+            text = answers.claim_answer(claim, now, short=brief, apologise=late and await apology_due(tracker))
+            await disclose("claim", text, [str(claim["id"])])
             return []
-        return [SlotSet("claim_options", [str(c["id"]) for c in claims]), SlotSet("claim_choice", None),
-                FollowupAction("claim_form")]  # fmt: skip
-    if intent == "complaint_status":
-        records = await store.records(member_id, Complaint.RECORD)
-        await disclose("complaints", answers.complaints_answer(records, short=brief), [str(r["id"]) for r in records])
-    elif intent == "membership_status":
-        records = await store.records(member_id, Membership.RECORD)
-        await disclose("membership", answers.membership_answer(records, short=brief), [str(r["id"]) for r in records])
+        options = found.matches if found.named else claims
+        return [SlotSet("claim_options", [str(c["id"]) for c in options]), SlotSet("claim_page", "0"),
+                SlotSet("claim_choice", None), FollowupAction("claim_form")]  # fmt: skip
+    if intent in ("complaint_status", "quote_status"):
+        complaints = intent == "complaint_status"
+        kind = Complaint.RECORD if complaints else Quote.RECORD
+        records = answers.newest(await store.records(member_id, kind), "received_date")
+        search = COMPLAINT_SEARCH if complaints else QUOTE_SEARCH
+        found = answers.find(records, asked, today=now, **search)  # type: ignore[arg-type]
+        shown = found.matches[:3]
+        noun = "réclamation" if complaints else "devis"
+        head = ""
+        if records and found.missed:
+            what = f" {found.what}" if found.what else " correspondant à votre demande"
+            head = f"Je ne trouve pas de {noun}{what}. Voici les plus proches :"
+        if complaints:
+            late = any(answers.complaint_late(c, now) for c in shown)
+            text = answers.complaints_answer(
+                shown, short=brief, today=now, apologise=late and await apology_due(tracker), head=head
+            )
+        else:
+            text = answers.quotes_answer(shown, short=brief, head=head)
+        rest = [r for r in (found.matches if found.named and not found.missed else records) if r not in shown]
+        if rest:
+            text += f"\n« autres » : {len(rest)} de plus."
+        await disclose("complaints" if complaints else "quotes", text, [str(r["id"]) for r in shown])
+        return [SlotSet("more_kind", kind if rest else None),
+                SlotSet("more_offset", json.dumps([str(r["id"]) for r in rest]) if rest else None)]  # fmt: skip
+    if intent == "membership_status":
+        files = await store.records(member_id, Membership.RECORD)
+        late = answers.membership_late(files, now)
+        text = answers.membership_answer(files, short=brief, today=now, apologise=late and await apology_due(tracker))
+        await disclose("membership", text, [str(r["id"]) for r in files])
     elif intent == "card_status":
-        records = await store.records(member_id, Card.RECORD)
-        await disclose("card", answers.card_answer(records, short=brief), [str(r["id"]) for r in records])
-    elif intent == "quote_status":
-        records = await store.records(member_id, Quote.RECORD)
-        await disclose("quotes", answers.quotes_answer(records, short=brief), [str(r["id"]) for r in records])
+        cards = await store.records(member_id, Card.RECORD)
+        await disclose("card", answers.card_answer(cards, short=brief), [str(r["id"]) for r in cards])
     elif intent == "contribution_question":
         member = await store.get(member_id)
         if member is not None:
-            await disclose("contribution", answers.contribution_answer(asdict(member), short=brief), [member_id])
+            why = bool(WHY.search(fold(asked)))
+            text = answers.contribution_answer(asdict(member), short=brief, why=why, today=now)
+            await disclose("contribution", text, [member_id])
     elif intent == "file_complaint":
         return [SlotSet("complaint_subject", None), SlotSet("complaint_urgent", None), FollowupAction("complaint_form")]
     else:
@@ -370,16 +571,42 @@ class ValidateClaimForm(FormValidationAction):
         if not v.member:  # expired while choosing (or another sender): the question is asked again
             dispatcher.utter_message(text=EXPIRED_TEXT)
             return {"claim_choice": "-", "choice_retried": None}
+        text = str(value or "")
         options = [str(o) for o in tracker.get_slot("claim_options") or []]
+        page = int(str(tracker.get_slot("claim_page") or "0") or 0)
+        if understand.wants_more(text):
+            if (page + 1) * answers.PAGE < len(options):
+                return {"claim_choice": None, "claim_page": str(page + 1)}
+            dispatcher.utter_message(text="Il n'y en a pas d'autre.")
+            return {"claim_choice": None}
         claims = await _claims_in_order(v.member, options)
-        chosen = answers.pick_claim(str(value or ""), claims)
+        chosen = answers.pick_claim(text, claims, today=today())
+        if chosen is None:  # named by date, kind or amount among all the member's claims
+            everything = answers.newest(await MemberStore(redis()).records(v.member, Claim.RECORD), "care_date")
+            found = answers.find(everything, text, today=today(), **CLAIM_SEARCH)  # type: ignore[arg-type]
+            if found.named and not found.missed and len(found.matches) == 1:
+                chosen = found.matches[0]
         if chosen is not None:
             return {"claim_choice": str(chosen["id"])}
-        if fold(str(value)) in CANCEL_WORDS or tracker.get_slot("choice_retried"):
+        other = understand.corrected_intent(latest_intent(tracker), text)
+        if other in STATUS_INTENTS and other not in ("reimbursement_status", "file_complaint"):
+            conv = await conversation(tracker)
+            await answer(other, v.member, conv, _with_query(tracker, text), dispatcher)
+            return {"claim_choice": "-", "choice_retried": None}
+        if fold(text) in CANCEL_WORDS or tracker.get_slot("choice_retried"):
             dispatcher.utter_message(text="Je n'ai pas trouvé ce remboursement. Que puis-je faire d'autre pour vous ?")
             return {"claim_choice": "-", "choice_retried": None}
-        dispatcher.utter_message(text=f"Répondez par le numéro du remboursement, de 1 à {len(claims)}.")
+        first, last = page * answers.PAGE + 1, min(len(options), (page + 1) * answers.PAGE)
+        dispatcher.utter_message(
+            text=f"Répondez par le numéro du remboursement, de {first} à {last}, ou donnez sa date ou son type."
+        )
         return {"claim_choice": None, "choice_retried": True}
+
+
+def _with_query(tracker: Tracker, text: str) -> Tracker:
+    """The tracker as seen by ``answer`` for a question asked while choosing a claim."""
+    tracker.slots["query_text"] = text
+    return tracker
 
 
 async def _claims_in_order(member_id: str, ids: list[str]) -> list[dict[str, Any]]:
@@ -398,9 +625,24 @@ class AskClaimChoice(Action):
             return [SlotSet("claim_choice", "-")]
         conv = await conversation(tracker)
         options = [str(o) for o in tracker.get_slot("claim_options") or []]
-        claims = await _claims_in_order(v.member, options)
-        await audit(redis(), v.member, tracker.sender_id, conv.get("channel", ""), "claims_list", options)
-        dispatcher.utter_message(text=answers.claims_choice(claims, short=short(conv)))
+        page = int(str(tracker.get_slot("claim_page") or "0") or 0)
+        shown_ids = options[page * answers.PAGE : (page + 1) * answers.PAGE]
+        claims = await _claims_in_order(v.member, shown_ids)
+        more = max(0, len(options) - (page + 1) * answers.PAGE)
+        await audit(redis(), v.member, tracker.sender_id, conv.get("channel", ""), "claims_list", shown_ids)
+        head = "Les suivants ; répondez par son numéro :" if page else ""
+        if not page:  # why this list: nothing matched the date named, or several did
+            everything = answers.newest(await MemberStore(redis()).records(v.member, Claim.RECORD), "care_date")
+            asked = str(tracker.get_slot("query_text") or "")
+            found = answers.find(everything, asked, today=today(), **CLAIM_SEARCH)  # type: ignore[arg-type]
+            if found.missed:
+                what = f" {found.what}" if found.what else " correspondant à votre demande"
+                head = f"Je ne trouve pas de remboursement{what}. Voici les plus proches ; répondez par son numéro :"
+            elif found.named:
+                head = "Plusieurs remboursements correspondent. Lequel vous intéresse ? Répondez par son numéro :"
+        dispatcher.utter_message(
+            text=answers.claims_choice(claims, short=short(conv), first=page * answers.PAGE + 1, more=more, head=head)
+        )
         return []
 
 
@@ -410,7 +652,7 @@ class AnswerClaim(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         events: list[EventType] = [SlotSet("claim_choice", None), SlotSet("claim_options", None),
-                                   SlotSet("choice_retried", None)]  # fmt: skip
+                                   SlotSet("choice_retried", None), SlotSet("claim_page", None)]  # fmt: skip
         choice = str(tracker.get_slot("claim_choice") or "-")
         v = await verified(tracker)
         if choice == "-" or not v.member:
@@ -421,7 +663,9 @@ class AnswerClaim(Action):
             return events
         claim = found[0]
         await audit(redis(), v.member, tracker.sender_id, conv.get("channel", ""), "claim", [choice])
-        dispatcher.utter_message(text=answers.claim_answer(claim, today(), short=short(conv)))
+        late = answers.claim_late(claim, today())
+        text = answers.claim_answer(claim, today(), short=short(conv), apologise=late and await apology_due(tracker))
+        dispatcher.utter_message(text=text)
         return events
 
 
@@ -501,25 +745,100 @@ NOT_UNDERSTOOD = ("nlu_fallback", "out_of_scope")
 
 
 class Misunderstood(Action):
-    """Not understood (or out of scope): the first time the bot says so; twice in a row hands off."""
+    """Not understood or off topic: the first time the bot says so, the second in a row it gives the
+    menu of what it can do, and only the third in a row hands off. « autres » shows more records."""
 
     def name(self) -> str:
         return "action_misunderstood"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        text = str(tracker.latest_message.get("text") or "")
+        if understand.wants_more(text) and tracker.get_slot("more_kind"):
+            return await ShowMore().run(dispatcher, tracker, domain)
+        asked = understand.corrected_intent("nlu_fallback", text)
+        if asked in FAQ_RESPONSES:  # a general question the model did not recognise
+            dispatcher.utter_message(response=FAQ_RESPONSES[asked])
+            return []
+        if asked in STATUS_INTENTS:  # a status question the model did not recognise: as any other
+            events = await StartQuery().run(dispatcher, tracker, domain)
+            return [*events, FollowupAction("identity_form")]
         intents = [
             str(((e.get("parse_data") or {}).get("intent") or {}).get("name") or "")
             for e in tracker.events
             if e.get("event") == "user"
         ]
-        if len(intents) >= 2 and intents[-2] in NOT_UNDERSTOOD and intents[-1] in NOT_UNDERSTOOD:
+        in_a_row = 0
+        for name in reversed(intents):
+            if name not in NOT_UNDERSTOOD:
+                break
+            in_a_row += 1
+        if in_a_row >= 3:
             await hand_off(
                 dispatcher, tracker, "misunderstood",
                 text="Je ne comprends pas votre demande : je la transmets à un conseiller, qui vous répondra ici.",
             )  # fmt: skip
             return []
+        if in_a_row == 2:
+            dispatcher.utter_message(text=MENU)
+            return []
         dispatcher.utter_message(response="utter_out_of_scope" if intents[-1:] == ["out_of_scope"] else "utter_default")
         return []
+
+
+class ShowMore(Action):
+    """« autres »: the next complaints or quotes of the last answer (claims page inside their list)."""
+
+    def name(self) -> str:
+        return "action_show_more"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        kind = str(tracker.get_slot("more_kind") or "")
+        try:
+            rest = [str(i) for i in json.loads(str(tracker.get_slot("more_offset") or "[]"))]
+        except ValueError:
+            rest = []
+        v = await verified(tracker)
+        if not kind or not rest:
+            dispatcher.utter_message(text="Il n'y a rien d'autre à afficher. " + MENU)
+            return []
+        if not v.member:
+            dispatcher.utter_message(text=EXPIRED_TEXT)
+            return [SlotSet("more_kind", None), SlotSet("more_offset", None)]
+        conv = await conversation(tracker)
+        by_id = {str(r["id"]): r for r in await MemberStore(redis()).records(v.member, kind)}
+        records = [by_id[i] for i in rest if i in by_id]
+        shown, left = records[:3], [str(r["id"]) for r in records[3:]]
+        now = today()
+        if kind == Complaint.RECORD:
+            late = any(answers.complaint_late(c, now) for c in shown)
+            text = answers.complaints_answer(shown, short=short(conv), today=now,
+                                             apologise=late and await apology_due(tracker))  # fmt: skip
+        else:
+            text = answers.quotes_answer(shown, short=short(conv))
+        if left:
+            text += f"\n« autres » : {len(left)} de plus."
+        await audit(redis(), v.member, tracker.sender_id, conv.get("channel", ""), kind, [str(r["id"]) for r in shown])
+        dispatcher.utter_message(text=text)
+        return [
+            SlotSet("more_kind", kind if left else None),
+            SlotSet("more_offset", json.dumps(left) if left else None),
+        ]
+
+
+class Greet(Action):
+    """A greeting in kind (« Bonsoir » → « Bonsoir ! »); a member number in it is kept for later."""
+
+    def name(self) -> str:
+        return "action_greet"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        text = str(tracker.latest_message.get("text") or "")
+        dispatcher.utter_message(
+            text=f"{understand.greeting_in_kind(text)} ! Je suis l'assistant de votre mutuelle. Je peux vous dire où "
+            "en sont vos remboursements, réclamations, devis, votre carte ou votre adhésion. Que puis-je faire pour vous ?"
+        )
+        offered = merged_offered(tracker, text, question=False)
+        return [SlotSet("offered", json.dumps(offered))] if offered else []
 
 
 class CallbackInfo(Action):
@@ -528,9 +847,18 @@ class CallbackInfo(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         base = os.environ.get("PUBLIC_URL", "").rstrip("/")
-        where = f" : {base}/callback" if base else " sur notre site, rubrique « Être rappelé »"
+        text = str(tracker.latest_message.get("text") or "")
+        when = understand.callback_moment(text, today())
+        query = f"?date={when[0].isoformat()}" + (f"&period={when[1]}" if when[1] else "") if when else ""
+        where = f" : {base}/callback{query}" if base else " sur notre site, rubrique « Être rappelé »"
+        said = ""
+        if when:
+            day_words = "demain" if when[0] == today() + dt.timedelta(days=1) else f"le {answers.fr_date(when[0])}"
+            period = {"matin": " matin", "apres-midi": " après-midi"}.get(when[1], "")
+            said = f"Pour {day_words}{period}, choisissez le créneau qui vous convient"
+        else:
+            said = "Un conseiller peut vous rappeler sur le créneau de votre choix. Choisissez-le"
         dispatcher.utter_message(
-            text=f"Un conseiller peut vous rappeler sur le créneau de votre choix. Choisissez-le ici{where}. "
-            "Vous pouvez aussi écrire « conseiller » pour échanger ici avec l'un d'eux."
+            text=f"{said} ici{where}. Vous pouvez aussi écrire « conseiller » pour échanger ici avec l'un d'eux."
         )
         return []

@@ -7,10 +7,12 @@ Pure functions over the records as stored in Redis (JSON with ISO dates, see
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -65,11 +67,31 @@ def euros(value: Any) -> str:
 
 
 def expected_payment(claim: Record) -> dt.date | None:
-    """The date the commitments give: care date + 48 h tele-transmitted, + 5 days on paper."""
-    care = parse_date(claim.get("care_date"))
-    if care is None:
+    """The date the commitments give: 48 h tele-transmitted, 5 days on paper, from the day the claim
+    was received (records from before that field have only the care date, which stands in for it)."""
+    received = parse_date(claim.get("received_date")) or parse_date(claim.get("care_date"))
+    if received is None:
         return None
-    return care + dt.timedelta(days=TELE_DAYS if _truthy(claim.get("teletransmitted")) else PAPER_DAYS)
+    return received + dt.timedelta(days=TELE_DAYS if _truthy(claim.get("teletransmitted")) else PAPER_DAYS)
+
+
+APOLOGY = "Nous vous prions de nous excuser pour ce retard."
+OFFER = "Un conseiller peut s'en occuper dès maintenant : écrivez « conseiller », ou demandez à être rappelé."
+OFFER_SHORT = "Tapez CONSEILLER pour qu'on s'en occupe."
+
+
+def late_tail(*, apologise: bool, short: bool) -> str:
+    """What follows a missed commitment: one apology (the first time in a conversation) and an offer."""
+    if short:
+        return (" Toutes nos excuses. " if apologise else " ") + OFFER_SHORT
+    return (f" {APOLOGY} " if apologise else " ") + OFFER
+
+
+def claim_late(claim: Record, today: dt.date) -> bool:
+    expected = expected_payment(claim)
+    return (
+        str(claim.get("status") or "") in ("received", "in_progress", "") and expected is not None and expected < today
+    )
 
 
 def _truthy(value: Any) -> bool:
@@ -85,7 +107,7 @@ def recent_claims(claims: Iterable[Record], limit: int = 5) -> list[Record]:
     return sorted(claims, key=lambda c: str(c.get("care_date") or ""), reverse=True)[:limit]
 
 
-def claim_answer(claim: Record, today: dt.date, *, short: bool = False) -> str:
+def claim_answer(claim: Record, today: dt.date, *, short: bool = False, apologise: bool = True) -> str:
     label = claim_label(claim, short=short)
     status = str(claim.get("status") or "")
     if status == "paid":
@@ -98,25 +120,39 @@ def claim_answer(claim: Record, today: dt.date, *, short: bool = False) -> str:
         return text if short else text + " Un conseiller peut vous en expliquer le motif si vous le souhaitez."
     expected = expected_payment(claim)
     state = CLAIM_STATUS.get(status, "en cours de traitement")
-    how = "télétransmise (48 h)" if _truthy(claim.get("teletransmitted")) else "sur feuille papier (5 jours)"
+    tele = _truthy(claim.get("teletransmitted"))
+    how = "48 h pour une demande télétransmise" if tele else "5 jours pour une feuille de soins papier"
+    received = claim.get("received_date")
+    since = f", à compter de sa réception le {fr_date(received, short=short)}" if received else ""
     text = f"Votre remboursement {label} est {state}."
     if expected is None:
         return text
     if expected >= today:
         text += f" Paiement prévu au plus tard le {fr_date(expected, short=short)}"
-        return text + ("." if short else f", délai de notre engagement pour une demande {how}.")
-    text += f" Le délai habituel ({how}) est dépassé depuis le {fr_date(expected, short=short)}"
-    return text + (". Écrivez « conseiller » pour qu'on vérifie." if not short else ". Tapez CONSEILLER.")
+        return text + ("." if short else f" (notre engagement : {how}{since}).")
+    text += f" Il devait être payé au plus tard le {fr_date(expected, short=short)}"
+    text += " : nous sommes en retard." if short else f" (notre engagement : {how}{since}) : nous sommes en retard."
+    return text + late_tail(apologise=apologise, short=short)
 
 
-def claims_choice(claims: Sequence[Record], *, short: bool = False) -> str:
-    lines = [f"{i}. {claim_label(c, short=True)}" for i, c in enumerate(claims, 1)]
-    head = (
-        "Quel remboursement ? Répondez par son numéro :"
-        if short
-        else ("Vous avez plusieurs remboursements récents. Lequel vous intéresse ? Répondez par son numéro :")
-    )
-    return head + "\n" + "\n".join(lines)
+PAGE = 5
+
+
+def claims_choice(
+    claims: Sequence[Record], *, short: bool = False, first: int = 1, more: int = 0, head: str = ""
+) -> str:
+    """The numbered list to choose from (numbers go on across pages: 6 to 10 on the second)."""
+    lines = [f"{i}. {claim_label(c, short=True)}" for i, c in enumerate(claims, first)]
+    if not head:
+        head = (
+            "Quel remboursement ? Répondez par son numéro :"
+            if short
+            else "Vous avez plusieurs remboursements. Lequel vous intéresse ? Répondez par son numéro :"
+        )
+    text = head + "\n" + "\n".join(lines)
+    if more:
+        text += f"\n« autres » : {more} plus ancien{'s' if more > 1 else ''}."
+    return text
 
 
 def _fold(text: str) -> str:
@@ -124,44 +160,226 @@ def _fold(text: str) -> str:
     return "".join(c for c in text if not unicodedata.combining(c))
 
 
-_DATE = re.compile(r"\b(\d{1,2})[/.-](\d{1,2})(?:[/.-](\d{2,4}))?\b")
+_DATE = re.compile(r"(?<![\d/])(\d{1,2})[/.-](\d{1,2})(?:[/.-](\d{2,4}))?(?![\d/])")
+_MONTH_KEYS = {
+    "janvier": 1, "janv": 1, "fevrier": 2, "fevr": 2, "fev": 2, "mars": 3, "avril": 4, "avr": 4, "mai": 5,
+    "juin": 6, "juillet": 7, "juil": 7, "aout": 8, "septembre": 9, "sept": 9, "octobre": 10, "oct": 10,
+    "novembre": 11, "nov": 11, "decembre": 12, "dec": 12,
+}  # fmt: skip
+_MONTH_RE = "|".join(sorted(_MONTH_KEYS, key=len, reverse=True))
+_DAY_MONTH = re.compile(rf"\b(1er|\d{{1,2}})\s+({_MONTH_RE})\b\.?(?:\s+(\d{{4}}))?")
+_MONTH_ONLY = re.compile(rf"(?:\bd'|\bde\s|\ben\s|\bmois\s+d'|\bmois\s+de\s|\bdu\s)\s*({_MONTH_RE})\b")
+_AMOUNT = re.compile(r"(\d+(?:[.,]\d{1,2})?)\s*(?:€|euros?\b|eur\b)")
+# Words members use for a kind of care, beside the kind's own words.
+KIND_WORDS = {
+    "lunettes": ("lunette", "optique", "opticien", "verres", "monture"),
+    "kinesitherapie": ("kine", "kines", "kinesi", "reeducation"),
+    "dentaire": ("dentiste", "dent", "dents", "couronne", "implant", "implants", "prothese"),
+    "laboratoire": ("analyse", "analyses", "labo", "prise de sang", "biologie"),
+    "generaliste": ("medecin", "generaliste", "toubib", "consult"),
+    "specialiste": ("specialiste", "ophtalmo", "gyneco", "dermato", "cardio"),
+    "pharmacie": ("medicaments", "medicament", "pharma"),
+    "hospitalisation": ("hopital", "hospi", "clinique", "hospitalisation"),
+    "audio": ("auditif", "auditive", "audioprothese", "appareil auditif"),
+    "optique": ("lunettes", "lunette", "opticien", "verres"),
+}
 
 
-def pick_claim(text: str, claims: Sequence[Record]) -> Record | None:
-    """The claim a reply names: its number in the list, its care date, or a word of its kind."""
+@dataclass(frozen=True, slots=True)
+class Criteria:
+    """What a question names of a record: its date (day and month, or a month), kind, amount, reference."""
+
+    day: tuple[int, int] | None = None  # (day, month)
+    month: int | None = None
+    words: frozenset[str] = frozenset()
+    amount: Decimal | None = None
+    text: str = ""
+
+    @property
+    def named_date(self) -> bool:
+        return self.day is not None or self.month is not None
+
+    def date_words(self, *, short: bool = False) -> str:
+        """« du 12/11 », « du 24 août », « d'août »."""
+        if self.day is not None:
+            d, m = self.day
+            return f"du {d:02d}/{m:02d}" if short else f"du {'1er' if d == 1 else d} {MONTHS[m - 1]}"
+        if self.month is not None:
+            name = MONTHS[self.month - 1]
+            return f"d'{name}" if name[0] in "aeiouéè" else f"de {name}"
+        return ""
+
+
+def criteria(text: str) -> Criteria:
+    """The record a question names, read from its words (dates without their year; a year-long date
+    such as a birth date is not a record's date)."""
+    folded = _fold(text or "")
+    day: tuple[int, int] | None = None
+    month: int | None = None
+    if m := _DAY_MONTH.search(folded):
+        day = (1 if m.group(1) == "1er" else int(m.group(1)), _MONTH_KEYS[m.group(2)])
+    elif m := _DATE.search(folded):
+        if 1 <= int(m.group(1)) <= 31 and 1 <= int(m.group(2)) <= 12:
+            day = (int(m.group(1)), int(m.group(2)))
+    elif m := _MONTH_ONLY.search(folded):
+        month = _MONTH_KEYS[m.group(1)]
+    amount = None
+    if m := _AMOUNT.search(folded):
+        with contextlib.suppress(InvalidOperation):
+            amount = Decimal(m.group(1).replace(",", "."))
+    words = frozenset(re.findall(r"[a-z]{3,}", folded))
+    return Criteria(day, month, words, amount, folded)
+
+
+def _kind_words(kind: str) -> set[str]:
+    own = set(re.findall(r"[a-z]{4,}", _fold(kind)))
+    extra: set[str] = set()
+    for key, synonyms in KIND_WORDS.items():
+        if key in own or any(w.startswith(key[:6]) for w in own):
+            extra |= {w for s in synonyms for w in s.split()}
+    return own | extra
+
+
+def _record_dates(record: Record, fields: Sequence[str]) -> list[dt.date]:
+    return [d for f in fields if (d := parse_date(record.get(f))) is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """Records a question names: ``matches`` (all when it names nothing); when it names a date none
+    has, ``missed`` is set and ``matches`` are the nearest ones."""
+
+    matches: list[Record]
+    named: bool
+    missed: bool = False
+    what: str = ""
+
+
+def find(
+    records: Sequence[Record], text: str, *, dates: Sequence[str], kind: str, amounts: Sequence[str],
+    today: dt.date, newest_first: bool = True,
+) -> Found:  # fmt: skip
+    """Every record the question names, across all of them (not only the latest), newest first."""
+    order = sorted(records, key=lambda r: str(r.get(dates[0]) or ""), reverse=newest_first)
+    c = criteria(text)
+    by_ref = [r for r in order if str(r.get("id") or "").lower() and _fold(str(r.get("id"))) in c.text]
+    if by_ref:
+        return Found(by_ref, True)
+    kept = order
+    named = False
+    if c.amount is not None:
+        named = True
+        kept = [r for r in kept if any(_same_amount(r.get(f), c.amount) for f in amounts)]
+    kinds = [r for r in kept if c.words & _kind_words(str(r.get(kind) or ""))]
+    if kinds:
+        named, kept = True, kinds
+    if c.named_date:
+        named = True
+        dated = [r for r in kept if any(_date_matches(d, c) for d in _record_dates(r, dates[:1]))]
+        if not dated:  # the named date matches none: the nearest ones, by how far their date is
+            target = _named_day(c, today)
+            nearest = sorted(kept or order, key=lambda r: min(
+                (abs((d - target).days) for d in _record_dates(r, dates[:1])), default=10**6))  # fmt: skip
+            return Found(nearest[:3], True, missed=True, what=c.date_words())
+        kept = dated
+    if named and not kept:
+        return Found(order[:3], True, missed=True)
+    return Found(kept, named)
+
+
+def _same_amount(value: Any, amount: Decimal) -> bool:
+    try:
+        return abs(Decimal(str(value)) - amount) < Decimal("0.01")
+    except (InvalidOperation, ValueError):
+        return False
+
+
+def _date_matches(day: dt.date, c: Criteria) -> bool:
+    if c.day is not None:
+        return (day.day, day.month) == c.day
+    return c.month is not None and day.month == c.month
+
+
+def _named_day(c: Criteria, today: dt.date) -> dt.date:
+    """The named day in the most recent year it has passed (a month: its 15th)."""
+    day, month = c.day if c.day is not None else (15, c.month or today.month)
+    for year in (today.year, today.year - 1):
+        with contextlib.suppress(ValueError):
+            candidate = dt.date(year, month, min(day, 28) if month == 2 else day)
+            if candidate <= today + dt.timedelta(days=31):
+                return candidate
+    return today
+
+
+def pick_claim(text: str, claims: Sequence[Record], *, today: dt.date | None = None) -> Record | None:
+    """The claim a reply names: its number in the list, its care date, kind, amount or reference."""
     folded = _fold(text).strip()
-    number = re.fullmatch(r"(?:n[o°]?\s*|numero\s*|le\s*)?(\d{1,2})\s*[.)]?", folded)
-    if number and 1 <= int(number.group(1)) <= len(claims):
-        return claims[int(number.group(1)) - 1]
-    found = _DATE.search(folded)
-    if found:
-        day, month = int(found.group(1)), int(found.group(2))
-        same = [c for c in claims if (d := parse_date(c.get("care_date"))) and (d.day, d.month) == (day, month)]
-        if len(same) == 1:
-            return same[0]
-    words = {w for w in re.findall(r"[a-z]{4,}", folded)}
-    by_kind = [c for c in claims if words & set(re.findall(r"[a-z]{4,}", _fold(str(c.get("kind") or ""))))]
-    return by_kind[0] if len(by_kind) == 1 else None
+    number = re.fullmatch(r"(?:n[o°]?\s*|numero\s*|le\s*|la\s*)?(\d{1,2})\s*[.)]?", folded)
+    if number:
+        n = int(number.group(1))
+        return claims[n - 1] if 1 <= n <= len(claims) else None
+    found = find(claims, text, dates=("care_date", "received_date"), kind="kind",
+                 amounts=("amount_eur", "reimbursed_eur"), today=today or dt.date.today())  # fmt: skip
+    return found.matches[0] if found.named and not found.missed and len(found.matches) == 1 else None
 
 
-def complaints_answer(complaints: Sequence[Record], *, short: bool = False) -> str:
+def complaint_late(c: Record, today: dt.date) -> bool:
+    due = parse_date(c.get("due_date"))
+    return c.get("status") == "open" and due is not None and due < today
+
+
+def complaints_answer(
+    complaints: Sequence[Record], *, short: bool = False, today: dt.date | None = None, apologise: bool = True,
+    head: str = "",
+) -> str:  # fmt: skip
+    """The complaints given (newest first, three at most), each with its status and due date; a
+    missed due date is said, with one apology and an adviser offered."""
+    today = today or dt.date.today()
     if not complaints:
         return "Nous n'avons aucune réclamation enregistrée à votre nom."
-    ordered = sorted(complaints, key=lambda c: str(c.get("received_date") or ""), reverse=True)[:3]
-    parts = []
-    for c in ordered:
+    parts = [head] if head else []
+    late = False
+    for c in list(complaints)[:3]:
         state = COMPLAINT_STATUS.get(str(c.get("status")), "en cours")
         line = f"Réclamation {c.get('id')} du {fr_date(c.get('received_date'), short=short)} : {state}"
         if c.get("status") == "open":
             urgent = " (urgente)" if _truthy(c.get("urgent")) else ""
-            line += f"{urgent}, réponse au plus tard le {fr_date(c.get('due_date'), short=short)}"
+            if complaint_late(c, today):
+                late = True
+                line += (
+                    f"{urgent} ; nous devions vous répondre au plus tard le {fr_date(c.get('due_date'), short=short)}"
+                )
+                line += " : ce délai est dépassé"
+            else:
+                line += f"{urgent}, réponse au plus tard le {fr_date(c.get('due_date'), short=short)}"
         elif c.get("answered_date"):
             line += f" le {fr_date(c.get('answered_date'), short=short)}"
         parts.append(line + ".")
-    return "\n".join(parts)
+    text = "\n".join(parts)
+    return text + (late_tail(apologise=apologise, short=short) if late else "")
 
 
-def membership_answer(memberships: Sequence[Record], *, short: bool = False) -> str:
+def newest(records: Sequence[Record], field: str) -> list[Record]:
+    return sorted(records, key=lambda r: str(r.get(field) or ""), reverse=True)
+
+
+def membership_due(m: Record) -> dt.date | None:
+    received = parse_date(m.get("received_date"))
+    return received + dt.timedelta(days=10) if received is not None else None
+
+
+def membership_late(memberships: Sequence[Record], today: dt.date) -> bool:
+    if not memberships:
+        return False
+    m = max(memberships, key=lambda r: str(r.get("received_date") or ""))
+    due = membership_due(m)
+    return not m.get("documents_sent_date") and due is not None and due < today
+
+
+def membership_answer(
+    memberships: Sequence[Record], *, short: bool = False, today: dt.date | None = None, apologise: bool = True
+) -> str:
+    today = today or dt.date.today()
     if not memberships:
         return "Votre adhésion est active ; aucune demande d'adhésion n'est en cours de traitement."
     m = max(memberships, key=lambda r: str(r.get("received_date") or ""))
@@ -171,16 +389,22 @@ def membership_answer(memberships: Sequence[Record], *, short: bool = False) -> 
             f"Votre demande d'adhésion du {received} est validée : vos documents ont été envoyés le "
             f"{fr_date(m.get('documents_sent_date'), short=short)}."
         )
+    due = membership_due(m)
     if m.get("acknowledged_date"):
-        return (
+        text = (
             f"Votre demande d'adhésion du {received} est enregistrée (accusé de réception du "
-            f"{fr_date(m.get('acknowledged_date'), short=short)}) ; vos documents sont en préparation."
+            f"{fr_date(m.get('acknowledged_date'), short=short)}) ; vos documents sont en préparation"
         )
-    due = parse_date(m.get("received_date"))
-    text = f"Votre demande d'adhésion du {received} est bien reçue"
-    if due is not None:
-        text += f" ; vous aurez nos documents au plus tard le {fr_date(due + dt.timedelta(days=10), short=short)}"
-    return text + "."
+    else:
+        text = f"Votre demande d'adhésion du {received} est bien reçue"
+    if due is None:
+        return text + "."
+    if due < today:
+        text += (
+            f". Vous deviez recevoir vos documents au plus tard le {fr_date(due, short=short)} : nous sommes en retard."
+        )
+        return text + late_tail(apologise=apologise, short=short)
+    return text + f" ; vous aurez nos documents au plus tard le {fr_date(due, short=short)}."
 
 
 def card_answer(cards: Sequence[Record], *, short: bool = False) -> str:
@@ -204,11 +428,12 @@ def card_answer(cards: Sequence[Record], *, short: bool = False) -> str:
     return text if short else text + " Elle vous sera envoyée par courrier dès qu'elle sera prête."
 
 
-def quotes_answer(quotes: Sequence[Record], *, short: bool = False) -> str:
+def quotes_answer(quotes: Sequence[Record], *, short: bool = False, head: str = "") -> str:
+    """The quotes given (newest first, three at most)."""
     if not quotes:
         return "Nous n'avons reçu aucun devis à votre nom."
-    parts = []
-    for q in sorted(quotes, key=lambda r: str(r.get("received_date") or ""), reverse=True)[:3]:
+    parts = [head] if head else []
+    for q in list(quotes)[:3]:
         state = QUOTE_STATUS.get(str(q.get("status")), "en cours d'étude")
         line = f"Devis {q.get('kind') or ''} du {fr_date(q.get('received_date'), short=short)} : {state}".replace(
             "  ", " "
@@ -219,13 +444,46 @@ def quotes_answer(quotes: Sequence[Record], *, short: bool = False) -> str:
     return "\n".join(parts)
 
 
-def contribution_answer(member: Record, *, short: bool = False) -> str:
+AGE_BANDS = ((0, 25), (26, 40), (41, 55), (56, 65), (66, 75), (76, 200))
+
+
+def age_on(born: dt.date, day: dt.date) -> int:
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def age_band(age: int) -> tuple[int, int]:
+    return next(b for b in AGE_BANDS if b[0] <= age <= b[1])
+
+
+def contribution_answer(
+    member: Record, *, short: bool = False, why: bool = False, today: dt.date | None = None, notice: str = ""
+) -> str:
+    """The monthly contribution and its next call; with ``why``, what makes it change: the age band
+    (and whether the member entered a new one this year), the cover level, the yearly rate change."""
+    today = today or dt.date.today()
     text = f"Votre cotisation mensuelle est de {euros(member.get('contribution_eur'))}"
     if member.get("contribution_call_date"):
         text += f", prochain appel le {fr_date(member.get('contribution_call_date'), short=short)}"
     text += "."
+    cover = member.get("cover_level") or "non renseignée"
+    if not why:
+        return text if short else text + f" Formule : {cover}."
+    reasons = []
+    born = parse_date(member.get("birth_date"))
+    if born is not None:
+        age = age_on(born, today)
+        low, high = age_band(age)
+        band = f"{low} ans et plus" if high >= 200 else f"{low}–{high} ans"
+        if age_band(age_on(born, today - dt.timedelta(days=365))) != (low, high):
+            reasons.append(f"votre tranche d'âge ({band} ; vous y êtes entré(e) cette année, ce qui augmente le tarif)")
+        else:
+            reasons.append(f"votre tranche d'âge ({band}, inchangée cette année)")
+    reasons.append(f"votre formule « {cover} »")
+    yearly = "l'évolution annuelle de nos tarifs au 1er janvier, votée par notre assemblée générale"
+    reasons.append(yearly + (f" (avis envoyé le {fr_date(notice, short=short)})" if notice else ""))
+    text += " Ce qui la fait évoluer : " + ", ".join(reasons[:-1]) + " et " + reasons[-1] + "."
     if not short:
-        text += f" Formule : {member.get('cover_level') or 'non renseignée'}."
+        text += " Un conseiller peut vous détailler le calcul : écrivez « conseiller »."
     return text
 
 

@@ -13,17 +13,28 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import os
 import re
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway import events, keys
+from members import numbers
 from members.otp import otp_digest
 from members.records import Complaint, MemberStore, complaint_due
 
-VERIFY_TTL_S = 15 * 60
+
+def _verify_ttl_s() -> int:
+    """How long a verification holds: ``BOT_VERIFY_MINUTES`` (default 15, from 1 to 240)."""
+    raw = os.environ.get("BOT_VERIFY_MINUTES", "").strip()
+    minutes = int(raw) if raw.isdigit() else 15
+    return max(1, min(240, minutes)) * 60
+
+
+VERIFY_TTL_S = _verify_ttl_s()
 MAX_FAILURES = 3
 OTP_TTL_S = 10 * 60
 PARIS = ZoneInfo("Europe/Paris")
@@ -134,48 +145,76 @@ async def otp_matches(redis: Any, conv_id: str, member: str, code: str) -> bool:
     return False
 
 
-_BIRTH = re.compile(r"\b(\d{1,2})\s*[/.\- ]\s*(\d{1,2})\s*[/.\- ]\s*(\d{2}|\d{4})\b")
-_BIRTH_ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_BIRTH = re.compile(r"(?<![\d/])(\d{1,2})\s*([/.\- ])\s*(\d{1,2})\s*\2\s*(\d{4}|\d{2})(?![\d/])")
+_BIRTH_ISO = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
+_BIRTH_PACKED = re.compile(r"(?<!\d)(\d{2})(\d{2})(\d{4}|\d{2})(?!\d)")
 _MONTH_WORDS = {
-    "janvier": 1, "janv": 1, "fevrier": 2, "fevr": 2, "fev": 2, "mars": 3, "avril": 4, "avr": 4, "mai": 5,
-    "juin": 6, "juillet": 7, "juil": 7, "aout": 8, "septembre": 9, "sept": 9, "octobre": 10, "oct": 10,
-    "novembre": 11, "nov": 11, "decembre": 12, "dec": 12,
+    "janvier": 1, "janv": 1, "jan": 1, "fevrier": 2, "fevr": 2, "fev": 2, "mars": 3, "mar": 3, "avril": 4,
+    "avr": 4, "mai": 5, "juin": 6, "juillet": 7, "juil": 7, "aout": 8, "septembre": 9, "sept": 9, "sep": 9,
+    "octobre": 10, "oct": 10, "novembre": 11, "nov": 11, "decembre": 12, "dec": 12,
 }  # fmt: skip
-_BIRTH_WORDS = re.compile(r"\b(1er|\d{1,2})\s+([a-z]+)\.?\s+(\d{4})\b")
+_BIRTH_WORDS = re.compile(r"\b(1er|\d{1,2})\s+([a-z]+)\.?\s+(\d{4}|\d{2})\b")
+# Words that say a date is the member's own birth date, even inside a longer message.
+BIRTH_CUES = re.compile(r"\b(nee?s?|naissance|ddn|anniversaire)\b")
+
+
+def _fold(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", (text or "").lower()) if not unicodedata.combining(c))
+
+
+def _year(two_or_four: str, today: dt.date) -> int:
+    year = int(two_or_four)
+    if len(two_or_four) == 2:  # two digits: the most recent past year with those digits
+        year += 2000 if 2000 + year <= today.year else 1900
+    return year
 
 
 def parse_birth_date(text: str, today: dt.date | None = None) -> dt.date | None:
-    """A birth date as members type it: 12/03/1958, 12-3-58, 12 03 1958, 1958-03-12, 12 mars 1958."""
-    import unicodedata
+    """A birth date as members type it: 12/03/1958, 12-3-58, 3/3/85, 12 03 1958, 12031958, 1958-03-12,
+    12 mars 1958, 3 mars 85, 1er avril 62. A date without a year (« du 12/11 ») is none."""
+    return _birth_parts(text, today)[0]
 
-    folded = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+
+def _birth_parts(text: str, today: dt.date | None) -> tuple[dt.date | None, bool]:
+    """(the date, whether something shaped like a full date was typed at all)."""
+    folded = _fold(text)
     today = today or dt.date.today()
     if m := _BIRTH_ISO.search(folded):
         year, month, day = int(m.group(1)), int(m.group(2)), int(m.group(3))
     elif m := _BIRTH_WORDS.search(folded):
         if m.group(2) not in _MONTH_WORDS:
-            return None
+            return None, False
         day = 1 if m.group(1) == "1er" else int(m.group(1))
-        month, year = _MONTH_WORDS[m.group(2)], int(m.group(3))
+        month, year = _MONTH_WORDS[m.group(2)], _year(m.group(3), today)
     elif m := _BIRTH.search(folded):
-        day, month, year = int(m.group(1)), int(m.group(2)), int(m.group(3))
-        if year < 100:  # two digits: the most recent past year with those digits
-            year += 2000 if 2000 + year <= today.year else 1900
+        day, month, year = int(m.group(1)), int(m.group(3)), _year(m.group(4), today)
+    elif m := _BIRTH_PACKED.search(folded):
+        day, month, year = int(m.group(1)), int(m.group(2)), _year(m.group(3), today)
     else:
-        return None
+        return None, False
     try:
-        return dt.date(year, month, day)
+        born = dt.date(year, month, day)
     except ValueError:
-        return None
+        return None, True
+    if not dt.date(1900, 1, 1) <= born <= today:
+        return None, True
+    return born, True
 
 
-MEMBER_NUMBER = re.compile(r"\b[mM]\s?(\d{7})\b")
-OTP_CODE = re.compile(r"(?<!\d)(\d{3})\s?(\d{3})(?!\d)")
+def birth_date_typed(text: str, today: dt.date | None = None) -> tuple[dt.date | None, bool]:
+    """For the birth-date question: (the date, well formed). A shape of date that is no real date
+    (« 31/02/1975 ») is not well formed: the member gets an example, and no try is counted."""
+    born, shaped = _birth_parts(text, today)
+    return born, born is not None and shaped
 
 
 def parse_member_number(text: str) -> str | None:
-    m = MEMBER_NUMBER.search(text)
-    return f"M{m.group(1)}" if m else None
+    """The member number in ``text`` in the format setting's canonical form (« 0100234 »,
+    « m 010 0234 », « MT-0100234 » → « M0100234 » with the default format)."""
+    return numbers.current().parse_number(text)
+
+
+OTP_CODE = re.compile(r"(?<!\d)(\d{3})\s?(\d{3})(?!\d)")
 
 
 def parse_code(text: str) -> str | None:

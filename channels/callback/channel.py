@@ -82,7 +82,7 @@ class CallbackChannel(ChannelBase):
 
         @routes.get("/callback")
         async def form(request: web.Request) -> web.Response:
-            return self._page(FORM, values={}, errors={})
+            return self._page(FORM, values=self._prefill(request.query), errors={})
 
         for name, content_type in STATIC_FILES.items():
             routes.get(f"/callback/static/{name}")(_static(name, content_type))
@@ -245,6 +245,28 @@ class CallbackChannel(ChannelBase):
         response = self._page(FORM, values=values, errors=errors, status=429, refusal=refusal)
         response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return response
+
+    def _prefill(self, query: Any) -> dict[str, str]:
+        """What a link may prefill (the bot's « rappelez-moi demain matin »): ``date`` (AAAA-MM-JJ) and
+        ``slot``, or ``period=matin|apres-midi`` for the first slot of that half-day; anything else is
+        ignored (the member still chooses and submits)."""
+        values: dict[str, str] = {}
+        try:
+            day = dt.date.fromisoformat(str(query.get("date", "")))
+        except ValueError:
+            return values
+        values["date"] = day.isoformat()
+        slots = self.ctx.settings.opening_hours.slots_on(day)
+        wanted = str(query.get("slot", ""))
+        period = str(query.get("period", ""))
+        if any(s.key == wanted for s in slots):
+            values["slot"] = wanted
+        elif period in ("matin", "apres-midi"):
+            morning = period == "matin"
+            chosen = next((s for s in slots if (s.start < dt.time(12)) == morning), None)
+            if chosen is not None:
+                values["slot"] = chosen.key
+        return values
 
     def _page(
         self, template: str, values: dict[str, Any], errors: dict[str, str], status: int = 200, refusal: str = ""

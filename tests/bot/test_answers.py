@@ -47,9 +47,87 @@ def test_claim_in_progress_gives_the_committed_date(tele: bool, expected: str) -
     assert ("48 h" in text) is tele and ("5 jours" in text) is not tele
 
 
-def test_overdue_claim_says_so_and_offers_an_agent() -> None:
+def test_overdue_claim_says_so_apologises_once_and_offers_an_agent() -> None:
     text = answers.claim_answer(claim(care_date="2026-11-20", status="received"), TODAY)
-    assert "dépassé depuis le 22 novembre 2026" in text and "conseiller" in text
+    assert "Il devait être payé au plus tard le 22 novembre 2026" in text and "nous sommes en retard" in text
+    assert text.count("excuser") == 1 and "conseiller" in text and "rappelé" in text
+    again = answers.claim_answer(claim(care_date="2026-11-20", status="received"), TODAY, apologise=False)
+    assert "excuser" not in again and "conseiller" in again
+    assert "(télétransmise (48 h))" not in text  # the old doubled parentheses
+
+
+def test_expected_payment_counts_from_the_day_the_claim_was_received() -> None:
+    # Care on 20 November, received on paper on 28 November: 5 days from receipt, not from care.
+    late_care = claim(care_date="2026-11-20", received_date="2026-11-28", teletransmitted=False, status="received")
+    assert answers.expected_payment(late_care) == dt.date(2026, 12, 3)
+    text = answers.claim_answer(late_care, dt.date(2026, 12, 2))
+    assert "Paiement prévu au plus tard le 3 décembre 2026" in text and "réception le 28 novembre 2026" in text
+    # A record from before the field existed: the care date stands in for it.
+    assert answers.expected_payment(claim(care_date="2026-11-20")) == dt.date(2026, 11, 22)
+
+
+SIX = [
+    claim(id="S1", care_date="2026-08-24", kind="prothèse dentaire", amount_eur="800.00", status="in_progress"),
+    claim(id="S2", care_date="2026-12-01", kind="prothèse dentaire", amount_eur="600.00"),
+    claim(id="S3", care_date="2026-10-21", kind="analyses de laboratoire", amount_eur="45.00", status="paid"),
+    claim(id="S4", care_date="2026-11-12", kind="kinésithérapie", amount_eur="30.00", status="received"),
+    claim(id="S5", care_date="2026-11-20", kind="lunettes", amount_eur="350.00", status="paid"),
+    claim(id="S6", care_date="2026-11-25", kind="pharmacie", amount_eur="12.00", status="paid"),
+]
+
+
+@pytest.mark.parametrize(
+    ("asked", "ids"),
+    [
+        ("celui de la prothèse dentaire du 24 août", ["S1"]),  # the oldest of six, not among the latest five
+        ("et mon remboursement d'analyses du 21/10 ?", ["S3"]),
+        ("où en est mon remboursement du 12/11", ["S4"]),
+        ("et le kiné ?", ["S4"]),
+        ("mes lunettes", ["S5"]),
+        ("celui d'août", ["S1"]),
+        ("le remboursement de 350 €", ["S5"]),
+        ("le S3 svp", ["S3"]),
+        ("ma prothèse dentaire", ["S2", "S1"]),  # two: newest first, to choose from
+    ],
+)
+def test_every_claim_is_found_by_date_kind_amount_or_reference(asked: str, ids: list[str]) -> None:
+    found = answers.find(SIX, asked, dates=("care_date",), kind="kind", amounts=("amount_eur",), today=TODAY)
+    assert found.named and not found.missed
+    assert [c["id"] for c in found.matches] == ids
+
+
+def test_a_named_date_that_matches_none_is_said_with_the_nearest() -> None:
+    found = answers.find(SIX, "mon remboursement du 13/11", dates=("care_date",), kind="kind",
+                         amounts=("amount_eur",), today=TODAY)  # fmt: skip
+    assert found.missed and found.what == "du 13 novembre"
+    assert [c["id"] for c in found.matches] == ["S4", "S5", "S6"]
+    nothing_named = answers.find(SIX, "où en est mon remboursement", dates=("care_date",), kind="kind",
+                                 amounts=(), today=TODAY)  # fmt: skip
+    assert not nothing_named.named and len(nothing_named.matches) == 6
+    listing = answers.claims_choice(nothing_named.matches[5:], first=6, more=0)
+    assert listing.splitlines()[1].startswith("6. prothèse dentaire du 24/08/2026")
+
+
+def test_late_complaint_and_membership_documents_are_said_to_be_late() -> None:
+    late = {"id": "REC-9", "received_date": "2026-11-20", "urgent": False, "due_date": "2026-11-30",
+            "status": "open", "answered_date": ""}  # fmt: skip
+    text = answers.complaints_answer([late], today=TODAY)
+    assert "nous devions vous répondre au plus tard le 30 novembre 2026 : ce délai est dépassé" in text
+    assert text.count("excuser") == 1 and "conseiller" in text
+    docs = answers.membership_answer(
+        [{"received_date": "2026-11-15", "acknowledged_date": "2026-11-16", "documents_sent_date": ""}], today=TODAY
+    )
+    assert "au plus tard le 25 novembre 2026 : nous sommes en retard" in docs and "conseiller" in docs
+
+
+def test_why_the_contribution_changes() -> None:
+    member = {"contribution_eur": "64.2", "contribution_call_date": "2027-01-05", "cover_level": "confort",
+              "birth_date": "1970-03-12"}  # fmt: skip
+    text = answers.contribution_answer(member, why=True, today=TODAY)
+    assert "tranche d'âge (56–65 ans ; vous y êtes entré(e) cette année" in text
+    assert "formule « confort »" in text and "1er janvier" in text
+    older = answers.contribution_answer({**member, "birth_date": "1940-01-01"}, why=True, today=TODAY)
+    assert "(76 ans et plus, inchangée cette année)" in older
 
 
 def test_sms_answers_are_short() -> None:
@@ -74,7 +152,7 @@ def test_which_claim_by_number_date_or_kind() -> None:
 def test_complaints_cards_quotes_membership_contribution() -> None:
     complaints = [{"id": "REC-1", "received_date": "2026-11-30", "urgent": True, "due_date": "2026-12-03",
                    "status": "open", "answered_date": ""}]  # fmt: skip
-    assert answers.complaints_answer(complaints) == (
+    assert answers.complaints_answer(complaints, today=TODAY) == (
         "Réclamation REC-1 du 30 novembre 2026 : en cours d'instruction (urgente), réponse au plus tard le 3 décembre 2026."
     )
     assert "aucune réclamation" in answers.complaints_answer([])

@@ -24,20 +24,31 @@ from members.records import Complaint, Member, MemberStore
 @pytest.mark.parametrize(
     "typed",
     ["12/03/1975", "12-3-75", "12.03.1975", "12 03 1975", "1975-03-12", "né le 12 mars 1975", "12 MARS 1975",
-     "je suis nee le 12/03/75"],
+     "je suis nee le 12/03/75", "12031975", "12/3/75", "12 mars 75", "le 12 mars 1975"],
 )  # fmt: skip
 def test_birth_dates_as_members_type_them(typed: str) -> None:
     assert state.parse_birth_date(typed, dt.date(2026, 12, 2)) == dt.date(1975, 3, 12)
 
 
-@pytest.mark.parametrize("typed", ["31/02/1975", "hier", "12 brumaire 1975", ""])
+@pytest.mark.parametrize(
+    "typed",
+    ["31/02/1975", "hier", "12 brumaire 1975", "", "où en est mon remboursement du 12/11", "12/11", "03/03/2099"],
+)
 def test_not_a_birth_date(typed: str) -> None:
     assert state.parse_birth_date(typed) is None
 
 
+def test_a_badly_formed_birth_date_is_not_well_formed() -> None:
+    assert state.birth_date_typed("31/02/1975") == (None, False)
+    assert state.birth_date_typed("3 mars 85", dt.date(2026, 12, 2)) == (dt.date(1985, 3, 3), True)
+
+
 def test_member_numbers_and_codes() -> None:
     assert state.parse_member_number("mon numéro : m 0100234") == "M0100234"
-    assert state.parse_member_number("0100234") is None
+    for typed in ("0100234", "M0100234", "m 010 0234", "MT-0100234", "mt 0100234", "adhérent n° M 0100234"):
+        assert state.parse_member_number(typed) == "M0100234", typed
+    for typed in ("M01234", "03031985", "06 12 34 56 78", "REC-2026-0100234"):
+        assert state.parse_member_number(typed) is None, typed
     assert state.parse_code("le code est 482 913") == "482913"
     assert state.parse_code("12345") is None
 

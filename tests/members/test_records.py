@@ -6,9 +6,11 @@ import csv
 import datetime as dt
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from gateway.contacts import Contacts
+from members import numbers
 from members.demo_data import generate
 from members.importer import STATE_KEY, import_directory
 from members.records import ALL_MEMBERS, MemberStore
@@ -96,3 +98,39 @@ async def test_missing_file_or_columns_are_clear_errors(redis: Redis, tmp_path: 
     write_csv(tmp_path / "members.csv", ["number", "first_name"], [["M1", "A"]])
     report = await import_directory(redis, tmp_path, progress=False)
     assert report.errors[0].startswith("members.csv:1: colonnes manquantes")
+
+
+async def test_a_member_number_the_bot_could_not_read_is_refused_naming_the_line(
+    redis: Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = ["M0000001", "Jeanne", "Martin", "1958-03-12", "01 99 00 12 34", "jeanne@example.fr", "confort",
+            "Bretagne", "senior", "64,90", "2027-01-05"]  # fmt: skip
+    write_csv(tmp_path / "members.csv", MEMBER_HEADER, [good, ["MT-12345678", *good[1:4], "", "", *good[6:]]])
+    report = await import_directory(redis, tmp_path, progress=False)
+    assert any(
+        e.startswith("members.csv:3: number: numéro d'adhérent 'MT-12345678' hors du format attendu")
+        and "M suivi de 7 chiffres, par exemple M9876543" in e
+        for e in report.errors
+    ), report.errors
+    assert await redis.scard(ALL_MEMBERS) == 0
+    # The mutuelle's own format, as a setting: the same file then imports, and the bot reads the number
+    # however the member types it.
+    monkeypatch.setenv(numbers.ENV, "MT-########")
+    write_csv(tmp_path / "members.csv", MEMBER_HEADER, [["MT-12345678", *good[1:]]])
+    report = await import_directory(redis, tmp_path, progress=False)
+    assert report.errors == [] and await MemberStore(redis).get("MT-12345678") is not None
+    fmt = numbers.current()
+    assert [fmt.parse_number(t) for t in ("MT-12345678", "12345678", "mt 1234 5678", "M12345678")] == [
+        "MT-12345678"
+    ] * 4
+    assert fmt.parse_number("M0000001") is None
+
+
+def test_demo_data_follows_the_number_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(numbers.ENV, "MT-########")
+    generate(3, tmp_path, progress=False)
+    with (tmp_path / "members.csv").open(encoding="utf-8") as f:
+        assert [row["number"] for row in csv.DictReader(f)] == ["MT-00100000", "MT-00100001", "MT-00100002"]
+    with (tmp_path / "claims.csv").open(encoding="utf-8") as f:
+        claims = list(csv.DictReader(f))
+    assert claims and all(c["received_date"] >= c["care_date"] for c in claims)

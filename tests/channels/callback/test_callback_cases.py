@@ -112,3 +112,14 @@ async def test_form_without_javascript(client: TestClient, redis: Redis) -> None
     text = await bad.text()
     assert bad.status == 400 and "numéro" in text
     assert "<b>x</b>" not in text and "&lt;b&gt;x&lt;/b&gt;" in text
+
+
+async def test_a_link_prefills_the_day_and_half_day(client: TestClient) -> None:  # type: ignore[type-arg]
+    """The bot's « rappelez-moi demain matin » links to the form with the day and the morning chosen."""
+    day = dt.date(2030, 6, 4)  # a Tuesday, no public holiday
+    page = await (await client.get(f"/callback?date={day.isoformat()}&period=matin")).text()
+    assert f'value="{day.isoformat()}"' in page and '<option value="09:00-12:00" selected>' in page
+    page = await (await client.get(f"/callback?date={day.isoformat()}&period=apres-midi")).text()
+    assert '<option value="12:00-14:00" selected>' in page
+    page = await (await client.get("/callback?date=n'importe&slot=<b>")).text()
+    assert "selected>" not in page and "&lt;b&gt;" not in page

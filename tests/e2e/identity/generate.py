@@ -135,9 +135,11 @@ def wrong_births(born: dt.date) -> list[tuple[str, str]]:
     if born.day <= 12 and born.day != born.month:
         out.append((f"{born.month:02d}/{born.day:02d}/{born.year}", "day and month swapped"))
         out.append((f"{born.year}-{born.day:02d}-{born.month:02d}", "ISO with day and month swapped"))
-    out.append((born.strftime("%d%m%Y"), "no separators"))
-    out.append((f"{born.day} {MONTHS[born.month - 1]}", "no year"))
-    out.append((born.strftime("%d/%m/") + str(born.year + 100)[1:], "wrong century"))
+    # Issue 20: the right date without separators (« 12031975 ») is now read as the right date, and a
+    # badly formed value (no year, a three-digit year) gets an example and is not counted: only
+    # well-formed wrong dates are tries.
+    out.append(((born + dt.timedelta(days=7)).strftime("%d%m%Y"), "a week later, no separators"))
+    out.append((born.replace(year=born.year - 1).strftime("%d/%m/%Y") if born.day != 29 else "01/03/1997", "year-1"))
     return [(t, why) for t, why in out if why != "two-digit year, right"]
 
 
