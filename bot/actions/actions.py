@@ -61,7 +61,29 @@ GROUP_TEXT = (
     "Écrivez-moi en message privé, ou demandez à parler à un conseiller."
 )
 EXPIRED_TEXT = "Votre vérification d'identité a expiré : reposez votre question."
+CODE_EXPIRED_TEXT = (
+    "Ce code a expiré : il était valable 10 minutes. Écrivez « renvoyez le code » pour en recevoir un nouveau."
+)
+TRIES_SPENT_TEXT = (
+    "Trop de codes erronés ont été essayés aujourd'hui pour ce numéro d'adhérent : par sécurité, je ne vérifie "
+    "plus de code pour ce dossier avant demain. Pour vous identifier, écrivez-nous depuis le téléphone ou "
+    "l'adresse e-mail enregistrés dans votre dossier, appelez-nous ou demandez à être rappelé{where}."
+)
+QUIET_LOCKED_TEXT = (
+    "Je n'ai pas pu vérifier votre identité. Par sécurité, je ne peux rien vous dire sur ce dossier. Pour être "
+    "aidé, appelez-nous ou demandez à être rappelé{where}."
+)
+# « renvoyez le code », « je n'ai pas reçu le code », « toujours rien reçu », « un nouveau code svp »
+RESEND = re.compile(
+    r"\b(r?e?-?envo\w*|renvoi\w*|pas (bien |encore |du tout )?recu|rien recu|recu aucun|aucun code|"
+    r"nouveau code|autre code|pas arrive|jamais arrive|toujours rien)\b"
+)
 CANCEL_WORDS = ("annuler", "annule", "laisse tomber", "stop", "rien", "non merci")
+
+
+def callback_where() -> str:
+    base = os.environ.get("PUBLIC_URL", "").rstrip("/")
+    return f" : {base}/callback" if base else " sur notre site, rubrique « Être rappelé »"
 
 
 def redis() -> Redis:
@@ -164,6 +186,10 @@ async def hand_off(
     if conv.get("status") == "handoff":
         return
     v = await verified(tracker)
+    if reason == "verification_failed" and not await state.handoff_allowed(redis(), v.candidate):
+        # Strangers failing as this member number this hour: one of them reached the agents already.
+        dispatcher.utter_message(text=QUIET_LOCKED_TEXT.format(where=callback_where()))
+        return
     intent = str(tracker.get_slot("pending_query") or latest_intent(tracker))
     await state.handoff(
         redis(), tracker.sender_id, reason=reason, intent=intent, member=v.member, summary=summary(tracker, extra),
@@ -217,31 +243,29 @@ class ValidateIdentityForm(FormValidationAction):
         if fold(text) in CANCEL_WORDS:
             dispatcher.utter_message(text="D'accord, je laisse cette demande. Que puis-je faire d'autre pour vous ?")
             return {"identity_answer": text, "identity_outcome": "cancelled"}
+        contact = sender_contact(tracker)
+        v = await state.verification(redis(), conv_id, contact)
+        if v.stage == "otp" and not state.parse_code(text) and RESEND.search(fold(text)):
+            # The code's real state, or a new one: the gateway answers; not a failed answer.
+            dispatcher.utter_message(json_message={"otp": {"member": v.candidate, "action": "resend"}})
+            return {"identity_answer": None}
         intent = latest_intent(tracker)
         typed_a_factor = state.parse_member_number(text) or state.parse_code(text) or state.parse_birth_date(text)
         if intent in STATUS_INTENTS and not typed_a_factor:
             # Another question while being asked who they are: not a failed answer; asked again.
             return {"identity_answer": None, "pending_query": intent, "query_text": text}
-        contact = sender_contact(tracker)
-        v = await state.verification(redis(), conv_id, contact)
         if v.stage == "member_number":
             number = state.parse_member_number(text)
             if number:
-                exists = await MemberStore(redis()).get(number) is not None
                 await state.begin(redis(), conv_id, "otp", number, contact)
-                if exists:  # the gateway sends the code to the registered phone or e-mail
-                    dispatcher.utter_message(json_message={"otp": {"member": number}})
-                # The same words whether or not the number exists: nothing to learn by trying numbers.
-                dispatcher.utter_message(
-                    text="Si ce numéro correspond à un dossier, un code à 6 chiffres vient d'être envoyé au "
-                    "téléphone ou à l'adresse e-mail qui y sont enregistrés (valable 10 minutes)."
-                )
+                # Asked whether or not the number exists: the gateway draws a code either way, sends it
+                # only to a member's registered phone or e-mail, and says the same words to the sender.
+                dispatcher.utter_message(json_message={"otp": {"member": number, "action": "send"}})
                 return {"identity_answer": None}
         elif v.stage == "otp":
-            code = state.parse_code(text)
-            if code and await state.otp_matches(redis(), conv_id, v.candidate, code):
-                await state.succeed(redis(), conv_id, v.candidate, contact)
-                return {"identity_answer": text, "identity_outcome": "verified"}
+            decided = await code_answer(dispatcher, tracker, text, v.candidate, contact)
+            if decided is not None:
+                return decided
         elif v.stage == "birth_date":
             born = state.parse_birth_date(text, today())
             member = await MemberStore(redis()).get(v.candidate) if v.candidate else None
@@ -257,6 +281,34 @@ class ValidateIdentityForm(FormValidationAction):
             text=f"Cette réponse ne permet pas de vous identifier. Il vous reste {left} essai{'s' if left > 1 else ''}."
         )
         return {"identity_answer": None}
+
+
+async def code_answer(
+    dispatcher: CollectingDispatcher, tracker: Tracker, text: str, member: str, contact: str
+) -> dict[str, Any] | None:
+    """A code typed for ``member``: verified, said to be expired, refused for the day, or None (a
+    failed answer, counted by the caller). Wrong codes count against the member number's day too."""
+    conv_id = tracker.sender_id
+    meta = tracker.latest_message.get("metadata") or {}
+    raw = meta.get("otp")
+    otp_meta: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    digests = [str(d) for d in otp_meta.get("digests") or [] if isinstance(d, str)]
+    cap = otp_meta.get("failures_per_day")
+    cap = cap if isinstance(cap, int) and cap > 0 else state.FAILURES_PER_DAY
+    if member and await state.code_failures(redis(), member) >= cap:
+        dispatcher.utter_message(text=TRIES_SPENT_TEXT.format(where=callback_where()))
+        return {"identity_answer": text, "identity_outcome": "cancelled"}
+    status = await state.check_code(redis(), conv_id, member, digests)
+    if status == "ok" and await MemberStore(redis()).get(member) is not None:
+        await state.succeed(redis(), conv_id, member, contact)
+        return {"identity_answer": text, "identity_outcome": "verified"}
+    if status == "expired":
+        dispatcher.utter_message(text=CODE_EXPIRED_TEXT)
+        return {"identity_answer": None}
+    if member and digests and await state.code_failed(redis(), member) == cap:
+        # The day's last wrong code for this number: the member is told at the registered address.
+        dispatcher.utter_message(json_message={"otp": {"member": member, "action": "alert"}})
+    return None
 
 
 class AskIdentity(Action):
