@@ -12,9 +12,10 @@ keyed digest, addressed to the member's registered phone or e-mail) what the ask
 place of the request, and what goes elsewhere. What goes elsewhere (the code) is queued after the
 answers to the sender and numbered apart from them (``gateway/router.py``), so the sender's replies
 are the same, ids included, whether or not a code left. The ``code_metadata`` hook gives the bot,
-with each message, the keyed digests of the codes it may hold (the key never leaves the gateway). When the bot has just handed the conversation to agents,
-its ``handoff_note`` hook adds what the member is told about the wait (``agents/waiting.py``). Both
-hooks are given by the composition root (``server/product.py``); the core knows neither room.
+with each message, the keyed digests of the codes it may hold (the key never leaves the gateway).
+When the bot has just handed the conversation to agents, its ``handoff_note`` hook adds what the
+member is told about the wait (``agents/waiting.py``). The hooks are given by the composition root
+(``server/product.py``); the core knows neither room.
 """
 
 from __future__ import annotations
