@@ -250,7 +250,8 @@ class WebchatChannel(ChannelBase):
                     continue
                 reply = await self._on_frame(session_id, frame.data, source)
                 if reply is not None:
-                    await ws.send_json(reply)
+                    with contextlib.suppress(ConnectionResetError):  # the visitor left meanwhile
+                        await ws.send_json(reply)
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
