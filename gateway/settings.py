@@ -122,6 +122,7 @@ class Settings:
     otp_source_per_hour: float = 6.0
     otp_source_burst: int = 3
     otp_per_minute: int = 60
+    otp_handoff_every_s: int = 3600  # a failed verification per member number reaches agents once in this
     # The name members know the mutuelle by: one-time code messages start with it.
     mutuelle_name: str = "Ma Mutuelle"
     # A web-chat session ends after this long without a message from the visitor, and this long in all.
@@ -279,6 +280,7 @@ class Settings:
             otp_source_per_hour=_float(env, "OTP_SOURCE_PER_HOUR", 6.0),
             otp_source_burst=_int(env, "OTP_SOURCE_BURST", 3),
             otp_per_minute=_int(env, "OTP_PER_MINUTE", 60),
+            otp_handoff_every_s=_int(env, "OTP_HANDOFF_EVERY_S", 3600),
             mutuelle_name=_str(env, "MUTUELLE_NAME", "Ma Mutuelle"),
             webchat_idle_s=_int(env, "WEBCHAT_IDLE_S", 15 * 60),
             webchat_max_s=_int(env, "WEBCHAT_MAX_S", 4 * 3600),

@@ -102,6 +102,7 @@ class CodeLimits:
     source_per_hour: float = 6.0
     source_burst: int = 3
     per_minute: int = 60
+    handoff_every_s: int = 3600
 
 
 def today_paris() -> str:
@@ -131,7 +132,8 @@ class OneTimeCodes:
     def metadata(self, conv_id: str, text: str) -> dict[str, object]:
         """The digests of the codes the message may hold (the bot compares them with the stored one;
         the key stays here) and the day's budget of wrong codes per member."""
-        return {"digests": typed_digests(self.key, conv_id, text), "failures_per_day": self.limits.failures_per_day}
+        return {"digests": typed_digests(self.key, conv_id, text), "failures_per_day": self.limits.failures_per_day,
+                "handoff_every_s": self.limits.handoff_every_s}  # fmt: skip
 
     def digest(self, conv_id: str, code: str) -> str:
         return otp_digest(self.key, conv_id, code)

@@ -63,7 +63,7 @@ class Product:
             limits = CodeLimits(
                 per_hour=s.otp_per_hour, burst=s.otp_burst, per_day=s.otp_per_day,
                 failures_per_day=s.otp_failures_per_day, source_per_hour=s.otp_source_per_hour,
-                source_burst=s.otp_source_burst, per_minute=s.otp_per_minute,
+                source_burst=s.otp_source_burst, per_minute=s.otp_per_minute, handoff_every_s=s.otp_handoff_every_s,
             )  # fmt: skip
             codes = OneTimeCodes(
                 redis,

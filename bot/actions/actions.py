@@ -186,7 +186,10 @@ async def hand_off(
     if conv.get("status") == "handoff":
         return
     v = await verified(tracker)
-    if reason == "verification_failed" and not await state.handoff_allowed(redis(), v.candidate):
+    otp_meta = (tracker.latest_message.get("metadata") or {}).get("otp")
+    every = otp_meta.get("handoff_every_s") if isinstance(otp_meta, dict) else None
+    every_s = every if isinstance(every, int) else state.HANDOFF_EVERY_S
+    if reason == "verification_failed" and not await state.handoff_allowed(redis(), v.candidate, every_s):
         # Strangers failing as this member number this hour: one of them reached the agents already.
         dispatcher.utter_message(text=QUIET_LOCKED_TEXT.format(where=callback_where()))
         return

@@ -173,12 +173,12 @@ async def code_failed(redis: Any, member: str) -> int:
     return n
 
 
-async def handoff_allowed(redis: Any, member: str) -> bool:
-    """True at most once an hour per member number: strangers failing to verify as one member do not
-    fill the agents' queue (the first failure of the hour goes to them, the others are told to call)."""
-    if not member:
+async def handoff_allowed(redis: Any, member: str, every_s: int = HANDOFF_EVERY_S) -> bool:
+    """True at most once an hour (``every_s``) per member number: strangers failing to verify as one
+    member do not fill the agents' queue (the first failure goes to them, the others are told to call)."""
+    if not member or every_s <= 0:
         return True
-    return bool(await redis.set(keys.member_otp_handoff(member), "1", nx=True, ex=HANDOFF_EVERY_S))
+    return bool(await redis.set(keys.member_otp_handoff(member), "1", nx=True, ex=every_s))
 
 
 _BIRTH = re.compile(r"\b(\d{1,2})\s*[/.\- ]\s*(\d{1,2})\s*[/.\- ]\s*(\d{2}|\d{4})\b")
