@@ -173,6 +173,12 @@ def webchat_shown(session_id: str) -> str:
     return f"{PREFIX}:webchat:{{{session_id}}}:shown"
 
 
+def webchat_session(session_id: str) -> str:
+    """A session's life (hash: created_ms, last_ms, ended, view, private), for its idle and absolute
+    lifetimes, the « Terminer la conversation » button and the masking of a reopened history."""
+    return f"{PREFIX}:webchat:{{{session_id}}}:session"
+
+
 WEBCHAT_NOTIFY = f"{PREFIX}:webchat:notify"  # pub/sub channel: session ids with new messages
 
 
@@ -180,6 +186,17 @@ WEBCHAT_NOTIFY = f"{PREFIX}:webchat:notify"  # pub/sub channel: session ids with
 def conversation_otp(conv_id: str) -> str:
     """The one-time code sent for this conversation (hash: member, digest, expiry), with a TTL."""
     return f"{PREFIX}:conv:{{{conv_id}}}:otp"
+
+
+def member_otp_day(member_id: str, day: str) -> str:
+    """One-time codes for a member number (existing or not) on one day, every conversation together
+    (hash: sent, failed, alerted), kept two days."""
+    return f"mbr:{{{member_id}}}:otp:{day}"
+
+
+def member_otp_handoff(member_id: str) -> str:
+    """Set for an hour once a failed verification against this member number went to the agents."""
+    return f"mbr:{{{member_id}}}:otp:handoff"
 
 
 def complaint_filed(conv_id: str, turn_id: str) -> str:

@@ -6,11 +6,16 @@ the inbound message before they are queued, so a replay after a crash re-queues 
 answers instead of asking Rasa twice. A conversation handed off to agents gets no bot answer.
 
 The bot's actions never send anything themselves: when a member must prove who they are with a
-one-time code, the answer carries ``{"otp": {"member": ...}}`` and the responder asks its
-``one_time_code`` hook for the message to send (``members/codes.py``: drawn, kept as a digest, addressed
-to the member's registered phone or e-mail). When the bot has just handed the conversation to agents,
-its ``handoff_note`` hook adds what the member is told about the wait (``agents/waiting.py``). Both
-hooks are given by the composition root (``server/product.py``); the core knows neither room.
+one-time code, the answer carries ``{"otp": {"member": ..., "action": "send" | "resend" | "alert"}}``
+and the responder asks its ``one_time_code`` hook (``members/codes.py``: drawn, limited, kept as a
+keyed digest, addressed to the member's registered phone or e-mail) what the asker is told, in the
+place of the request, and what goes elsewhere. What goes elsewhere (the code) is queued after the
+answers to the sender and numbered apart from them (``gateway/router.py``), so the sender's replies
+are the same, ids included, whether or not a code left. The ``code_metadata`` hook gives the bot,
+with each message, the keyed digests of the codes it may hold (the key never leaves the gateway).
+When the bot has just handed the conversation to agents, its ``handoff_note`` hook adds what the
+member is told about the wait (``agents/waiting.py``). The hooks are given by the composition root
+(``server/product.py``); the core knows neither room.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -35,8 +41,27 @@ UNAVAILABLE_TEXT = (
     "un conseiller vous répondra dans les meilleurs délais."
 )
 
-# (conversation id, member number) -> the message carrying a one-time code, or None when none may go.
-CodeHook = Callable[[str, str], Awaitable[Reply | None]]
+
+@dataclass(frozen=True, slots=True)
+class CodeRequest:
+    """The bot asks for a one-time code (``send``), for it again (``resend``: « je n'ai pas reçu le
+    code »), or that the member be told their day's wrong codes are spent (``alert``)."""
+
+    conversation: str
+    member: str
+    source: str  # who asks: the web-chat client's address (a keyed digest), else the sender's address
+    action: str = "send"
+
+
+@dataclass(frozen=True, slots=True)
+class CodeOutcome:
+    say: list[str]  # to the sender, in the place of the bot's request
+    send: list[Reply] = field(default_factory=list)  # addressed elsewhere (the registered phone or e-mail)
+
+
+CodeHook = Callable[[CodeRequest], Awaitable[CodeOutcome]]
+# (conversation id, message text) -> what the bot is given about the codes the message may hold.
+CodeMetadata = Callable[[str, str], dict[str, Any]]
 # conversation id -> what a member just handed to agents is told about the wait.
 HandoffNote = Callable[[str], Awaitable[str]]
 
@@ -47,24 +72,38 @@ def servers_for(conv_id: str, urls: list[str]) -> list[str]:
     return sorted(urls, key=lambda u: hashlib.blake2b(f"{u} {conv_id}".encode(), digest_size=8).digest(), reverse=True)
 
 
+def _otp(item: Any) -> tuple[str, str] | None:
+    """(member, action) of a one-time code request (custom payload ``{"otp": {"member": ...}}``)."""
+    custom = item.get("custom") if isinstance(item, dict) else None
+    otp = custom.get("otp") if isinstance(custom, dict) else None
+    if isinstance(otp, dict) and isinstance(otp.get("member"), str):
+        action = otp.get("action")
+        return otp["member"], action if action in ("send", "resend", "alert") else "send"
+    return None
+
+
 def otp_requests(payload: Any) -> list[str]:
     """Members the bot asks a one-time code for (custom payload ``{"otp": {"member": ...}}``)."""
-    out: list[str] = []
-    for item in payload if isinstance(payload, list) else ():
-        custom = item.get("custom") if isinstance(item, dict) else None
-        otp = custom.get("otp") if isinstance(custom, dict) else None
-        if isinstance(otp, dict) and isinstance(otp.get("member"), str):
-            out.append(otp["member"])
-    return out
+    return [otp[0] for item in (payload if isinstance(payload, list) else ()) if (otp := _otp(item))]
 
 
 def reply_texts(payload: Any) -> list[str]:
     """Texts from Rasa's REST answer; buttons fall back to a numbered list of their titles."""
-    out: list[str] = []
+    return [t for t in answer_items(payload) if isinstance(t, str)]
+
+
+def answer_items(payload: Any) -> list[str | tuple[str, str]]:
+    """Rasa's REST answer in order: texts (buttons fall back to a numbered list of their titles) and
+    one-time code requests (member, action)."""
+    out: list[str | tuple[str, str]] = []
     if not isinstance(payload, list):
         return out
     for item in payload:
         if not isinstance(item, dict):
+            continue
+        otp = _otp(item)
+        if otp is not None:
+            out.append(otp)
             continue
         text = item.get("text")
         buttons = item.get("buttons")
@@ -88,6 +127,7 @@ class RasaResponder:
         *,
         timeout_s: float = 30.0,
         one_time_code: CodeHook | None = None,
+        code_metadata: CodeMetadata | None = None,
         handoff_note: HandoffNote | None = None,
     ) -> None:
         # One or more Rasa servers (comma-separated) sharing their tracker and lock stores in Redis.
@@ -95,6 +135,7 @@ class RasaResponder:
         self.url = self.urls[0] if self.urls else ""
         self.redis = redis
         self.one_time_code = one_time_code
+        self.code_metadata = code_metadata
         self.handoff_note = handoff_note
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
@@ -121,7 +162,7 @@ class RasaResponder:
         if cached is not None:
             return [Reply.from_any(r) for r in json.loads(cached)]
         contact = await self.redis.hgetall(keys.contact(msg.contact_id)) if msg.contact_id else {}
-        body = {
+        body: dict[str, Any] = {
             "sender": msg.conversation_id,
             "message": msg.text,
             "metadata": {
@@ -133,20 +174,39 @@ class RasaResponder:
                 "msg_id": msg.id,
             },
         }
+        if self.code_metadata is not None:
+            body["metadata"]["otp"] = self.code_metadata(msg.conversation_id, msg.text)
         payload = await self._ask(msg, body)
         # Without the bot the member still gets an answer saying the message is kept for an agent.
-        replies = [Reply(t) for t in reply_texts(payload)] if payload is not None else [Reply(UNAVAILABLE_TEXT)]
+        replies: list[Reply] = []
+        elsewhere: list[Reply] = []  # one-time codes and notices to the registered address: last
+        for item in answer_items(payload) if payload is not None else [UNAVAILABLE_TEXT]:
+            if isinstance(item, str):
+                replies.append(Reply(item))
+            elif self.one_time_code is None:
+                log.warning("no way to send a one-time code", extra={"conversation": msg.conversation_id})
+            else:
+                source = str(msg.meta.get("source") or msg.urn)
+                outcome = await self.one_time_code(CodeRequest(msg.conversation_id, item[0], source, item[1]))
+                replies += [Reply(t) for t in outcome.say]
+                elsewhere += outcome.send
         if payload is not None and self.handoff_note is not None:
             if await self.redis.hget(keys.conversation(msg.conversation_id), "status") == "handoff":  # just now
                 replies.append(Reply(await self.handoff_note(msg.conversation_id)))
-        for member in otp_requests(payload):
-            code = await self.one_time_code(msg.conversation_id, member) if self.one_time_code else None
-            if code is not None:
-                replies.insert(0, code)
-            elif self.one_time_code is None:
-                log.warning("no way to send a one-time code", extra={"conversation": msg.conversation_id})
+        if replies and await self._verified(msg):  # what a reopened web chat must not show again
+            replies = [Reply(r.text, r.channel, r.urn, {**r.meta, "private": True}) for r in replies]
+        replies += elsewhere
         await self.redis.hset(cache, "bot_replies", json.dumps([r.to_dict() for r in replies], ensure_ascii=False))
         return replies
+
+    async def _verified(self, msg: Message) -> bool:
+        """The sender was verified in this conversation (now or earlier): the answers may hold the
+        member's data, and are marked so (a reopened web chat masks them)."""
+        assert msg.conversation_id
+        member, until, contact = await self.redis.hmget(
+            keys.conversation(msg.conversation_id), ["verified_member", "verified_until_ms", "verified_contact"]
+        )
+        return bool(member) and str(until or "").isdigit() and contact == msg.contact_id
 
     async def _ask(self, msg: Message, body: dict[str, Any]) -> Any:
         """The bot's answer, from the conversation's server or, if it is down, the next one in the

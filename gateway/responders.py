@@ -34,6 +34,11 @@ def _hour(hhmm: str) -> str:
     return f"{int(hours)} h" + ("" if minutes == "00" else f" {minutes}")
 
 
+WELCOME_TEXT = (
+    "Bonjour ! Je suis l'assistant de votre mutuelle. Posez-moi votre question : un remboursement, votre carte "
+    "de tiers payant, un devis, une réclamation, votre cotisation… Écrivez « conseiller » pour échanger avec une "
+    "personne de nos équipes."
+)
 OPTIN_TEXT = "Vous recevrez de nouveau nos SMS. Pour ne plus les recevoir, répondez STOP."
 
 
@@ -77,7 +82,8 @@ class AckResponder:
 
 def fixed_answer(msg: Message) -> list[str] | None:
     """The answers that never depend on the bot: none to automated mail, opt-outs and delivery
-    reports; a confirmation to an opt-in or a callback request. None for everything else."""
+    reports; a confirmation to an opt-in or a callback request; a welcome to Telegram's ``/start``.
+    None for everything else."""
     if msg.automated or msg.kind in ("optout", "status"):
         return []
     if msg.kind == "optin":
@@ -86,4 +92,6 @@ def fixed_answer(msg: Message) -> list[str] | None:
         return [] if confirmed else [OPTIN_TEXT]
     if msg.kind == "callback_request":
         return [callback_text(msg.meta)]
+    if msg.kind == "command" and msg.text.strip().lower().startswith("/start"):  # Telegram's first message
+        return [WELCOME_TEXT]
     return None

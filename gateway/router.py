@@ -3,7 +3,9 @@
 Handling is idempotent, keyed on the message id, because an entry is acknowledged only
 after it is handled and a crash replays it: the contact and conversation resolve to the
 same ids, the message is stored once, and replies carry ids derived from the inbound id
-(``<id>.r<n>``) so the outbound stream accepts each reply once.
+(``<id>.r<n>``) so the outbound stream accepts each reply once. A reply addressed elsewhere (a
+one-time code to the member's registered phone or e-mail) is numbered apart (``<id>.x<n>``): the
+sender's replies are numbered the same whether or not a code left, so their ids tell nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ OUT_DEDUP_PREFIX = "out:"
 
 def reply_id(inbound_id: str, n: int) -> str:
     return f"{inbound_id}.r{n}"
+
+
+def aside_id(inbound_id: str, n: int) -> str:
+    """The id of the ``n``-th reply to ``inbound_id`` addressed elsewhere than to its sender."""
+    return f"{inbound_id}.x{n}"
 
 
 FLOOD_TEXT = (
@@ -65,7 +72,9 @@ def joined(replies: list[Reply]) -> list[Reply]:
     plain = [r for r in replies if not r.urn and not r.channel]
     if len(plain) < 2:
         return replies
-    one = Reply("\n\n".join(r.text for r in plain))
+    one = Reply(
+        "\n\n".join(r.text for r in plain), meta={"private": True} if any(r.meta.get("private") for r in plain) else {}
+    )
     out: list[Reply] = []
     for reply in replies:
         if reply.urn or reply.channel:
@@ -192,15 +201,20 @@ class Router:
         thread = {"thread": msg.meta["reply"]} if isinstance(msg.meta.get("reply"), dict) else {}
         if reply_channel in self.joined_channels:
             replies = joined(replies)
-        for n, reply in enumerate(replies, start=1):
+        # The sender's replies first, then those addressed elsewhere, each numbered on its own.
+        mine = [r for r in replies if not r.urn]
+        numbered = [(reply_id(msg.id, n), r) for n, r in enumerate(mine, start=1)]
+        numbered += [(aside_id(msg.id, n), r) for n, r in enumerate((r for r in replies if r.urn), start=1)]
+        for out_id, reply in numbered:
+            private = {"private": True} if reply.meta.get("private") else {}
             await self.enqueue(
                 Message(
-                    id=reply_id(msg.id, n),
+                    id=out_id,
                     channel=reply.channel or reply_channel,
                     urn=reply.urn or msg.urn,
                     direction="out",
                     text=reply.text,
-                    meta=reply.meta if reply.urn else thread,
+                    meta=reply.meta if reply.urn else {**thread, **private},
                     contact_id=msg.contact_id,
                     conversation_id=msg.conversation_id,
                     in_reply_to=msg.id,

@@ -121,9 +121,24 @@ class Settings:
     # peer address counts; the header is then ignored, anyone can write it).
     public_rate_per_min: float = 30.0
     public_burst: int = 20
-    # One-time codes sent to one member's phone or e-mail, whoever claims to be them (per hour, at once).
-    otp_per_hour: float = 5.0
+    # One-time codes (README, "Threat model"): sent to one member's phone or e-mail, whoever claims to be
+    # them: a burst of ``otp_burst``, then ``otp_per_hour`` an hour, at most ``otp_per_day`` a day; wrong
+    # codes tried for one member, all conversations together, at most ``otp_failures_per_day``; codes
+    # asked from one address (a web-chat client's, an SMS or Telegram sender's); codes sent, all members
+    # together, per minute (the SMS budget).
+    otp_per_hour: float = 2.0
     otp_burst: int = 3
+    otp_per_day: int = 8
+    otp_failures_per_day: int = 10
+    otp_source_per_hour: float = 6.0
+    otp_source_burst: int = 3
+    otp_per_minute: int = 60
+    otp_handoff_every_s: int = 3600  # a failed verification per member number reaches agents once in this
+    # The name members know the mutuelle by: one-time code messages start with it.
+    mutuelle_name: str = "Ma Mutuelle"
+    # A web-chat session ends after this long without a message from the visitor, and this long in all.
+    webchat_idle_s: int = 15 * 60
+    webchat_max_s: int = 4 * 3600
     callback_rate_per_hour: float = 10.0  # accepted callback requests per client address
     callback_burst: int = 5
     # Callback submissions refused for a mistake (a typo in the number...): a looser limit of their own.
@@ -305,8 +320,17 @@ class Settings:
             public_rate_per_min=_float(env, "PUBLIC_RATE_PER_MIN", 30.0),
             public_burst=_int(env, "PUBLIC_BURST", 20),
             callback_rate_per_hour=_float(env, "CALLBACK_RATE_PER_HOUR", 10.0),
-            otp_per_hour=_float(env, "OTP_PER_HOUR", 5.0),
+            otp_per_hour=_float(env, "OTP_PER_HOUR", 2.0),
             otp_burst=_int(env, "OTP_BURST", 3),
+            otp_per_day=_int(env, "OTP_PER_DAY", 8),
+            otp_failures_per_day=_int(env, "OTP_FAILURES_PER_DAY", 10),
+            otp_source_per_hour=_float(env, "OTP_SOURCE_PER_HOUR", 6.0),
+            otp_source_burst=_int(env, "OTP_SOURCE_BURST", 3),
+            otp_per_minute=_int(env, "OTP_PER_MINUTE", 60),
+            otp_handoff_every_s=_int(env, "OTP_HANDOFF_EVERY_S", 3600),
+            mutuelle_name=_str(env, "MUTUELLE_NAME", "Ma Mutuelle"),
+            webchat_idle_s=_int(env, "WEBCHAT_IDLE_S", 15 * 60),
+            webchat_max_s=_int(env, "WEBCHAT_MAX_S", 4 * 3600),
             callback_burst=_int(env, "CALLBACK_BURST", 5),
             callback_invalid_rate_per_hour=_float(env, "CALLBACK_INVALID_RATE_PER_HOUR", 60.0),
             callback_invalid_burst=_int(env, "CALLBACK_INVALID_BURST", 30),

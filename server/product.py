@@ -39,7 +39,7 @@ from gateway.settings import Settings
 from gateway.webhooks import WebhookSender
 from members.api import RecordsApi
 from members.audit import unsubscribed_audit
-from members.codes import OneTimeCodes
+from members.codes import CodeLimits, OneTimeCodes
 from members.privacy import run_retention
 from members.proactive import Proactive
 from staff.web import StaffSite
@@ -66,13 +66,22 @@ class Product:
         self.gateway = gw = Gateway(settings, redis, responder=responder, roles=roles, channel_names=channel_names)
         # Members.
         if isinstance(gw.responder, RasaResponder):
+            s = settings
+            limits = CodeLimits(
+                per_hour=s.otp_per_hour, burst=s.otp_burst, per_day=s.otp_per_day,
+                failures_per_day=s.otp_failures_per_day, source_per_hour=s.otp_source_per_hour,
+                source_burst=s.otp_source_burst, per_minute=s.otp_per_minute, handoff_every_s=s.otp_handoff_every_s,
+            )  # fmt: skip
             codes = OneTimeCodes(
                 redis,
+                secret=s.secret_key,
                 channels=tuple(c for c in CODE_CHANNELS if c in gw.channels),
-                per_hour=settings.otp_per_hour,
-                burst=settings.otp_burst,
+                limits=limits,
+                mutuelle=s.mutuelle_name,
+                callback_url=f"{s.public_url}/callback",
             )
-            gw.responder.one_time_code = codes.send
+            gw.responder.one_time_code = codes.handle
+            gw.responder.code_metadata = codes.metadata
             gw.responder.handoff_note = functools.partial(expected_wait_text, redis, hours=settings.opening_hours)
         gw.on_unsubscribed.append(unsubscribed_audit(redis))
         gw.jobs.append(("scheduler", "retention", self.retention))

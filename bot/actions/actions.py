@@ -78,7 +78,29 @@ GROUP_TEXT = (
     "Écrivez-moi en message privé, ou demandez à parler à un conseiller."
 )
 EXPIRED_TEXT = "Votre vérification d'identité a expiré : reposez votre question."
+CODE_EXPIRED_TEXT = (
+    "Ce code a expiré : il était valable 10 minutes. Écrivez « renvoyez le code » pour en recevoir un nouveau."
+)
+TRIES_SPENT_TEXT = (
+    "Trop de codes erronés ont été essayés aujourd'hui pour ce numéro d'adhérent : par sécurité, je ne vérifie "
+    "plus de code pour ce dossier avant demain. Pour vous identifier, écrivez-nous depuis le téléphone ou "
+    "l'adresse e-mail enregistrés dans votre dossier, appelez-nous ou demandez à être rappelé{where}."
+)
+QUIET_LOCKED_TEXT = (
+    "Je n'ai pas pu vérifier votre identité. Par sécurité, je ne peux rien vous dire sur ce dossier. Pour être "
+    "aidé, appelez-nous ou demandez à être rappelé{where}."
+)
+# « renvoyez le code », « je n'ai pas reçu le code », « toujours rien reçu », « un nouveau code svp »
+RESEND = re.compile(
+    r"\b(r?e?-?envo\w*|renvoi\w*|pas (bien |encore |du tout )?recu|rien recu|recu aucun|aucun code|"
+    r"nouveau code|autre code|pas arrive|jamais arrive|toujours rien)\b"
+)
 CANCEL_WORDS = ("annuler", "annule", "laisse tomber", "stop", "rien", "non merci")
+
+
+def callback_where() -> str:
+    base = os.environ.get("PUBLIC_URL", "").rstrip("/")
+    return f" : {base}/callback" if base else " sur notre site, rubrique « Être rappelé »"
 
 
 def redis() -> Redis:
@@ -181,6 +203,13 @@ async def hand_off(
     if conv.get("status") == "handoff":
         return
     v = await verified(tracker)
+    otp_meta = (tracker.latest_message.get("metadata") or {}).get("otp")
+    every = otp_meta.get("handoff_every_s") if isinstance(otp_meta, dict) else None
+    every_s = every if isinstance(every, int) else state.HANDOFF_EVERY_S
+    if reason == "verification_failed" and not await state.handoff_allowed(redis(), v.candidate, every_s):
+        # Strangers failing as this member number this hour: one of them reached the agents already.
+        dispatcher.utter_message(text=QUIET_LOCKED_TEXT.format(where=callback_where()))
+        return
     intent = str(tracker.get_slot("pending_query") or latest_intent(tracker))
     await state.handoff(
         redis(), tracker.sender_id, reason=reason, intent=intent, member=v.member, summary=summary(tracker, extra),
@@ -273,15 +302,10 @@ async def use_offered(dispatcher: CollectingDispatcher, tracker: Tracker, offere
 
 
 async def send_code(dispatcher: CollectingDispatcher, conv_id: str, contact: str, number: str) -> None:
-    exists = await MemberStore(redis()).get(number) is not None
     await state.begin(redis(), conv_id, "otp", number, contact)
-    if exists:  # the gateway sends the code to the registered phone or e-mail
-        dispatcher.utter_message(json_message={"otp": {"member": number}})
-    # The same words whether or not the number exists: nothing to learn by trying numbers.
-    dispatcher.utter_message(
-        text="Si ce numéro correspond à un dossier, un code à 6 chiffres vient d'être envoyé au "
-        "téléphone ou à l'adresse e-mail qui y sont enregistrés (valable 10 minutes)."
-    )
+    # Asked whether or not the number exists: the gateway draws a code either way, sends it only to a
+    # member's registered phone or e-mail, and says the same words to the sender.
+    dispatcher.utter_message(json_message={"otp": {"member": number, "action": "send"}})
 
 
 async def failed_try(
@@ -341,13 +365,17 @@ class ValidateIdentityForm(FormValidationAction):
         if fold(text) in CANCEL_WORDS:
             dispatcher.utter_message(text="D'accord, je laisse cette demande. Que puis-je faire d'autre pour vous ?")
             return {"identity_answer": text, "identity_outcome": "cancelled"}
+        contact = sender_contact(tracker)
+        v = await state.verification(redis(), conv_id, contact)
+        if v.stage == "otp" and not state.parse_code(text) and RESEND.search(fold(text)):
+            # The code's real state, or a new one: the gateway answers; not a failed answer.
+            dispatcher.utter_message(json_message={"otp": {"member": v.candidate, "action": "resend"}})
+            return {"identity_answer": None}
         # Read from the words wherever digits are typed: the model's reading of a message may change with
         # the number in it, and what the bot says must not (an existing and an unknown number alike).
         digits = bool(re.search(r"\d", text))
         words = understand.status_intent(text)
         intent = words or (understand.corrected_intent(raw_intent, text) if not digits else "")
-        contact = sender_contact(tracker)
-        v = await state.verification(redis(), conv_id, contact)
         question = intent in STATUS_INTENTS
         slots: dict[str, Any] = {"identity_answer": None}
         if question:  # a question while being asked who they are: kept, answered once verified
@@ -363,11 +391,10 @@ class ValidateIdentityForm(FormValidationAction):
                 await send_code(dispatcher, conv_id, contact, number)
                 return slots
         elif v.stage == "otp":
-            code = state.parse_code(text)
-            if code:
-                if await state.otp_matches(redis(), conv_id, v.candidate, code):
-                    await state.succeed(redis(), conv_id, v.candidate, contact)
-                    return slots | {"identity_answer": text, "identity_outcome": "verified"}
+            if state.parse_code(text):
+                decided = await code_answer(dispatcher, tracker, text, v.candidate, contact)
+                if decided is not None:
+                    return slots | decided
                 return slots | await _outcome(await failed_try(dispatcher, tracker), text)
         elif v.stage == "birth_date":
             born, well_formed = state.birth_date_typed(text, today())
@@ -403,6 +430,34 @@ async def _outcome(events: list[EventType], text: str) -> dict[str, Any]:
         if event.get("name") == "identity_outcome" and event.get("value"):
             return {"identity_answer": text, "identity_outcome": event["value"]}
     return {}
+
+
+async def code_answer(
+    dispatcher: CollectingDispatcher, tracker: Tracker, text: str, member: str, contact: str
+) -> dict[str, Any] | None:
+    """A code typed for ``member``: verified, said to be expired, refused for the day, or None (a
+    failed answer, counted by the caller). Wrong codes count against the member number's day too."""
+    conv_id = tracker.sender_id
+    meta = tracker.latest_message.get("metadata") or {}
+    raw = meta.get("otp")
+    otp_meta: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    digests = [str(d) for d in otp_meta.get("digests") or [] if isinstance(d, str)]
+    cap = otp_meta.get("failures_per_day")
+    cap = cap if isinstance(cap, int) and cap > 0 else state.FAILURES_PER_DAY
+    if member and await state.code_failures(redis(), member) >= cap:
+        dispatcher.utter_message(text=TRIES_SPENT_TEXT.format(where=callback_where()))
+        return {"identity_answer": text, "identity_outcome": "cancelled"}
+    status = await state.check_code(redis(), conv_id, member, digests)
+    if status == "ok" and await MemberStore(redis()).get(member) is not None:
+        await state.succeed(redis(), conv_id, member, contact)
+        return {"identity_answer": text, "identity_outcome": "verified"}
+    if status == "expired":
+        dispatcher.utter_message(text=CODE_EXPIRED_TEXT)
+        return {"identity_answer": None}
+    if member and digests and await state.code_failed(redis(), member) == cap:
+        # The day's last wrong code for this number: the member is told at the registered address.
+        dispatcher.utter_message(json_message={"otp": {"member": member, "action": "alert"}})
+    return None
 
 
 class AskIdentity(Action):

@@ -3,7 +3,11 @@
 Verification (DESIGN.md, "Identity and health data"): the sender's address must belong to a
 member and a second factor be answered (birth date, or a one-time code the gateway sent to the
 registered phone or e-mail). Three failures lock verification for the conversation; a
-verification holds for ``VERIFY_TTL_S``. Every disclosure of a member's data is audited.
+verification holds for ``VERIFY_TTL_S``, for the sender that answered, and does not link that
+sender's address to the member (a browser or a Telegram chat stays a stranger's until the member
+consents). Wrong codes are also counted per member number for the day, every conversation
+together (``code_failed``), and a failed verification goes to the agents at most once an hour per
+member number (``handoff_allowed``). Every disclosure of a member's data is audited.
 A handoff marks the conversation for agents; the gateway then stops asking the bot.
 
 Works with redis-py 4 (the bot's virtualenv) and 5+ (the gateway's), ``decode_responses=True``.
@@ -23,7 +27,6 @@ from zoneinfo import ZoneInfo
 
 from gateway import events, keys
 from members import numbers
-from members.otp import otp_digest
 from members.records import Complaint, MemberStore, complaint_due
 
 
@@ -37,6 +40,8 @@ def _verify_ttl_s() -> int:
 VERIFY_TTL_S = _verify_ttl_s()
 MAX_FAILURES = 3
 OTP_TTL_S = 10 * 60
+FAILURES_PER_DAY = 10  # wrong codes per member number a day, unless the gateway says otherwise
+HANDOFF_EVERY_S = 3600  # a failed verification against one member number reaches agents once an hour
 PARIS = ZoneInfo("Europe/Paris")
 # KEYS[1] = the day's counters; ARGV[1] = conversations waiting now. Keeps the day's largest queue.
 QUEUE_PEAK = """
@@ -108,9 +113,10 @@ async def fail(redis: Any, conv_id: str) -> int:
     return failures
 
 
-async def succeed(redis: Any, conv_id: str, member: str, contact: str) -> None:
-    """Verified: for the next 15 minutes, for the sender ``contact``, now known to be the member's."""
-    if contact:
+async def succeed(redis: Any, conv_id: str, member: str, contact: str, *, link: bool = False) -> None:
+    """Verified: for the next 15 minutes, for the sender ``contact``. The sender's address is linked to
+    the member only when ``link`` says so (the member consented); a verification alone never does."""
+    if contact and link:
         await redis.hsetnx(keys.contact(contact), "member_id", member)
         await redis.sadd(keys.member_contacts(member), contact)
     await redis.hset(
@@ -129,20 +135,61 @@ async def succeed(redis: Any, conv_id: str, member: str, contact: str) -> None:
     )
 
 
-async def otp_matches(redis: Any, conv_id: str, member: str, code: str) -> bool:
-    """True once for the right code of ``member`` in this conversation: a matching code is consumed.
-    The digests are compared in constant time; a code takes ``MAX_FAILURES`` wrong tries, then it
-    is dropped, and none is accepted once the conversation's verification is locked."""
+async def check_code(redis: Any, conv_id: str, member: str, digests: list[str]) -> str:
+    """The code typed for ``member`` in this conversation, given as the keyed digests the gateway made
+    of the codes the message may hold (``members/otp.py``; the key stays in the gateway):
+
+    ``"ok"`` once for the right code (it is consumed: one of two racing right answers wins),
+    ``"expired"`` when the conversation's code has expired (no try counted), ``"none"`` when no code
+    was drawn here for this member (or the verification is locked), ``"wrong"`` otherwise (the code
+    takes ``MAX_FAILURES`` wrong tries, then it is dropped). Digests compared in constant time."""
     key = keys.conversation_otp(conv_id)
     stored = await redis.hgetall(key)
-    if not stored or not member or stored.get("member") != member:
-        return False
+    if not stored or not member or stored.get("member") != member or not stored.get("digest"):
+        return "none"
     if await redis.hget(keys.conversation(conv_id), "verify_locked") == "1":
-        return False
-    if hmac.compare_digest(str(stored.get("digest", "")).encode(), otp_digest(conv_id, code).encode()):
-        return bool(await redis.delete(key))  # one of two racing right answers wins
+        return "none"
+    expires = str(stored.get("expires_ms") or "")
+    if expires.isdigit() and int(expires) <= now_ms():
+        return "expired"
+    right = str(stored["digest"]).encode()
+    matched = False
+    for digest in digests[:5]:
+        matched |= hmac.compare_digest(right, str(digest).encode())
+    if matched:
+        return "ok" if await redis.delete(key) else "none"
     await redis.eval(WRONG_CODE, 1, key, MAX_FAILURES)
-    return False
+    return "wrong"
+
+
+async def otp_matches(redis: Any, conv_id: str, member: str, digests: list[str]) -> bool:
+    """True once for the right code of ``member`` in this conversation (see ``check_code``)."""
+    return await check_code(redis, conv_id, member, digests) == "ok"
+
+
+def _day() -> str:
+    return dt.datetime.now(PARIS).date().isoformat()
+
+
+async def code_failures(redis: Any, member: str) -> int:
+    """Wrong codes tried today for this member number, every conversation and channel together."""
+    return int(await redis.hget(keys.member_otp_day(member, _day()), "failed") or 0)
+
+
+async def code_failed(redis: Any, member: str) -> int:
+    """Count a wrong code for this member number today; returns the day's count."""
+    key = keys.member_otp_day(member, _day())
+    n = int(await redis.hincrby(key, "failed", 1))
+    await redis.expire(key, 2 * 24 * 3600)
+    return n
+
+
+async def handoff_allowed(redis: Any, member: str, every_s: int = HANDOFF_EVERY_S) -> bool:
+    """True at most once an hour (``every_s``) per member number: strangers failing to verify as one
+    member do not fill the agents' queue (the first failure goes to them, the others are told to call)."""
+    if not member or every_s <= 0:
+        return True
+    return bool(await redis.set(keys.member_otp_handoff(member), "1", nx=True, ex=every_s))
 
 
 _BIRTH = re.compile(r"(?<![\d/])(\d{1,2})\s*([/.\- ])\s*(\d{1,2})\s*\2\s*(\d{4}|\d{2})(?![\d/])")

@@ -1,7 +1,17 @@
 """The web-chat channel.
 
 Routes: the demo page ``/``, the widget ``/webchat/widget.js`` (+ css), ``POST /webchat/session``
-(an anonymous signed token) and the WebSocket ``/webchat/ws?token=…``.
+(an anonymous signed token), ``POST /webchat/session/end`` (« Terminer la conversation ») and the
+WebSocket ``/webchat/ws?token=…&view=…``.
+
+A session ends (``keys.webchat_session``): after ``WEBCHAT_IDLE_S`` without a message from the
+visitor, after ``WEBCHAT_MAX_S`` in all, or when the visitor ends it; its token is then refused and
+the widget starts a new one. A verification never outlives the page that made it: each page load of
+the widget is a new ``view`` (a random id the page keeps in memory only), and a socket of a new view
+withdraws any identity verification of the session's conversations (the bot asks again) and, once
+the member's data was shown in the session (replies marked ``private``, agents' messages), replays
+the earlier history as « contenu masqué ». A closed tab, a shared or public computer: the next person
+to open the widget sees neither the answers nor a verified conversation.
 
 Delivery is durable and resumable. Everything shown in a session (the member's own
 messages once accepted, and the replies) is appended to the session's Redis stream
@@ -21,7 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,6 +47,7 @@ from channels.base import ChannelBase, ChannelContext
 from channels.webchat.tokens import issue_token, verify_token
 from gateway import jsonbody, keys
 from gateway.envelope import BadRequest, Message, SendResult, inbound
+from gateway.public_limits import client_address
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +56,12 @@ MAX_TEXT = 4000
 OUTBOX_MAXLEN = 2000
 HEARTBEAT_S = 30.0  # a socket is pinged this often; one silent for a whole period after a ping is closed
 SUBSCRIPTION_QUIET_S = 15.0  # the subscription is pinged after this long without a notification
+SESSION_KEEP_S = 30 * 24 * 3600
+ENDED_TEXTS = {
+    "idle": "Conversation terminée après une période d'inactivité.",
+    "max": "Conversation terminée : sa durée maximale est atteinte.",
+    "ended": "Conversation terminée.",
+}
 # The demo page's policy (the gateway's own, stated here so the channel keeps it wherever it is
 # mounted). 'self' covers the widget's same-origin ws:/wss: socket. The widget needs no framing: on a
 # mutuelle's site it is a script tag and runs under that site's policy (see demo.html).
@@ -64,7 +84,7 @@ def error_frame(code: str, message: str, client_id: str | None = None) -> dict[s
 class _Socket:
     """One open widget socket: where its replay stands. Slots: there may be 10,000 of these."""
 
-    __slots__ = ("alive", "busy", "caught_up", "dirty", "last", "pinged", "session_id", "ws")
+    __slots__ = ("alive", "busy", "caught_up", "dirty", "last", "masked_upto", "pinged", "session_id", "ws")
 
     def __init__(self, ws: web.WebSocketResponse, session_id: str, last: str, *, mark: bool) -> None:
         self.ws = ws
@@ -75,6 +95,7 @@ class _Socket:
         self.dirty = False  # woken while busy: read again
         self.alive = True  # a frame (or pong) came since the last heartbeat ping
         self.pinged = False
+        self.masked_upto: tuple[int, int] | None = None  # entries up to this one go as « contenu masqué »
 
 
 class WebchatChannel(ChannelBase):
@@ -158,6 +179,8 @@ class WebchatChannel(ChannelBase):
         are pinged. A browser answers pings by itself."""
         while True:
             await asyncio.sleep(HEARTBEAT_S)
+            with contextlib.suppress(RedisError):
+                await self._end_lapsed()
             for sock in self._all():
                 if sock.ws.closed:
                     continue
@@ -168,6 +191,23 @@ class WebchatChannel(ChannelBase):
                 # A socket closing meanwhile is ended by its reader; one not reading does not hold the others.
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(sock.ws.ping(), timeout=1)
+
+    async def _end_lapsed(self) -> None:
+        """Sessions open here that lapsed (idle or too long) are ended now, not at the visitor's next
+        message: the widget is told, the panel emptied. One pipelined read per 500 sessions."""
+        ids = list(self._sockets)
+        now, s = _now_ms(), self.ctx.settings
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            async with self.ctx.redis.pipeline(transaction=False) as pipe:
+                for session_id in batch:
+                    pipe.hmget(keys.webchat_session(session_id), ["created_ms", "last_ms", "ended"])
+                rows = await pipe.execute()
+            for session_id, (created, last, ended) in zip(batch, rows, strict=True):
+                if ended or not created:
+                    continue
+                if now - int(created) > s.webchat_max_s * 1000 or now - int(last or created) > s.webchat_idle_s * 1000:
+                    await self.session_over(session_id)  # ends it (and wakes its sockets) if still so
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
@@ -197,10 +237,20 @@ class WebchatChannel(ChannelBase):
         try:
             while not sock.ws.closed:
                 sock.dirty = False
+                why = await self.session_over(sock.session_id)
+                if why is not None:  # said once, then the socket closes (the widget starts anew)
+                    message = ENDED_TEXTS.get(why, ENDED_TEXTS["ended"])
+                    await sock.ws.send_json({"type": "ended", "reason": why, "message": message})
+                    await sock.ws.close(code=4401, message=b"session ended")
+                    return
                 last = sock.last
                 entries = await self.ctx.redis.xrange(key, min=f"({last}" if last != "0" else "-", count=200)
                 for entry_id, fields in entries:
-                    await sock.ws.send_json({**fields, "id": entry_id})
+                    if sock.masked_upto is not None and _stream_key(entry_id) <= sock.masked_upto:
+                        shown = {k: v for k, v in fields.items() if k not in ("text", "speaker")}
+                        await sock.ws.send_json({**shown, "masked": "1", "id": entry_id})
+                    else:
+                        await sock.ws.send_json({**fields, "id": entry_id})
                     sock.last = entry_id
                 if len(entries) == 200:
                     continue
@@ -225,6 +275,9 @@ class WebchatChannel(ChannelBase):
         if isinstance(speaker, str) and speaker:  # an agent's message: the widget names them, not « Assistant »
             entry["from"] = "agent"
             entry["speaker"] = speaker[:80]
+        if msg.meta.get("private") or entry.get("from") == "agent":  # may hold the member's data
+            entry["private"] = "1"
+            await self.ctx.redis.hset(keys.webchat_session(session_id), "private", "1")
         entry_id = await self._append(session_id, entry, once_key=f"m:{msg.id}")
         return SendResult(external_id=entry_id, status="sent")
 
@@ -261,13 +314,36 @@ class WebchatChannel(ChannelBase):
                     token = body.get("token") if isinstance(body, dict) else None
                     saved = token[:300] if isinstance(token, str) else ""
             secret = self.ctx.settings.secret_key
-            token = saved if saved and verify_token(secret, saved) is not None else issue_token(secret)[1]
+            saved_id = verify_token(secret, saved) if saved else None
+            if saved_id is not None and await self.session_over(saved_id) is None:
+                token = saved
+            else:
+                new_id, token = issue_token(secret)
+                await self.session_over(new_id)  # starts its clock
             headers = {
                 "Cache-Control": "no-store",
                 "Access-Control-Allow-Origin": request.headers["Origin"],
                 "Vary": "Origin",
             }
             return web.json_response({"token": token}, headers=headers)
+
+        @routes.post("/webchat/session/end")
+        async def end(request: web.Request) -> web.Response:
+            """« Terminer la conversation »: the session's token is refused from now on."""
+            if not self._origin_ok(request):
+                return web.json_response({"error": "origin_refused"}, status=403)
+            try:
+                body = jsonbody.loads(await request.read())
+            except BadRequest:
+                body = None
+            token = body.get("token") if isinstance(body, dict) else None
+            session_id = verify_token(self.ctx.settings.secret_key, token[:300]) if isinstance(token, str) else None
+            if session_id is None:
+                return web.json_response({"error": "bad_token"}, status=400)
+            await self.end_session(session_id, "ended")
+            headers = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": request.headers["Origin"],
+                       "Vary": "Origin"}  # fmt: skip
+            return web.json_response({"ended": True}, headers=headers)
 
         # The handler itself, not a wrapper: its frame lives as long as the socket.
         routes.get("/webchat/ws")(self.handle_socket)
@@ -285,9 +361,13 @@ class WebchatChannel(ChannelBase):
         session_id = verify_token(self.ctx.settings.secret_key, request.query.get("token", ""))
         if session_id is None:
             return web.json_response({"error": "bad_token"}, status=403)
+        if await self.session_over(session_id) is not None:
+            return web.json_response({"error": "session_ended"}, status=403)
         after = request.query.get("after") or "0"
         if not _valid_stream_id(after):
             after = "0"
+        masked_upto = await self._new_view(session_id, request.query.get("view", "")[:64])
+        source = self.source(request)
         # autoping off: pings and pongs come to the loop below, which counts them as signs of life for
         # the process's one heartbeat (_beat) and answers pings itself. No permessage-deflate (browsers
         # offer it): a compressor keeps ~90 KiB per socket, for frames of a few hundred bytes.
@@ -295,6 +375,7 @@ class WebchatChannel(ChannelBase):
         await ws.prepare(request)
         # The widget asks (mark=1) for the end of the replay to be marked.
         sock = _Socket(ws, session_id, after, mark=request.query.get("mark") == "1")
+        sock.masked_upto = _stream_key(masked_upto) if masked_upto else None
         self._sockets.setdefault(session_id, []).append(sock)
         try:
             await self._drain(sock)
@@ -306,9 +387,10 @@ class WebchatChannel(ChannelBase):
                 if frame.type == WSMsgType.PING:
                     await ws.pong(frame.data)
                 elif frame.type == WSMsgType.TEXT:
-                    reply = await self._on_frame(session_id, frame.data)
+                    reply = await self._on_frame(session_id, frame.data, source)
                     if reply is not None:
-                        await ws.send_json(reply)
+                        with contextlib.suppress(ConnectionResetError):  # the visitor left meanwhile
+                            await ws.send_json(reply)
         finally:
             socks = self._sockets.get(session_id)
             if socks is not None:
@@ -318,7 +400,70 @@ class WebchatChannel(ChannelBase):
                     self._sockets.pop(session_id, None)
         return ws
 
-    async def _on_frame(self, session_id: str, data: str) -> dict[str, Any] | None:
+    # Session lifetimes ------------------------------------------------------------------------
+    async def session_over(self, session_id: str) -> str | None:
+        """Why the session is over (``idle``, ``max``, ``ended``), or None while it lasts. A session
+        first seen here (a token issued before sessions had lifetimes) starts its clock now."""
+        key = keys.webchat_session(session_id)
+        created, last, ended = await self.ctx.redis.hmget(key, ["created_ms", "last_ms", "ended"])
+        if ended:
+            return str(ended)
+        now = _now_ms()
+        if not created:
+            await self.ctx.redis.hset(key, mapping={"created_ms": now, "last_ms": now})
+            await self.ctx.redis.expire(key, SESSION_KEEP_S)
+            return None
+        s = self.ctx.settings
+        why = None
+        if now - int(created) > s.webchat_max_s * 1000:
+            why = "max"
+        elif now - int(last or created) > s.webchat_idle_s * 1000:
+            why = "idle"
+        if why is not None:
+            await self.end_session(session_id, why)
+        return why
+
+    async def end_session(self, session_id: str, why: str) -> None:
+        """The session is over: its token is refused, its verifications withdrawn, its sockets told."""
+        key = keys.webchat_session(session_id)
+        await self.ctx.redis.hset(key, mapping={"ended": why, "ended_ms": _now_ms()})
+        await self.ctx.redis.expire(key, SESSION_KEEP_S)
+        await self._withdraw_verification(session_id)
+        await self.ctx.redis.publish(keys.WEBCHAT_NOTIFY, session_id)
+        log.info("webchat session ended", extra={"channel": self.name, "reason": why})
+
+    async def _withdraw_verification(self, session_id: str) -> None:
+        """The bot asks who the visitor is again: a verification made in another page, or before the
+        session ended, proves nothing about whoever holds the browser now."""
+        contact = await self.ctx.redis.get(keys.address(f"webchat:{session_id}"))
+        if not contact:
+            return
+        for conv in await self.ctx.redis.zrange(keys.contact_conversations(str(contact)), 0, -1):
+            if await self.ctx.redis.hexists(keys.conversation(conv), "verified_until_ms"):
+                await self.ctx.redis.hset(keys.conversation(conv), "verified_until_ms", "0")
+
+    async def _new_view(self, session_id: str, view: str) -> str | None:
+        """A socket from a page load the session has not seen: verifications withdrawn and, once the
+        member's data was shown, the history up to now masked (returns the last entry id to mask)."""
+        key = keys.webchat_session(session_id)
+        previous, private = await self.ctx.redis.hmget(key, ["view", "private"])
+        await self.ctx.redis.hset(key, mapping={"view": view, "last_ms": _now_ms()})
+        if view and previous == view:
+            return None  # the same page reconnecting (a network blip): nothing to hide from it
+        await self._withdraw_verification(session_id)
+        if not private:
+            return None
+        last = await self.ctx.redis.xrevrange(keys.webchat_outbox(session_id), count=1)
+        return str(last[0][0]) if last else None
+
+    def source(self, request: web.Request) -> str:
+        """The visitor's address as a keyed digest (one-time codes are limited per address; the
+        address itself is personal data and is kept nowhere)."""
+        address = client_address(request, self.ctx.settings.trusted_proxy_hops)
+        mac = hmac.new(self.ctx.settings.secret_key.encode(), f"source:{address}".encode(), hashlib.sha256)
+        return "webchat-ip:" + mac.hexdigest()[:20]
+
+    async def _on_frame(self, session_id: str, data: str, source: str = "") -> dict[str, Any] | None:
         try:
             frame = jsonbody.loads(data)
         except BadRequest:
@@ -333,9 +478,15 @@ class WebchatChannel(ChannelBase):
             return error_frame("empty", "Le message est vide.", client_id)
         if len(text) > MAX_TEXT:
             return error_frame("too_long", f"Le message dépasse {MAX_TEXT} caractères.", client_id)
+        why = await self.session_over(session_id)
+        if why is not None:  # the pump tells the widget and closes the socket
+            await self.ctx.redis.publish(keys.WEBCHAT_NOTIFY, session_id)
+            return error_frame("session_ended", ENDED_TEXTS.get(why, ENDED_TEXTS["ended"]), client_id)
+        await self.ctx.redis.hset(keys.webchat_session(session_id), "last_ms", _now_ms())
         urn = f"webchat:{session_id}"
         # Keyed by session too: a client id only has to be unique within its own session.
-        msg = inbound(self.name, urn, text.strip(), f"{session_id}/{client_id}")
+        meta = {"source": source} if source else {}
+        msg = inbound(self.name, urn, text.strip(), f"{session_id}/{client_id}", meta=meta)
         try:
             result = await self.ctx.accept(msg)
             if not result.duplicate:
@@ -365,6 +516,15 @@ redis.call('HSET', KEYS[2], ARGV[1], id)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return id
 """
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _stream_key(entry_id: str) -> tuple[int, int]:
+    first, _, second = entry_id.partition("-")
+    return int(first or 0), int(second or 0)
 
 
 def _valid_stream_id(value: str) -> bool:

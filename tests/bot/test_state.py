@@ -8,6 +8,7 @@ import datetime as dt
 import hmac
 import inspect
 import random
+import re
 
 import pytest
 from redis.asyncio import Redis
@@ -17,8 +18,15 @@ from gateway import keys
 from members import otp
 from members.audit import audit
 from members.codes import OTP_TTL_S, OneTimeCodes
-from members.otp import new_code, otp_digest
+from members.otp import new_code, otp_digest, otp_key, typed_digests
 from members.records import Complaint, Member, MemberStore
+
+KEY = otp_key("test-secret")
+
+
+def typed(conv: str, text: str) -> list[str]:
+    """What the gateway hands the bot for a message: the keyed digests of the codes it may hold."""
+    return typed_digests(KEY, conv, text)
 
 
 @pytest.mark.parametrize(
@@ -76,18 +84,22 @@ async def test_verification_and_questions_hold_for_the_sender_who_answered(redis
     await state.succeed(redis, "c1", "M0000042", "member")
     assert (await state.verification(redis, "c1", "member")).member == "M0000042"
     assert (await state.verification(redis, "c1", "stranger")).member is None
-    assert await redis.hget(keys.contact("member"), "member_id") == "M0000042"  # the one who answered
+    # A verification does not link the address to the member (a browser or Telegram chat stays a
+    # stranger's); only the member's consent does, for the one who answered.
+    assert await redis.hget(keys.contact("member"), "member_id") is None
+    await state.succeed(redis, "c1", "M0000042", "member", link=True)
+    assert await redis.hget(keys.contact("member"), "member_id") == "M0000042"
     assert await redis.hget(keys.contact("stranger"), "member_id") is None
 
 
 async def test_a_code_matches_once_for_its_member_and_conversation(redis: Redis) -> None:
     key = keys.conversation_otp("c1")
-    await redis.hset(key, mapping={"member": "M0000042", "digest": otp_digest("c1", "123456")})
-    assert not await state.otp_matches(redis, "c2", "M0000042", "123456")  # another conversation
-    assert not await state.otp_matches(redis, "c1", "M0000043", "123456")  # another member
-    assert not await state.otp_matches(redis, "c1", "M0000042", "654321")
-    assert await state.otp_matches(redis, "c1", "M0000042", "123456")
-    assert not await state.otp_matches(redis, "c1", "M0000042", "123456")  # consumed
+    await redis.hset(key, mapping={"member": "M0000042", "digest": otp_digest(KEY, "c1", "123456")})
+    assert not await state.otp_matches(redis, "c2", "M0000042", typed("c2", "123456"))  # another conversation
+    assert not await state.otp_matches(redis, "c1", "M0000043", typed("c1", "123456"))  # another member
+    assert not await state.otp_matches(redis, "c1", "M0000042", typed("c1", "654321"))
+    assert await state.otp_matches(redis, "c1", "M0000042", typed("c1", "123456"))
+    assert not await state.otp_matches(redis, "c1", "M0000042", typed("c1", "123456"))  # consumed
 
 
 async def test_filing_is_once_per_turn_with_its_due_date(redis: Redis) -> None:
@@ -140,59 +152,66 @@ async def test_a_code_sent_by_the_gateway_lives_ten_minutes(redis: Redis) -> Non
     async with redis.pipeline(transaction=False) as pipe:
         MemberStore(redis).write(pipe, member)
         await pipe.execute()
-    codes = OneTimeCodes(redis)
-    reply = await codes.send("c1", "M0000042")
-    assert reply is not None and reply.urn == "tel:+33199001234"
-    code = reply.text.split(": ")[1][:6]
+    codes = OneTimeCodes(redis, secret="test-secret", mutuelle="Mutuelle des Tilleuls")
+    outcome = await codes.request("c1", "M0000042", source="s1")
+    [reply] = outcome.send
+    assert reply.urn == "tel:+33199001234"
+    # The code message names the mutuelle and says not to answer it.
+    assert reply.text.startswith("Mutuelle des Tilleuls : ") and "Ne répondez pas à ce message." in reply.text
+    code = re.findall(r"\d{6}", reply.text)[0]
     stored = await redis.hgetall(keys.conversation_otp("c1"))
-    assert code not in str(stored) and stored["digest"] == otp_digest("c1", code)  # never kept in clear
-    assert 0 < await redis.ttl(keys.conversation_otp("c1")) <= OTP_TTL_S == 600
-    await redis.pexpire(keys.conversation_otp("c1"), 1)  # ten minutes later
-    while await redis.exists(keys.conversation_otp("c1")):
-        await asyncio.sleep(0.01)
-    assert not await state.otp_matches(redis, "c1", "M0000042", code)
-    again = await codes.send("c1", "M0000042")  # a new code replaces the old one
-    assert again is not None and await redis.hget(keys.conversation_otp("c1"), "digest") != otp_digest("c1", code)
+    assert code not in str(stored) and stored["digest"] == otp_digest(KEY, "c1", code)  # a keyed digest only
+    assert stored["digest"] != otp_digest(otp_key("another-secret"), "c1", code)
+    assert int(stored["expires_ms"]) - int(stored["sent_ms"]) == OTP_TTL_S * 1000 == 600_000
+    await redis.hset(keys.conversation_otp("c1"), "expires_ms", str(state.now_ms() - 1))  # ten minutes later
+    assert await state.check_code(redis, "c1", "M0000042", typed("c1", code)) == "expired"  # said so
+    again = (await codes.request("c1", "M0000042", source="s2")).send
+    assert again and await redis.hget(keys.conversation_otp("c1"), "digest") != otp_digest(KEY, "c1", code)
     # Strangers claiming to be the member from many conversations: a third code at once, then none.
-    assert await codes.send("c2", "M0000042") is not None
-    assert await codes.send("c3", "M0000042") is None
+    assert (await codes.request("c2", "M0000042", source="s3")).send
+    refused = await codes.request("c3", "M0000042", source="s4")
+    assert refused.send == [] and "réessayez dans" in refused.say[0]
     assert not await redis.exists(keys.conversation_otp("c3"))
 
 
 async def code_for(redis: Redis, conv: str, code: str = "123456") -> None:
-    await redis.hset(keys.conversation_otp(conv), mapping={"member": "M0000042", "digest": otp_digest(conv, code)})
+    await redis.hset(keys.conversation_otp(conv), mapping={"member": "M0000042", "digest": otp_digest(KEY, conv, code)})
 
 
 async def test_three_wrong_codes_and_even_the_right_one_is_refused(redis: Redis) -> None:
     await code_for(redis, "c1")
     for wrong in ("000000", "654321", "123457"):
-        assert not await state.otp_matches(redis, "c1", "M0000042", wrong)
-    assert not await state.otp_matches(redis, "c1", "M0000042", "123456")
+        assert not await state.otp_matches(redis, "c1", "M0000042", typed("c1", wrong))
+    assert not await state.otp_matches(redis, "c1", "M0000042", typed("c1", "123456"))
     await code_for(redis, "c2")  # two wrong tries leave the third to the member
     for wrong in ("000000", "654321"):
-        assert not await state.otp_matches(redis, "c2", "M0000042", wrong)
-    assert await state.otp_matches(redis, "c2", "M0000042", "123456")
+        assert not await state.otp_matches(redis, "c2", "M0000042", typed("c2", wrong))
+    assert await state.otp_matches(redis, "c2", "M0000042", typed("c2", "123456"))
     await code_for(redis, "c3")  # locked by wrong birth dates or numbers: no code gets through either
     for _ in range(state.MAX_FAILURES):
         await state.fail(redis, "c3")
-    assert not await state.otp_matches(redis, "c3", "M0000042", "123456")
+    assert not await state.otp_matches(redis, "c3", "M0000042", typed("c3", "123456"))
 
 
 async def test_codes_are_compared_in_constant_time_whatever_is_typed(redis: Redis) -> None:
     await code_for(redis, "c1")
     # Wrong lengths and non-ASCII digits (hmac.compare_digest raises TypeError on non-ASCII str:
     # the digests are compared as bytes) are refused like any wrong code, without an error.
-    for typed in ("12345", "1234567", "", "１２３４５６", "١٢٣٤٥٦", "123456\x00", "é" * 64):
-        assert not await state.otp_matches(redis, "c1", "M0000042", typed)
-        await redis.hdel(keys.conversation_otp("c1"), "attempts")
+    for text in ("12345", "1234567", "", "１２３４５６", "١٢٣٤٥٦", "123456\x00", "é" * 64):
+        for given in ([] if text == "123456\x00" else typed("c1", text), [otp_digest(KEY, "c1", text)], [text]):
+            assert not await state.otp_matches(redis, "c1", "M0000042", given)  # whatever the metadata holds
+            await redis.hdel(keys.conversation_otp("c1"), "attempts")
+    assert typed("c1", "le code : 123 456.") == [otp_digest(KEY, "c1", "123456")]  # as members type it
+    assert await state.otp_matches(redis, "c1", "M0000042", typed("c1", "mon code est le 12-34-56"))
+    await code_for(redis, "c1")
     await redis.hset(keys.conversation_otp("c1"), "digest", "abc")  # a digest of another length
-    assert not await state.otp_matches(redis, "c1", "M0000042", "123456")
-    source = inspect.getsource(state.otp_matches)
+    assert not await state.otp_matches(redis, "c1", "M0000042", typed("c1", "123456"))
+    source = inspect.getsource(state.check_code)
     assert "hmac.compare_digest(" in source and " == otp_digest" not in source and "!= otp_digest" not in source
-    assert hmac.compare_digest(otp_digest("c1", "123456").encode(), otp_digest("c1", "123456").encode())
+    assert hmac.compare_digest(otp_digest(KEY, "c1", "123456").encode(), otp_digest(KEY, "c1", "123456").encode())
 
 
 async def test_a_right_code_answered_twice_at_once_verifies_once(redis: Redis) -> None:
     await code_for(redis, "c1")
-    both = await asyncio.gather(*(state.otp_matches(redis, "c1", "M0000042", "123456") for _ in range(2)))
+    both = await asyncio.gather(*(state.otp_matches(redis, "c1", "M0000042", typed("c1", "123456")) for _ in range(2)))
     assert sorted(both) == [False, True]

@@ -192,7 +192,7 @@ async def test_web_chat_member_verified_by_a_code_sent_by_email_sees_their_quote
             await turn(send, inbox, "M0000043", "code")
             [mail] = await smtp_sink.wait_for(1, timeout=15)
             assert mail.rcpt_tos == [LOUIS.email]
-            assert mail.message["Subject"] == "Votre code de vérification"
+            assert mail.message["Subject"] == "Ma Mutuelle : votre code de vérification"
             body = mail.message.get_body(preferencelist=("plain",))
             code = re.search(r"\d{6}", body.get_content() if body is not None else "")
             assert code is not None

@@ -487,6 +487,11 @@ async def identity_product(
     product = make_product(
         RESPONDER="rasa", RASA_URL=rasa_url, REDIS_URL=redis_url, TRUSTED_PROXY_HOPS="1", SMS_RATE_PER_S="200",
         OTP_PER_HOUR="100000", OTP_BURST="100000",  # dozens of dialogues ask codes for the same members
+        OTP_PER_DAY="100000", OTP_FAILURES_PER_DAY="100000", OTP_SOURCE_BURST="100000", OTP_PER_MINUTE="100000",
+        # Dialogues share member numbers (an enumeration pair's existing and absent ones among them): one
+        # failed verification per number an hour reaching agents would make pairs differ by what ran
+        # before; that limit has its own test (test_otp_attacks.py).
+        OTP_HANDOFF_EVERY_S="0",
         EMAIL_RATE_PER_S="200",
     )  # fmt: skip
     await product.start()

@@ -145,6 +145,10 @@ async def test_a_bot_turn_is_one_reply_mail_and_stays_separate_messages_elsewher
     mails = [m for m in out if m.channel == "email"]
     assert [m.text for m in mails] == ["Voici où en est votre dossier.\n\nQue puis-je faire d'autre pour vous ?"]
     codes = [m for m in out if m.urn == "tel:+33612345678"]
-    assert len(codes) == 2 and codes[0].id.endswith(".r1")  # the code keeps its own message, first
+    # The code keeps its own message, queued after the sender's replies and numbered apart from them
+    # (.x1): the sender's replies are .r1, .r2 whether or not a code left (nothing to enumerate).
+    assert len(codes) == 2 and all(c.id.endswith(".x1") for c in codes)
+    assert sorted(m.id.rsplit(".", 1)[1] for m in out if m.urn == "tel:+33655555555") == ["r1", "r2"]
+    assert out[-1].urn == "tel:+33612345678"
     texts = [m.text for m in out if m.urn == "tel:+33655555555"]
     assert texts == ["Voici où en est votre dossier.", "Que puis-je faire d'autre pour vous ?"]

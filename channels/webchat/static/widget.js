@@ -3,7 +3,10 @@
  * No dependencies, no inline code, text rendered with textContent only.
  * Accessibility: every message names its speaker (« Vous », « Assistant », « Julie, conseillère »);
  * messages that arrive while the page is open are read out through a polite live region, the
- * history replayed on (re)connection is not; Escape closes the panel and gives focus back. */
+ * history replayed on (re)connection is not; Escape closes the panel and gives focus back.
+ * Privacy: « Terminer la conversation » ends the session on the server and clears the panel; each page
+ * load is a new « view » (an id kept in memory only), so a reopened widget gets the earlier history of a
+ * conversation that showed the member's data as « contenu masqué », and must prove who it is again. */
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -17,6 +20,10 @@
   var retry = 0;
   var caughtUp = false; // this socket's replay of past messages is over: what comes now is new
   var SPEAKERS = { member: "Vous", bot: "Assistant" };
+  var MASKED = "contenu masqué";
+  var GREETING = "Bonjour ! Comment pouvons-nous vous aider ?";
+  var view = "";      // this page load (set below); never stored
+  var ending = false;  // the session is being ended: the socket's close starts a new one
 
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -32,6 +39,8 @@
     try { return JSON.parse(localStorage.getItem(PENDING_KEY) || "[]"); } catch (e) { return []; }
   }
   function savePending(list) { localStorage.setItem(PENDING_KEY, JSON.stringify(list)); }
+
+  view = uuid();
 
   var css = el("link");
   css.rel = "stylesheet";
@@ -54,8 +63,13 @@
   var close = el("button", "mwc-close", "Fermer");
   close.type = "button";
   close.setAttribute("aria-label", "Fermer la messagerie");
+  var finish = el("button", "mwc-end", "Terminer la conversation");
+  finish.type = "button";
+  var actions = el("div", "mwc-actions");
+  actions.appendChild(finish);
+  actions.appendChild(close);
   header.appendChild(title);
-  header.appendChild(close);
+  header.appendChild(actions);
   var status = el("p", "mwc-status", "Connexion…");
   status.setAttribute("role", "status");
   var log = el("ol", "mwc-log");
@@ -125,7 +139,34 @@
     log.scrollTop = log.scrollHeight;
     if (kind !== "member" && caughtUp) announce.textContent = who.firstChild.textContent + " : " + text;
   }
-  render("bot", "Bonjour ! Comment pouvons-nous vous aider ?");
+  render("bot", GREETING);
+
+  // The conversation is over (ended here, or by the server: inactivity, maximum length): nothing of it
+  // stays on screen or in the browser; the next message starts a new session.
+  function cleared(message) {
+    while (log.firstChild) log.removeChild(log.firstChild);
+    shown = {};
+    lastId = "0";
+    localStorage.removeItem(TOKEN_KEY);
+    localStorage.removeItem(PENDING_KEY);
+    render("bot", GREETING);
+    status.textContent = message;
+    announce.textContent = message;
+  }
+
+  finish.addEventListener("click", function () {
+    var saved = localStorage.getItem(TOKEN_KEY);
+    ending = true;
+    var done = function () {
+      cleared("Conversation terminée. Vos messages ne sont plus affichés sur cet appareil.");
+      if (ws) ws.close(); else { ending = false; connect(); }
+      input.focus();
+    };
+    if (!saved) { done(); return; }
+    fetch(origin + "/webchat/session/end", { method: "POST", headers: { "Content-Type": "application/json" },
+                                            body: JSON.stringify({ token: saved }) })
+      .then(done, done);
+  });
 
   function transmit(item) {
     if (ws && ws.readyState === WebSocket.OPEN) {
@@ -157,6 +198,15 @@
     if (frame.type === "ack") {
       savePending(loadPending().filter(function (p) { return p.client_id !== frame.client_id; }));
       render("member", "", frame.client_id, "sent");
+    } else if (frame.masked) {
+      // Earlier messages of a conversation that showed the member's data: not shown again here.
+      if (frame.type === "echo") render("member", MASKED, frame.client_id, "sent");
+      else if (frame.from === "agent") render("agent", MASKED, "m:" + frame.msg_id, null, "Conseiller");
+      else if (frame.type === "message") render("bot", MASKED, "m:" + frame.msg_id);
+      status.textContent = "Par sécurité, les messages précédents sont masqués.";
+    } else if (frame.type === "ended") {
+      ending = true;
+      cleared(frame.message || "Conversation terminée.");
     } else if (frame.type === "echo") {
       render("member", frame.text, frame.client_id, "sent");
     } else if (frame.type === "message") {
@@ -197,13 +247,13 @@
     token().then(function (t) {
       var opened = false;
       var url = origin.replace(/^http/, "ws") + "/webchat/ws?token=" + encodeURIComponent(t) +
-        "&after=" + encodeURIComponent(lastId) + "&mark=1";
+        "&after=" + encodeURIComponent(lastId) + "&mark=1&view=" + encodeURIComponent(view);
       caughtUp = false;
       ws = new WebSocket(url);
       ws.onopen = function () {
         opened = true;
         retry = 0;
-        status.textContent = "Connecté";
+        if (!/terminée|masqués/.test(status.textContent)) status.textContent = "Connecté";
         root.setAttribute("data-connected", "true");
         loadPending().forEach(function (item) {
           render("member", item.text, item.client_id, "pending");
@@ -215,6 +265,13 @@
       };
       ws.onclose = function (event) {
         root.setAttribute("data-connected", "false");
+        if (ending) {  // ended: a new session at once, with nothing of the old one
+          ending = false;
+          retry = 0;
+          localStorage.removeItem(TOKEN_KEY);
+          setTimeout(connect, 50);
+          return;
+        }
         if (event.code === 1008 || event.code === 4403) localStorage.removeItem(TOKEN_KEY);
         status.textContent = "Reconnexion…";
         retry = Math.min(retry + 1, 6);
