@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -175,7 +176,9 @@ async def test_an_unattested_caller_with_the_right_birth_date_hears_nothing_befo
     product: Product, fake: FakeTwilio, store: Redis
 ) -> None:
     async def disclosed() -> int:
-        return sum(1 for _, e in await store.xrange(keys.member_audit(CAMILLE.number)) if not e["what"].startswith("agent_"))
+        return sum(
+            1 for _, e in await store.xrange(keys.member_audit(CAMILLE.number)) if not e["what"].startswith("agent_")
+        )
 
     before_audit = await disclosed()
     call = PhoneCall(fake, product.url, CAMILLE.phone, to=VOICE_NUMBER, stir="TN-Validation-Passed-C")
@@ -191,7 +194,9 @@ async def test_an_unattested_caller_with_the_right_birth_date_hears_nothing_befo
     assert "un code à 6 chiffres vient d'être envoyé" in sent and "euros" not in sent
     assert await disclosed() == before_audit  # nothing disclosed yet
     await until(lambda: len(sms_to(fake, CAMILLE.phone)) > sms_before, "the one-time code by SMS")
-    code = sms_to(fake, CAMILLE.phone)[-1].split(":")[1].strip()[:6]
+    found = re.search(r"(?<!\d)\d{6}(?!\d)", sms_to(fake, CAMILLE.phone)[-1])
+    assert found is not None, sms_to(fake, CAMILLE.phone)[-1]
+    code = found.group()
     listing = await call.press(code)
     assert "Tapez 1 pour lunettes du " in listing
     await call.hang_up()
