@@ -224,6 +224,34 @@ def cmd_create_user(args: argparse.Namespace) -> int:
         return asyncio.run(run(url))
 
 
+def cmd_set_phone(args: argparse.Namespace) -> int:
+    """A supervisor or administrator sets an agent's phone (agents change their own in « Mon profil »)."""
+    import asyncio
+
+    from gateway.redis_client import connect
+    from gateway.redis_server import private_redis_url
+    from gateway.settings import Settings
+    from staff.users import UserError, Users, phone_display
+
+    async def run(url: str) -> int:
+        redis = connect(url)
+        try:
+            user = await Users(redis).set_phone(args.login, args.phone)
+        except UserError as exc:
+            print(f"Téléphone refusé : {exc} Rien n'a été modifié.", file=sys.stderr)
+            return 1
+        finally:
+            await redis.aclose()
+        if user.phone:
+            print(f"Téléphone de {user.login} enregistré : {phone_display(user.phone)}.")
+        else:
+            print(f"Téléphone de {user.login} retiré : ses appels ne peuvent plus sonner.")
+        return 0
+
+    with private_redis_url(Settings.from_env()) as url:
+        return asyncio.run(run(url))
+
+
 def cmd_role(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -318,6 +346,10 @@ def main() -> int:
     p_user.add_argument("--phone", default="", help="the agent's phone (E.164, +336...): calls taken in the console "
                         "ring it")  # fmt: skip
     p_user.add_argument("--update", action="store_true", help="change an existing user (all fields, password too)")
+    p_phone = sub.add_parser("set-phone", help="set a console user's phone (the one calls taken in the console "
+                             "ring); agents change their own in « Mon profil »")  # fmt: skip
+    p_phone.add_argument("login")
+    p_phone.add_argument("phone", help="06 12 34 56 78, +33 6 12 34 56 78 or any +<country> number; '' removes it")
     p_key = sub.add_parser("apikey", help="API keys of back-office systems: create (printed once), revoke, list")
     p_key.add_argument("action", choices=("create", "revoke", "list"))
     p_key.add_argument("name", nargs="?", help="the system's name, e.g. gestion")
@@ -370,6 +402,8 @@ def main() -> int:
         return cmd_import(args)
     if args.command == "create-user":
         return cmd_create_user(args)
+    if args.command == "set-phone":
+        return cmd_set_phone(args)
     if args.command == "apikey":
         return cmd_apikey(args)
     if args.command == "campaign":

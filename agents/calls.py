@@ -37,6 +37,9 @@ ABANDONED_SMS = (
     "rappeler : choisissez votre créneau sur {url}/callback, ou rappelez-nous."
 )
 
+# An agent without a phone: the console shows this with a link to « Mon profil » (``/console/profile``).
+NO_PHONE = "Aucun numéro de téléphone dans votre profil : ajoutez-le dans « Mon profil » pour prendre des appels."
+
 
 class PhoneCalls(Protocol):
     """The calls the desk places (the voice channel's methods)."""
@@ -214,7 +217,7 @@ class CallDesk:
         if phones is None:
             raise DeskError("Les appels téléphoniques ne sont pas configurés.", 409)
         if not user.phone:
-            raise DeskError("Aucun numéro de téléphone dans votre profil : demandez à un superviseur de l'ajouter.")
+            raise DeskError(NO_PHONE, 409, code="no_phone")
         conv = await self.redis.hgetall(keys.conversation(conv_id))
         if conv.get("channel") != "voice" or conv.get("call_waiting") != "1":
             raise DeskError("Cet appel n'attend plus : l'adhérent a peut-être raccroché.")
@@ -235,7 +238,7 @@ class CallDesk:
         if phones is None:
             raise DeskError("Les appels téléphoniques ne sont pas configurés.", 409)
         if not user.phone:
-            raise DeskError("Aucun numéro de téléphone dans votre profil : demandez à un superviseur de l'ajouter.")
+            raise DeskError(NO_PHONE, 409, code="no_phone")
         taken = await self.desk.callbacks.take(user, ref)
         cb_id = str(taken["id"])
         phone = str(taken.get("phone") or "")

@@ -14,11 +14,13 @@ import secrets
 import time
 from dataclasses import dataclass
 
+import phonenumbers
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
 from gateway import keys
+from gateway.phones import normalise_phone
 from gateway.ratelimit import RateLimiter
 
 ROLES = ("agent", "supervisor", "communications")
@@ -28,6 +30,9 @@ SESSION_TTL_S = 8 * 3600
 DEFAULT_TITLE = "conseiller"  # how members see an agent: « Julie, conseillère » (``--title``)
 LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
 PHONE_RE = re.compile(r"\+[1-9][0-9]{6,14}")
+PHONE_REFUSED = (
+    "Numéro de téléphone invalide : saisissez un numéro français (06 12 34 56 78) ou international (+33 6 12 34 56 78)."
+)
 _hasher = PasswordHasher()
 # Verifying against this when the login is unknown keeps both answers equally slow.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
@@ -113,9 +118,7 @@ class Users:
         title = " ".join(title.split())
         if not 1 <= len(title) <= 40:
             raise UserError("titre invalide : de 1 à 40 caractères (« conseillère », « conseiller »…)")
-        phone = "".join(phone.split())
-        if phone and not PHONE_RE.fullmatch(phone):
-            raise UserError("téléphone invalide : au format international, par exemple +33612345678")
+        phone = agent_phone(phone)
         created = await self.redis.hget(keys.user(login), "created_ms")
         if await self.exists(login) and not update:
             raise UserExists(f"l'identifiant {login} existe déjà")
@@ -137,6 +140,19 @@ class Users:
         await self.redis.sadd(keys.USERS, login)
         user = await self.get(login)
         assert user is not None
+        return user
+
+    async def set_phone(self, login: str, raw: str) -> User:
+        """Change only the user's phone (the profile page, ``run.py set-phone``): a French number in its
+        national form or any number in international form, kept as E.164; empty removes it."""
+        login = login.strip().lower()
+        phone = agent_phone(raw)
+        if not LOGIN_RE.fullmatch(login) or not await self.exists(login):
+            raise UserError(f"utilisateur inconnu : {login}")
+        await self.redis.hset(keys.user(login), mapping={"phone": phone, "updated_ms": str(int(time.time() * 1000))})
+        user = await self.get(login)
+        if user is None:
+            raise UserError(f"utilisateur désactivé : {login}")
         return user
 
     async def exists(self, login: str) -> bool:
@@ -205,6 +221,40 @@ class Users:
 
     async def close_session(self, token: str) -> None:
         await self.redis.delete(keys.session(digest(token)))
+
+
+def agent_phone(raw: str) -> str:
+    """An agent's phone as E.164 (« 06 12 34 56 78 », « +33 6 12 34 56 78 », « 0033612345678 »); empty
+    stays empty; anything else is a ``UserError`` in French (``PHONE_REFUSED``)."""
+    text = " ".join(str(raw or "").split())
+    if not text:
+        return ""
+    if len(text) > 40:
+        raise UserError(PHONE_REFUSED)
+    french = normalise_phone(text)
+    if french:
+        return french
+    if text.startswith(("+", "00")):  # abroad (an agent working from another country), written internationally
+        try:
+            number = phonenumbers.parse("+" + text[2:] if text.startswith("00") else text, None)
+        except phonenumbers.NumberParseException:
+            raise UserError(PHONE_REFUSED) from None
+        if phonenumbers.is_valid_number(number):
+            e164 = str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+            if PHONE_RE.fullmatch(e164):
+                return e164
+    raise UserError(PHONE_REFUSED)
+
+
+def phone_display(e164: str) -> str:
+    """An E.164 number as people read it: « +33 6 12 34 56 78 »."""
+    if not e164:
+        return ""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL))
 
 
 def csrf_ok(expected: str, given: str | None) -> bool:

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from gateway import jsonbody
 from gateway.envelope import BadRequest
 from gateway.settings import Settings
-from staff.users import User, Users, csrf_ok
+from staff.users import SKILL_LABELS, User, UserError, Users, csrf_ok, phone_display
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,10 @@ SeenHook = Callable[[User], Awaitable[None]]
 class Refused(Exception):
     """An operation a staff member cannot do, with the reason in French (HTTP status in ``status``)."""
 
-    def __init__(self, message: str, status: int = 409) -> None:
+    def __init__(self, message: str, status: int = 409, code: str = "refused") -> None:
         super().__init__(message)
         self.status = status
+        self.code = code  # what the page may act on (``no_phone``: a link to « Mon profil »)
 
 
 class StaffSite:
@@ -113,7 +114,7 @@ class StaffSite:
                 try:
                     return await handler(request)
                 except Refused as exc:
-                    return web.json_response({"error": "refused", "detail": str(exc)}, status=exc.status)
+                    return web.json_response({"error": exc.code, "detail": str(exc)}, status=exc.status)
 
             return inner
 
@@ -185,7 +186,31 @@ class StaffSite:
             resp.del_cookie(COOKIE, path="/")
             return resp
 
+        @routes.get("/console/profile")
+        async def profile_page(request: web.Request) -> web.StreamResponse:
+            """« Mon profil »: who the user is, and the phone their calls ring (changed here)."""
+            user, csrf = await self.page_for(request, ALL_ROLES)
+            return self.page(
+                "console/profile.html.j2", user=user, csrf=csrf, phone=phone_display(user.phone),
+                role=ROLE_LABEL.get(user.role, user.role), home=HOME.get(user.role, "/console"),
+                home_label=HOME_LABEL.get(user.role, "à la console"),
+                skills=[SKILL_LABELS.get(s, s) for s in user.skills],
+            )  # fmt: skip
+
+        @routes.post("/console/api/profile")
+        @self.guarded(ALL_ROLES)
+        async def profile_save(request: web.Request) -> web.Response:
+            """The signed-in user's own phone: French national or international form, kept as E.164."""
+            data = await read_json(request)
+            try:
+                user = await self.users.set_phone(request[USER_KEY].login, str(data.get("phone") or "")[:60])
+            except UserError as exc:
+                raise Refused(str(exc), 400, code="bad_phone") from exc
+            log.info("profile phone changed", extra={"user": user.login, "has_phone": bool(user.phone)})
+            return web.json_response({"ok": True, "has_phone": bool(user.phone), "phone": phone_display(user.phone)})
+
         routes.get("/console/static/console.css")(static_file(STATIC / "console.css", "text/css"))
+        routes.get("/console/static/profile.js")(static_file(STATIC / "profile.js", "application/javascript"))
         return routes
 
 

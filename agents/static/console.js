@@ -103,8 +103,28 @@
     const resp = await fetch(path, init);
     if (resp.status === 401) { location.href = "/console/login"; throw new Error("login"); }
     const data = await resp.json().catch(() => ({}));
-    if (!resp.ok) { toast(data.detail || "Action refusée."); throw new Error(data.detail || resp.status); }
+    if (!resp.ok) {
+      if (data.error === "no_phone") noPhone(data.detail);
+      else toast(data.detail || "Action refusée.");
+      const err = new Error(data.detail || resp.status);
+      err.code = data.error;
+      throw err;
+    }
     return data;
+  }
+
+  // No phone in the agent's profile (« Prendre l'appel », « Appeler »): said in the detail pane, where it
+  // stays, with the link to « Mon profil »; the keyboard focus goes to that link.
+  function noPhone(detail) {
+    const pane = document.getElementById("detail");
+    delete pane.dataset.layout;
+    current = null;
+    currentCallback = null;
+    rappelsShown = false;
+    const link = el("a", { href: "/console/profile", id: "no-phone-link" }, "Ajouter mon numéro dans « Mon profil »");
+    pane.replaceChildren(el("div", { class: "notice-phone", id: "no-phone", role: "alert" },
+      el("p", {}, detail || "Aucun numéro de téléphone dans votre profil."), el("p", {}, link)));
+    link.focus();
   }
 
   function waited(ms) {
@@ -214,6 +234,7 @@
 
   // « Prendre l'appel »: the conversation is the agent's and their phone rings; picking up bridges the caller.
   async function takeCall(id) {
+    if (!state.me.has_phone) { noPhone("Aucun numéro de téléphone dans votre profil : ajoutez-le dans « Mon profil » pour prendre des appels."); return; }
     await api(`/console/api/calls/${encodeURIComponent(id)}/take`, {});
     current = id;
     focusPending = true;
@@ -551,6 +572,9 @@
     }
     if (mine && state.calls_enabled && state.me.has_phone) {
       actions.append(el("button", { type: "button", id: "cb-call", onclick: () => callMember(cb.id) }, "Appeler"));
+    } else if (mine && state.calls_enabled) {
+      actions.append(el("p", { class: "hint", id: "cb-no-phone" }, "Pour appeler depuis la console, ",
+        el("a", { href: "/console/profile" }, "ajoutez votre numéro dans « Mon profil »"), "."));
     }
     if (mine) {
       for (const [outcome, label, idName] of [["done", "Rappel effectué", "cb-done"], ["no_answer", "Pas de réponse", "cb-no-answer"], ["wrong_number", "Mauvais numéro", "cb-wrong-number"]]) {
