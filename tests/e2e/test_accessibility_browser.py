@@ -309,3 +309,49 @@ async def _queued(redis: Redis, n: int) -> bool:
 
 async def _has(inbox: Callable[[], list[str]], text: str) -> bool:
     return any(text in t for t in inbox())
+
+
+async def test_my_profile_with_the_keyboard(setup: Setup) -> None:
+    """« Mon profil » (issue 22): reached from the console's header, the phone changed with the keyboard alone;
+    a refused number is said beside the field, which keeps the focus; axe-core finds nothing in either state."""
+    page = await new_page(setup)
+    await page.goto(setup.product.url + "/console/login")
+    await page.fill("input[name=login]", "julie")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#live.on", timeout=15_000)
+    await tab_to(page, "#profile-link")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(setup.product.url + "/console/profile")
+    await expect(page.locator("h1")).to_have_text("Mon profil")
+    await expect(page.locator("#phone-status")).to_contain_text("Aucun numéro enregistré")
+    await assert_accessible(page, "my profile")
+
+    await tab_to(page, "#phone")
+    await page.keyboard.type("06 12")
+    await page.keyboard.press("Enter")
+    error = page.locator("#phone-error")
+    await expect(error).to_contain_text("Numéro de téléphone invalide")
+    assert await page.get_attribute("#phone", "aria-invalid") == "true"
+    assert await focused(page, "#phone")  # back on the field, whose description now says why
+    assert "phone-error" in (await page.get_attribute("#phone", "aria-describedby") or "")
+    await assert_accessible(page, "my profile, a number refused")
+
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("06 12 34 56 78")
+    await tab_to(page, "#phone-save")
+    await page.keyboard.press("Space")
+    await expect(page.locator("#phone-status")).to_have_text(
+        "Numéro enregistré : +33 6 12 34 56 78. Vos appels sonneront sur ce téléphone."
+    )
+    assert await error.is_hidden() and await page.get_attribute("#phone", "aria-invalid") is None
+    assert await page.input_value("#phone") == "+33 6 12 34 56 78"
+    assert await setup.redis.hget(keys.user("julie"), "phone") == "+33612345678"
+    await assert_accessible(page, "my profile, number saved")
+
+    # Back to the console with the keyboard.
+    await tab_to(page, "nav a", back=True)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(setup.product.url + "/console")
+    await setup.redis.hset(keys.user("julie"), "phone", "")  # as the other scenarios expect her
+    assert page.errors == []  # type: ignore[attr-defined]

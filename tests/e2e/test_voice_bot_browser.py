@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, async_playwright, expect
 from redis.asyncio import Redis
 
 from gateway import keys
@@ -331,3 +331,59 @@ async def test_outside_opening_hours_a_request_for_a_human_becomes_a_callback_co
         checked(*call.documents)
     finally:
         assert closed.stop() == 0
+
+
+@pytest.mark.timeout(240)
+async def test_an_agent_without_a_phone_is_sent_to_her_profile_then_takes_the_call(
+    product: Product, fake: FakeTwilio, store: Redis, browser: Browser, redis_url: str
+) -> None:
+    """Issue 22: « Prendre l'appel » without a phone in the profile says so, with a link to « Mon profil »
+    (focused); the agent types her number in its French form there, and her next « Prendre l'appel » rings it."""
+    await create_user(redis_url, "marc", "Marc", "--skills", "benefits")
+    marc = await log_in(browser, product, "marc")
+    call = PhoneCall(fake, product.url, CAMILLE.phone, to=VOICE_NUMBER)
+    await call.start()
+    await call.speak("je veux parler à un conseiller")
+    conv = call.queue
+    assert conv
+    legs = len(fake.voice.legs)
+    item = marc.locator(f"#queue li[data-id='{conv}']")
+    await item.wait_for(timeout=15_000)
+    await item.locator("button.take-call").click()
+    notice = marc.locator("#no-phone")
+    await expect(notice).to_contain_text("Aucun numéro de téléphone dans votre profil")
+    assert await marc.evaluate("document.activeElement.id") == "no-phone-link"
+    await assert_accessible(marc, "console, « Prendre l'appel » without a phone")
+    assert (await store.hgetall(keys.conversation(conv)))["status"] == "handoff"  # not taken: still waiting
+    assert len(fake.voice.legs) == legs  # no phone rang
+    # The server says the same to a page that did not know (a stale state).
+    async with aiohttp.ClientSession() as session:
+        cookies = {c["name"]: c["value"] for c in await marc.context.cookies()}
+        csrf = await marc.get_attribute("meta[name=csrf-token]", "content")
+        async with session.post(product.url + f"/console/api/calls/{conv}/take", json={}, cookies=cookies,
+                                headers={"X-CSRF-Token": csrf or "", "Origin": product.url}) as resp:  # fmt: skip
+            assert resp.status == 409 and (await resp.json())["error"] == "no_phone"
+        # The profile's POST needs the session's CSRF token, like every console POST.
+        async with session.post(product.url + "/console/api/profile", json={"phone": "0781234567"}, cookies=cookies,
+                                headers={"Origin": product.url}) as resp:  # fmt: skip
+            assert resp.status == 403
+    assert await store.hget(keys.user("marc"), "phone") == ""
+
+    await marc.keyboard.press("Enter")  # the link
+    await marc.wait_for_url(product.url + "/console/profile")
+    await marc.fill("#phone", "07 81 23 45 67")
+    await marc.keyboard.press("Enter")
+    await expect(marc.locator("#phone-status")).to_contain_text("Numéro enregistré : +33 7 81 23 45 67.")
+    assert await store.hget(keys.user("marc"), "phone") == "+33781234567"
+
+    await marc.goto(product.url + "/console")
+    await marc.wait_for_selector("#live.on", timeout=15_000)
+    await marc.locator(f"#queue li[data-id='{conv}'] button.take-call").click()
+    await marc.wait_for_selector("#toast >> text=Votre téléphone sonne", timeout=10_000)
+    await until(lambda: len(fake.voice.legs) > legs and fake.voice.legs[-1].bridged is call, "Marc's leg bridged")
+    leg = fake.voice.legs[-1]
+    assert leg.to == "+33781234567" and leg.from_ == VOICE_NUMBER
+    await call.end_bridge()
+    await fake.voice.end_leg(leg)
+    checked(*call.documents, *leg.documents)
+    assert not marc.errors  # type: ignore[attr-defined]
