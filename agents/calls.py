@@ -9,6 +9,13 @@ Figures, per Europe/Paris day, in ``keys.day_stats`` (each also per skill, ``<na
 ``calls_offered`` (a call put in the agents' queue), ``calls_answered`` (bridged to an agent),
 ``calls_answered_60`` (bridged within 60 s), ``calls_abandoned`` (hung up while waiting),
 ``calls_wait_s`` (total wait of answered calls), ``calls_talked`` and ``calls_talk_s`` (talk time).
+
+A caller who hangs up while waiting is counted abandoned once per CallSid (``keys.call_abandoned``). When
+the conversation was verified (the bot's ``verified_member``), and only then, the member's registered phone
+gets an SMS offering a callback: reply « RAPPEL » and a callback request is booked for the current or next
+open slot (the router's detour: ``conversation_for`` / ``answer`` below), confirmed by SMS with its short
+reference; or choose another slot on the callback form, whose link is prefilled with that slot. The SMS
+names nothing of the member's file; an unverified caller gets nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import unicodedata
 from typing import Protocol
+from urllib.parse import urlencode
 
 from redis.asyncio import Redis
 
@@ -34,8 +43,19 @@ log = logging.getLogger(__name__)
 ANSWER_TARGET_S = 60
 ABANDONED_SMS = (
     "Vous avez raccroché avant qu'un conseiller ne vous réponde, désolés pour l'attente. Nous pouvons vous "
-    "rappeler : choisissez votre créneau sur {url}/callback, ou rappelez-nous."
+    "rappeler : répondez RAPPEL à ce SMS et un conseiller vous appellera {when}. Ou choisissez un autre "
+    "créneau : {link}"
 )
+ABANDONED_SMS_NO_SLOT = (
+    "Vous avez raccroché avant qu'un conseiller ne vous réponde, désolés pour l'attente. Nous pouvons vous "
+    "rappeler : choisissez votre créneau sur {link}, ou rappelez-nous."
+)
+OFFER_TTL_S = 24 * 3600
+OFFER_WORDS = frozenset({"RAPPEL", "RAPPELEZ MOI", "RAPPELER"})
+BOOKED_SMS = (
+    "Votre demande de rappel {ref} est enregistrée : un conseiller vous appellera le {date} entre {start} et {end}."
+)
+NO_SLOT_SMS = "Nous n'avons pas de créneau de rappel dans les deux semaines : choisissez-en un sur {link}."
 
 # An agent without a phone: the console shows this with a link to « Mon profil » (``/console/profile``).
 NO_PHONE = "Aucun numéro de téléphone dans votre profil : ajoutez-le dans « Mon profil » pour prendre des appels."
@@ -58,6 +78,23 @@ def next_slot(hours: OpeningHours, now: dt.datetime) -> tuple[dt.date, Slot] | N
             if n > 0 or slot.start > local.time():
                 return day, slot
     return None
+
+
+def current_or_next_slot(hours: OpeningHours, now: dt.datetime) -> tuple[dt.date, Slot] | None:
+    """The opening slot in progress (with at least 15 minutes left), else the next one (Europe/Paris)."""
+    local = now.astimezone(PARIS)
+    for slot in hours.slots_on(local.date()):
+        end = dt.datetime.combine(local.date(), slot.end, PARIS)
+        if slot.start <= local.time() and end - local >= dt.timedelta(minutes=15):
+            return local.date(), slot
+    return next_slot(hours, now)
+
+
+def offer_word(text: str) -> bool:
+    """« RAPPEL », « rappel. », « Rappelez-moi » (accents, case and punctuation aside)."""
+    plain = unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode().upper()
+    words = " ".join("".join(c if c.isalnum() else " " for c in plain).split())
+    return words in OFFER_WORDS
 
 
 class CallDesk:
@@ -104,13 +141,15 @@ class CallDesk:
             if queue_time_s <= ANSWER_TARGET_S:
                 await self._count(conv_id, "calls_answered_60")
         elif result == "hangup":
-            await self._count(conv_id, "calls_abandoned")
-            await self._abandoned(conv_id)
+            # Once per call, whichever of Twilio's queue action and status callback tells it first (or again).
+            if await self.redis.set(keys.call_abandoned(call_sid), conv_id, nx=True, ex=OFFER_TTL_S):
+                await self._count(conv_id, "calls_abandoned")
+                await self._abandoned(conv_id, call_sid)
         else:
             log.warning("call left the queue unanswered", extra={"conversation": conv_id, "result": result})
         await self.desk.notify(conv_id)
 
-    async def _abandoned(self, conv_id: str) -> None:
+    async def _abandoned(self, conv_id: str, call_sid: str) -> None:
         """Hung up while waiting: out of the agents' queue; a verified member is offered a callback by SMS."""
         key = keys.conversation(conv_id)
         conv = await self.redis.hgetall(key)
@@ -118,20 +157,99 @@ class CallDesk:
             await self.redis.zrem(keys.HANDOFF_QUEUE, conv_id)
             await self.redis.hset(key, mapping={"status": "closed", "closed_ms": str(now_ms()),
                                                 "closed_by": "", "closed_reason": "abandoned"})  # fmt: skip
-        member_id = conv.get("verified_member")
+        member_id = conv.get("verified_member")  # set by the bot only once the caller proved who they are
         member = await MemberStore(self.redis).get(member_id) if member_id else None
         if member is None or not member.phone or not self.sms:
             return
+        urn = f"tel:{member.phone}"
+        found = current_or_next_slot(self.hours, dt.datetime.now(PARIS))
+        if found is None:
+            text = ABANDONED_SMS_NO_SLOT.format(link=f"{self.public_url}/callback")
+        else:
+            day, slot = found
+            text = ABANDONED_SMS.format(when=self._when(day, slot), link=self._form_link(day, slot))
+            offer = keys.callback_offer(urn)
+            await self.redis.hset(offer, mapping={"conv": conv_id, "call": call_sid, "member": member.number})
+            await self.redis.expire(offer, OFFER_TTL_S)
         msg = Message(
             id=f"{conv_id}.abandoned",
             channel="sms",
-            urn=f"tel:{member.phone}",
+            urn=urn,
             direction="out",
-            text=ABANDONED_SMS.format(url=self.public_url),
+            text=text,
             contact_id=conv.get("contact_id") or None,
             conversation_id=conv_id,
         )
         await self.desk.router.enqueue(msg)
+        log.info("abandoned caller offered a callback", extra={"conversation": conv_id, "call": call_sid[-6:]})
+
+    def _form_link(self, day: dt.date, slot: Slot) -> str:
+        """The callback form, prefilled with that slot (the member types their number and confirms)."""
+        return f"{self.public_url}/callback?{urlencode({'date': day.isoformat(), 'slot': slot.key})}"
+
+    @staticmethod
+    def _when(day: dt.date, slot: Slot) -> str:
+        today = dt.datetime.now(PARIS).date()
+        name = "aujourd'hui" if day == today else "demain" if day == today + dt.timedelta(days=1) else (
+            f"{DAY_NAMES[day.weekday()]} {day.day}")  # fmt: skip
+        return f"{name} entre {fr_hour(slot.start)} et {fr_hour(slot.end)}"
+
+    async def _book(self, conv_id: str, phone: str, day: dt.date, slot: Slot, comment: str) -> tuple[str, str, bool]:
+        """A callback request for ``slot``, once per conversation: (request id, short reference, created)."""
+        start = dt.datetime.combine(day, slot.start, PARIS)
+        end = dt.datetime.combine(day, slot.end, PARIS)
+        request_id = "cb" + conv_id.replace(".", "")[-22:].rjust(22, "0")
+        reference = await callback_refs.claim(self.redis, request_id)
+        created = await self.redis.hsetnx(keys.callback(request_id), "id", request_id)
+        if created:
+            await self.redis.hset(
+                keys.callback(request_id),
+                mapping={"ref": reference, "phone": phone, "slot_start": start.isoformat(), "slot_end": end.isoformat(),
+                         "reason": "autre", "comment": comment, "name": "", "status": "pending",
+                         "created_ms": str(now_ms()), "fingerprint": ""},
+            )  # fmt: skip
+            await self.redis.zadd(keys.CALLBACKS_DUE, {request_id: int(start.timestamp())}, nx=True)
+        else:
+            await callback_refs.release(self.redis, reference, request_id)
+            reference = await self.redis.hget(keys.callback(request_id), "ref") or reference
+        return request_id, reference, bool(created)
+
+    # The router's detour: « RAPPEL » answering the SMS of an abandoned call ------------------------
+    async def conversation_for(self, contact_id: str, msg: Message) -> str | None:
+        """The abandoned call's conversation, when this SMS is « RAPPEL » from the phone it was offered to."""
+        if msg.channel != "sms" or not offer_word(msg.text):
+            return None
+        route = f"{keys.callback_offer(msg.urn)}:route:{msg.id}"
+        routed = await self.redis.get(route)
+        if routed:
+            return str(routed)
+        conv_id = await self.redis.hget(keys.callback_offer(msg.urn), "conv")
+        if not conv_id:
+            return None
+        await self.redis.set(route, conv_id, ex=OFFER_TTL_S)
+        return str(conv_id)
+
+    async def answer(self, conv_id: str, contact_id: str, msg: Message) -> list[str]:
+        """Book the current or next open slot for the number the offer went to; the same answer if asked again."""
+        phone = msg.urn.removeprefix("tel:")
+        found = current_or_next_slot(self.hours, dt.datetime.now(PARIS))
+        booked = await self.redis.hget(keys.conversation(conv_id), "callback_id")
+        if booked:
+            cb = await self.redis.hgetall(keys.callback(booked))
+            start, end = dt.datetime.fromisoformat(cb["slot_start"]), dt.datetime.fromisoformat(cb["slot_end"])
+            return [BOOKED_SMS.format(ref=cb.get("ref", ""), date=f"{start:%d/%m}", start=fr_hour(start.time()),
+                                      end=fr_hour(end.time()))]  # fmt: skip
+        if found is None:
+            return [NO_SLOT_SMS.format(link=f"{self.public_url}/callback")]
+        day, slot = found
+        request_id, reference, created = await self._book(
+            conv_id, phone, day, slot, "Appel abandonné en attente d'un conseiller : rappel demandé par SMS (RAPPEL)."
+        )
+        await self.redis.hset(keys.conversation(conv_id), "callback_id", request_id)
+        if created:
+            log.info("callback booked from an abandoned call's SMS", extra={"conversation": conv_id})
+        await self.desk.notify(request_id)
+        return [BOOKED_SMS.format(ref=reference, date=f"{day:%d/%m}", start=fr_hour(slot.start), end=fr_hour(slot.end))]
 
     async def call_ended(self, conv_id: str, call_sid: str, talk_s: int | None) -> None:
         if talk_s is not None:
@@ -176,22 +294,9 @@ class CallDesk:
         if found is None or not phone.startswith("+"):
             return f"Nos conseillers vous répondent {self.hours.describe()}. Rappelez-nous à ces horaires. Au revoir."
         day, slot = found
-        start = dt.datetime.combine(day, slot.start, PARIS)
-        end = dt.datetime.combine(day, slot.end, PARIS)
-        request_id = "cb" + conv_id.replace(".", "")[-22:].rjust(22, "0")
-        reference = await callback_refs.claim(self.redis, request_id)
-        created = await self.redis.hsetnx(keys.callback(request_id), "id", request_id)
-        if created:
-            await self.redis.hset(
-                keys.callback(request_id),
-                mapping={"ref": reference, "phone": phone, "slot_start": start.isoformat(), "slot_end": end.isoformat(),
-                         "reason": "autre", "comment": "Appel en dehors des horaires : demande un conseiller.",
-                         "name": "", "status": "pending", "created_ms": str(now_ms()), "fingerprint": ""},
-            )  # fmt: skip
-            await self.redis.zadd(keys.CALLBACKS_DUE, {request_id: int(start.timestamp())}, nx=True)
-        else:
-            await callback_refs.release(self.redis, reference, request_id)
-            reference = await self.redis.hget(keys.callback(request_id), "ref") or reference
+        request_id, reference, created = await self._book(
+            conv_id, phone, day, slot, "Appel en dehors des horaires : demande un conseiller."
+        )
         await self.redis.hset(keys.conversation(conv_id), mapping={"callback_id": request_id, "status": "closed",
                                                                    "closed_reason": "after_hours"})  # fmt: skip
         await self.redis.zrem(keys.HANDOFF_QUEUE, conv_id)

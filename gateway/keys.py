@@ -301,6 +301,17 @@ def conversation_call(conv_id: str) -> str:
     return f"{PREFIX}:conv:{{{conv_id}}}:call"
 
 
+def call_abandoned(call_sid: str) -> str:
+    """Set once when a waiting caller hung up: the call is counted abandoned, and offered a callback, once."""
+    return f"{PREFIX}:call:{{{call_sid}}}:abandoned"
+
+
+def callback_offer(urn: str) -> str:
+    """The callback offered by SMS to a verified caller who hung up while waiting (hash: conversation,
+    call, member), answered « RAPPEL » from that phone (``agents/calls.py``). Kept a day."""
+    return f"{PREFIX}:offer:{{{urn}}}"
+
+
 def agent_leg(call_sid: str) -> str:
     """An outbound leg we placed (an agent's phone, or a member called back): what it is for (hash)."""
     return f"{PREFIX}:leg:{{{call_sid}}}"

@@ -98,6 +98,7 @@ class Product:
             calls = CallDesk(redis, self.desk, public_url=settings.public_url, hours=settings.opening_hours,
                              sms="sms" in gw.channels)  # fmt: skip
             voice.events = calls  # type: ignore[attr-defined]
+            gw.router.detours.append(calls)  # « RAPPEL » answering an abandoned call's SMS books a callback
             self.console.calls = calls
             self.console.phones = voice  # type: ignore[assignment]
         # Campaigns.

@@ -9,18 +9,19 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from agents.calls import CallDesk, call_figures, next_slot
+from agents.calls import CallDesk, call_figures, current_or_next_slot, next_slot, offer_word
 from agents.desk import Desk, DeskError
 from bot.actions import state as bot_state
 from gateway import keys
 from gateway.contacts import Contacts
-from gateway.conversations import Conversations
+from gateway.conversations import Conversations, paris_day
 from gateway.envelope import Message, inbound
 from gateway.hours import PARIS, OpeningHours
 from gateway.responders import AckResponder
 from gateway.router import Router
 from gateway.streams import Streams
 from staff.users import Users
+from tests.e2e.bot_data import CAMILLE, seed
 
 HOURS = OpeningHours.parse("mon-fri 09:00-12:00,14:00-18:00")
 
@@ -116,3 +117,89 @@ async def test_a_callback_the_member_answers_is_done_without_a_click(redis: Redi
     cb = await redis.hgetall(keys.callback("cb1"))
     assert cb["status"] == "done" and cb["done_by"] == "julie" and cb["last_call_status"] == "completed"
     assert await redis.zscore(keys.CALLBACKS_DUE, "cb1") is None
+
+
+ALWAYS = OpeningHours.parse("mon-sun 00:00-24:00")
+
+
+def test_rappel_is_recognised_whatever_the_case_accents_or_punctuation() -> None:
+    assert all(offer_word(t) for t in ("RAPPEL", "rappel", " Rappel ! ", "rappelez-moi", "Rappelez moi."))
+    assert not any(offer_word(t) for t in ("", "rappel demain", "pas de rappel", "STOP", "1"))
+
+
+def test_the_slot_in_progress_is_offered_while_15_minutes_are_left() -> None:
+    hours = OpeningHours.parse("mon-fri 09:00-12:00,14:00-18:00")
+    assert current_or_next_slot(hours, dt.datetime(2026, 12, 7, 10, 0, tzinfo=PARIS)) == (
+        dt.date(2026, 12, 7), hours.days[0][0])  # fmt: skip
+    assert current_or_next_slot(hours, dt.datetime(2026, 12, 7, 11, 50, tzinfo=PARIS)) == (
+        dt.date(2026, 12, 7), hours.days[0][1])  # fmt: skip
+
+
+async def test_an_abandoned_verified_caller_is_counted_once_and_offered_a_callback_booked_by_rappel(
+    redis: Redis,
+) -> None:
+    await seed(redis)
+    streams = Streams(redis, shards=1, maxlen=10_000, dedup_ttl_s=60)
+    router = Router(redis, streams, AckResponder(), Contacts(redis), Conversations(redis))
+    desk = Desk(redis, router, sms_enabled=True, hours=ALWAYS)
+    calls = CallDesk(redis, desk, public_url="https://gw.example", hours=ALWAYS, sms=True)
+    router.detours.append(calls)  # as server/product.py wires it when the voice channel is on
+    urn = f"tel:{CAMILLE.phone}"
+
+    async def waiting_call(sid: str, *, verified: bool) -> str:
+        await router.handle(inbound("voice", urn, "je veux parler à un conseiller", f"{sid}:1"))
+        contact = await redis.get(keys.address(urn))
+        conv = str(await redis.get(keys.open_conversation(contact, "voice")))
+        if verified:
+            await redis.hset(keys.conversation(conv), "verified_member", CAMILLE.number)
+        await bot_state.handoff(redis, conv, reason="ask_human", intent="", member=None, summary="Demandes : x.")
+        await calls.enqueued(conv, sid)
+        return conv
+
+    def out() -> list[Message]:
+        return [Message.from_json(f["m"]) for _, f in redis_out]
+
+    def abandoned(day: dict[str, str]) -> int:
+        return int(day.get("calls_abandoned", 0))
+
+    # Not verified (her number, attested or not, is only an address): counted, but nothing sent, nothing offered.
+    unverified_sid = "CA" + "a" * 32
+    conv = await waiting_call(unverified_sid, verified=False)
+    await calls.left_queue(conv, unverified_sid, "hangup", 40)
+    redis_out = await redis.xrange(keys.stream("out", 0))
+    assert not [m for m in out() if m.channel == "sms"]
+    assert not await redis.exists(keys.callback_offer(urn))
+    assert abandoned(await redis.hgetall(keys.day_stats(paris_day()))) == 1
+    contact = await redis.get(keys.address(urn))
+    await redis.delete(keys.open_conversation(contact, "voice"))  # the call ended: her next call is a new one
+
+    # Verified: counted once however often Twilio tells it (queue action, then the status callback).
+    sid = "CA" + "b" * 32
+    conv = await waiting_call(sid, verified=True)
+    await calls.left_queue(conv, sid, "hangup", 40)
+    await calls.left_queue(conv, sid, "hangup", 41)
+    assert abandoned(await redis.hgetall(keys.day_stats(paris_day()))) == 2
+    redis_out = await redis.xrange(keys.stream("out", 0))
+    [offer] = [m for m in out() if m.channel == "sms"]
+    assert offer.id == f"{conv}.abandoned" and offer.urn == urn
+    assert "répondez RAPPEL à ce SMS" in offer.text and "https://gw.example/callback?date=" in offer.text
+    assert "slot=" in offer.text and CAMILLE.last_name not in offer.text and CAMILLE.number not in offer.text
+    assert (await redis.hgetall(keys.callback_offer(urn)))["conv"] == conv
+
+    # « Rappel » from her phone books the slot; the same SMS delivered again, or a second « RAPPEL », books nothing more.
+    reply = inbound("sms", urn, "Rappel !", "SM" + "1" * 32)
+    await router.handle(reply)
+    await router.handle(reply)
+    await router.handle(inbound("sms", urn, "RAPPEL", "SM" + "2" * 32))
+    cb_id = await redis.hget(keys.conversation(conv), "callback_id")
+    cb = await redis.hgetall(keys.callback(cb_id))
+    assert cb["phone"] == CAMILLE.phone and cb["status"] == "pending" and "RAPPEL" in cb["comment"]
+    assert await redis.zcard(keys.CALLBACKS_DUE) == 1
+    redis_out = await redis.xrange(keys.stream("out", 0))
+    confirmations = [m for m in out() if m.channel == "sms" and m.text.startswith("Votre demande de rappel")]
+    assert len(confirmations) == 2 and all(cb["ref"] in m.text and m.urn == urn for m in confirmations)
+
+    # « RAPPEL » from a number offered nothing is an ordinary message (the bot's).
+    other = "tel:+33612345670"
+    await router.handle(inbound("sms", other, "RAPPEL", "SM" + "3" * 32))
+    assert await redis.zcard(keys.CALLBACKS_DUE) == 1

@@ -7,7 +7,8 @@ the loopback Twilio's voice platform, and the agents' console in Chromium. One p
   the queue, the call ends, and the supervisor's dashboard counts one call answered within 60 s.
 * A caller showing the member's number without attestation, with her right birth date: nothing is said
   of her file before the one-time code sent by SMS to the registered phone.
-* A caller who hangs up while waiting: counted as abandoned, offered a callback by SMS.
+* A caller who hangs up while waiting: counted as abandoned once, offered a callback by SMS when verified
+  (« RAPPEL » in reply books it), sent nothing when not.
 * A callback dialled from the console (« Appeler »): the member does not answer; the retry is scheduled
   without the agent clicking anything.
 
@@ -36,6 +37,7 @@ from tests.e2e.accessibility import assert_accessible
 from tests.e2e.bot_data import CAMILLE, seed
 from tests.e2e.product import ACCOUNT_SID, AUTH_TOKEN, Product, loopback_env
 from tests.e2e.test_console_browser import create_user, log_in
+from tests.e2e.test_sms_e2e import post_sms
 from tests.e2e.test_webchat_browser import CHROMIUM_ARGS
 from tests.fakes.twilio import FakeTwilio
 from tests.fakes.twilio_voice import Leg, PhoneCall
@@ -221,7 +223,42 @@ async def test_a_caller_who_hangs_up_while_waiting_is_abandoned_and_offered_a_ca
     assert int(stats["calls_abandoned"]) == int(stats_before.get("calls_abandoned", 0)) + 1
     assert await store.zscore(keys.HANDOFF_QUEUE, conv) is None  # out of the agents' queue
     await until(lambda: any("/callback" in t for t in sms_to(fake, CAMILLE.phone)), "the callback offer by SMS")
-    assert "Vous avez raccroché avant qu'un conseiller ne vous réponde" in sms_to(fake, CAMILLE.phone)[-1]
+    offer = sms_to(fake, CAMILLE.phone)[-1]
+    assert "Vous avez raccroché avant qu'un conseiller ne vous réponde" in offer
+    # What she can act on: « RAPPEL » books the slot in progress (always open here), or the form, prefilled.
+    today = dt.datetime.now(PARIS).date().isoformat()
+    assert "répondez RAPPEL à ce SMS et un conseiller vous appellera aujourd'hui entre 0 h et 23 h" in offer
+    assert f"{product.url}/callback?date={today}&slot=00%3A00-23%3A59" in offer
+    checked(*call.documents)
+    async with aiohttp.ClientSession() as session:
+        status, _ = await post_sms(session, product, CAMILLE.phone, "Rappel")
+        assert status == 200
+    await until(lambda: sms_to(fake, CAMILLE.phone)[-1].startswith("Votre demande de rappel"), "the booking by SMS")
+    cb_id = await store.hget(keys.conversation(conv), "callback_id")
+    cb = await store.hgetall(keys.callback(cb_id))
+    assert cb["phone"] == CAMILLE.phone and cb["status"] == "pending" and cb["ref"] in sms_to(fake, CAMILLE.phone)[-1]
+    assert await store.zscore(keys.CALLBACKS_DUE, cb_id) is not None
+    assert int((await store.hgetall(keys.day_stats(paris_day())))["calls_abandoned"]) == int(
+        stats["calls_abandoned"])  # counted once  # fmt: skip
+
+
+@pytest.mark.timeout(180)
+async def test_an_unverified_caller_who_hangs_up_while_waiting_is_counted_but_sent_nothing(
+    product: Product, fake: FakeTwilio, store: Redis
+) -> None:
+    call = PhoneCall(fake, product.url, CAMILLE.phone, to=VOICE_NUMBER, stir="TN-Validation-Passed-C")
+    await call.start()
+    await call.speak("je veux parler à un conseiller")
+    conv = call.queue
+    assert conv
+    assert not (await store.hgetall(keys.conversation(conv))).get("verified_member")
+    sms_before = len(sms_to(fake, CAMILLE.phone))
+    stats_before = await store.hgetall(keys.day_stats(paris_day()))
+    await call.hang_up()
+    stats = await store.hgetall(keys.day_stats(paris_day()))
+    assert int(stats["calls_abandoned"]) == int(stats_before.get("calls_abandoned", 0)) + 1
+    await asyncio.sleep(2)  # the dispatcher would have sent it by now
+    assert len(sms_to(fake, CAMILLE.phone)) == sms_before  # nothing to the number an unknown caller showed
     checked(*call.documents)
 
 
