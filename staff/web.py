@@ -186,16 +186,47 @@ class StaffSite:
             resp.del_cookie(COOKIE, path="/")
             return resp
 
-        @routes.get("/console/profile")
-        async def profile_page(request: web.Request) -> web.StreamResponse:
-            """« Mon profil »: who the user is, and the phone their calls ring (changed here)."""
-            user, csrf = await self.page_for(request, ALL_ROLES)
+        def profile(user: User, csrf: str, *, status: int = 200, typed: str | None = None, error: str = "",
+                    saved: str = "") -> web.Response:  # fmt: skip
             return self.page(
-                "console/profile.html.j2", user=user, csrf=csrf, phone=phone_display(user.phone),
+                "console/profile.html.j2", status=status, user=user, csrf=csrf,
+                phone=phone_display(user.phone) if typed is None else typed, error=error, saved=saved,
                 role=ROLE_LABEL.get(user.role, user.role), home=HOME.get(user.role, "/console"),
                 home_label=HOME_LABEL.get(user.role, "à la console"),
                 skills=[SKILL_LABELS.get(s, s) for s in user.skills],
             )  # fmt: skip
+
+        @routes.get("/console/profile")
+        async def profile_page(request: web.Request) -> web.StreamResponse:
+            """« Mon profil »: who the user is, and the phone their calls ring (changed here)."""
+            user, csrf = await self.page_for(request, ALL_ROLES)
+            return profile(user, csrf)
+
+        @routes.post("/console/profile")
+        async def profile_form(request: web.Request) -> web.StreamResponse:
+            """The same change without the page's script: a plain form post, its CSRF token in a hidden field."""
+            user, csrf = await self.page_for(request, ALL_ROLES)
+            try:
+                form = await request.post()
+            except ValueError:
+                return profile(user, csrf, status=400, error="Formulaire illisible.")
+            if not self.origin_ok(request) or not csrf_ok(csrf, str(form.get("csrf") or "")):
+                return profile(
+                    user, csrf, status=403, error="Jeton de sécurité manquant ou invalide : rechargez la page."
+                )
+            typed = str(form.get("phone") or "")[:60]
+            try:
+                user = await self.users.set_phone(user.login, typed)
+            except UserError as exc:
+                return profile(user, csrf, status=400, typed=typed, error=str(exc))
+            log.info("profile phone changed", extra={"user": user.login, "has_phone": bool(user.phone)})
+            shown = phone_display(user.phone)
+            saved = (
+                f"Numéro enregistré : {shown}."
+                if user.phone
+                else "Numéro retiré : vous ne pouvez plus prendre d'appel."
+            )
+            return profile(user, csrf, saved=saved)
 
         @routes.post("/console/api/profile")
         @self.guarded(ALL_ROLES)

@@ -353,5 +353,26 @@ async def test_my_profile_with_the_keyboard(setup: Setup) -> None:
     await tab_to(page, "nav a", back=True)
     await page.keyboard.press("Enter")
     await page.wait_for_url(setup.product.url + "/console")
-    await setup.redis.hset(keys.user("julie"), "phone", "")  # as the other scenarios expect her
     assert page.errors == []  # type: ignore[attr-defined]
+
+    # Without the page's script: a plain form post (its CSRF token in a hidden field), the same messages.
+    context = await setup.browser.new_context(java_script_enabled=False)
+    bare = await context.new_page()
+    await bare.goto(setup.product.url + "/console/login")
+    await bare.fill("input[name=login]", "julie")
+    await bare.fill("input[name=password]", PASSWORD)
+    await bare.keyboard.press("Enter")
+    await bare.wait_for_url(setup.product.url + "/console")
+    await bare.goto(setup.product.url + "/console/profile")
+    await bare.fill("#phone", "+33 6 12")
+    await bare.keyboard.press("Enter")
+    await expect(bare.locator("#phone-error")).to_contain_text("Numéro de téléphone invalide")
+    assert await bare.get_attribute("#phone", "aria-invalid") == "true"
+    assert await bare.input_value("#phone") == "+33 6 12"  # what was typed is kept
+    assert await setup.redis.hget(keys.user("julie"), "phone") == "+33612345678"
+    await bare.fill("#phone", "")
+    await bare.keyboard.press("Enter")
+    await expect(bare.locator("#phone-status")).to_have_text("Numéro retiré : vous ne pouvez plus prendre d'appel.")
+    assert "phone=" not in bare.url  # never in an address
+    assert await setup.redis.hget(keys.user("julie"), "phone") == ""  # as the other scenarios expect her
+    await context.close()
