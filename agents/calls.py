@@ -141,10 +141,11 @@ class CallDesk:
             if queue_time_s <= ANSWER_TARGET_S:
                 await self._count(conv_id, "calls_answered_60")
         elif result == "hangup":
-            # Once per call, whichever of Twilio's queue action and status callback tells it first (or again).
+            # Counted once per call, whichever of Twilio's queue action and status callback tells it first (or
+            # again); the offer is idempotent (one SMS id per conversation), so a retried event completes it.
             if await self.redis.set(keys.call_abandoned(call_sid), conv_id, nx=True, ex=OFFER_TTL_S):
                 await self._count(conv_id, "calls_abandoned")
-                await self._abandoned(conv_id, call_sid)
+            await self._abandoned(conv_id, call_sid)
         else:
             log.warning("call left the queue unanswered", extra={"conversation": conv_id, "result": result})
         await self.desk.notify(conv_id)
