@@ -330,11 +330,14 @@ async def test_when_the_agents_phone_does_not_answer_the_caller_goes_back_to_the
         async def status() -> str | None:
             return await store.hget(keys.conversation(conv), "status")
 
+        async def requeued() -> bool:
+            """Back to « handoff », then back in the queue (two writes: a loaded machine shows the gap)."""
+            return await status() == "handoff" and await store.zscore(keys.HANDOFF_QUEUE, conv) is not None
+
         deadline = time.monotonic() + 10
-        while await status() != "handoff":
+        while not await requeued():  # waiting again, in its place
             assert time.monotonic() < deadline, await status()
             await asyncio.sleep(0.1)
-        assert await store.zscore(keys.HANDOFF_QUEUE, conv) is not None  # waiting again, in its place
         await julie.locator(f"#queue li[data-id='{conv}'] button.take-call").wait_for(timeout=10_000)
         await call.hang_up()
         checked(*call.documents, *fake.voice.legs[-1].documents)
