@@ -208,6 +208,12 @@ class RecordWriter:
                 pipe.delete(keys.member_by_phone(old_phone))
             if old_email and old_email != record.email:
                 pipe.delete(keys.member_by_email(old_email))
+            # Contribution calls by date, for the reminder a few days before (members/proactive.py).
+            if record.contribution_call_date:
+                call = dt.datetime.combine(dt.date.fromisoformat(record.contribution_call_date), dt.time(), dt.UTC)
+                pipe.zadd(keys.CONTRIBUTION_CALLS, {record.number: int(call.timestamp())})
+            else:
+                pipe.zrem(keys.CONTRIBUTION_CALLS, record.number)
         elif isinstance(record, Complaint):  # open complaints by due date, for the agents' console
             entry = f"{record.member} {record.id}"
             if record.status == "open" and record.due_date:
@@ -220,6 +226,7 @@ class RecordWriter:
     def _unindex(pipe: Any, change: Change, old_phone: str, old_email: str, removed: str) -> None:
         if change.kind == "members":
             pipe.srem(ALL_MEMBERS, change.member)
+            pipe.zrem(keys.CONTRIBUTION_CALLS, change.member)
             if old_phone:
                 pipe.delete(keys.member_by_phone(old_phone))
             if old_email:
