@@ -37,6 +37,7 @@ from gateway.rasa import RasaResponder
 from gateway.responders import Responder
 from gateway.settings import Settings
 from gateway.webhooks import WebhookSender
+from members import detail_word
 from members.api import RecordsApi
 from members.audit import unsubscribed_audit
 from members.codes import CodeLimits, OneTimeCodes
@@ -82,6 +83,7 @@ class Product:
             )
             gw.responder.one_time_code = codes.handle
             gw.responder.code_metadata = codes.metadata
+            gw.responder.bot_message = detail_word.for_bot  # « DETAIL » after a message sent first
             gw.responder.handoff_note = functools.partial(expected_wait_text, redis, hours=settings.opening_hours)
         gw.on_unsubscribed.append(unsubscribed_audit(redis))
         gw.jobs.append(("scheduler", "retention", self.retention))
