@@ -52,6 +52,7 @@ from redis.exceptions import RedisError
 from gateway import keys
 from gateway.envelope import Message
 from gateway.hours import OpeningHours
+from gateway.metrics import PROACTIVE_CHANGES, PROACTIVE_MESSAGES
 from members.changes import Change, Record
 from members.records import MEMBER_FIELDS, Card, Claim, Complaint, Member, Membership, MemberStore
 
@@ -303,6 +304,11 @@ class Proactive:
                 last = {"id": msg.id, "at_ms": at_ms, "records": records}
                 pipe.set(keys.member_last_notice(number), json.dumps(last), ex=LAST_NOTICE_TTL_S)
             await pipe.execute()
+        for msg in msgs:
+            changes = changes_of(msg)
+            PROACTIVE_MESSAGES.labels(msg.channel, "yes" if len(changes) > 1 else "no").inc()
+            for change in changes:
+                PROACTIVE_CHANGES.labels(change.split(".", 1)[0]).inc()
         log.info("members told before asking", extra={"messages": len(msgs)})
 
     async def _opted_out(self, members: list[Member]) -> set[str]:
