@@ -257,8 +257,7 @@ class StartQuery(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         text = str(tracker.latest_message.get("text") or "")
-        if detail.asked(tracker.latest_message):  # « DETAIL »: answered once verified (bot/actions/detail.py)
-            await detail.remember(redis(), tracker.sender_id)
+        await detail.note(redis(), tracker.sender_id, tracker.latest_message)  # « DETAIL », answered once verified
         intent = understand.corrected_intent(latest_intent(tracker), text)
         if intent in FAQ_RESPONSES:  # the same for everyone: no identity needed
             dispatcher.utter_message(response=FAQ_RESPONSES[intent])
@@ -508,7 +507,7 @@ class IdentityDone(Action):
         if v.locked or not v.member:
             await hand_off(dispatcher, tracker, "verification_failed", text=LOCKED_TEXT)
             return events
-        if await detail.answer(redis(), tracker.sender_id, v.member, conv, dispatcher, today()):
+        if await detail.answer(redis(), tracker.sender_id, v.member, conv, dispatcher, today(), turn_id(tracker)):
             return events
         pending = str(tracker.get_slot("pending_query") or "")
         # Several questions in one message (« ma carte et mon devis ? ») are all answered; the ones that

@@ -57,21 +57,27 @@ def asked(latest_message: dict[str, Any]) -> bool:
     return bool(meta.get("detail")) or understand.detail_request(str(latest_message.get("text") or ""))
 
 
-async def remember(redis: Any, conv_id: str) -> None:
-    """« DETAIL » was asked in this conversation: answered once identity is verified."""
-    await redis.hset(keys.conversation(conv_id), ASKED_FIELD, int(time.time() * 1000))
+async def note(redis: Any, conv_id: str, latest_message: dict[str, Any]) -> None:
+    """A question starts: « DETAIL » is remembered, to be answered once identity is verified; any other
+    question forgets an earlier « DETAIL » (its answer is the one given then)."""
+    if asked(latest_message):
+        await redis.hset(keys.conversation(conv_id), ASKED_FIELD, int(time.time() * 1000))
+    else:
+        await redis.hdel(keys.conversation(conv_id), ASKED_FIELD)
 
 
 async def answer(
-    redis: Any, conv_id: str, member_id: str, conv: dict[str, str], dispatcher: Utterer, today: dt.date
+    redis: Any, conv_id: str, member_id: str, conv: dict[str, str], dispatcher: Utterer, today: dt.date, turn: str
 ) -> bool:
     """Give the verified member the detail of what their last proactive message was about; False when
-    « DETAIL » was not asked (lately) in this conversation."""
-    asked_ms = await redis.hget(keys.conversation(conv_id), ASKED_FIELD)
-    if asked_ms is None or not await redis.hdel(keys.conversation(conv_id), ASKED_FIELD):
-        return False
-    if not str(asked_ms).isdigit() or time.time() * 1000 - int(asked_ms) > ASKED_FOR_MS:
-        return False
+    « DETAIL » was not asked (lately) in this conversation. Answered on one turn only: the same turn again
+    (a retried action) gives the same answer, without auditing or counting it twice."""
+    asked = str(await redis.hget(keys.conversation(conv_id), ASKED_FIELD) or "")
+    again = asked == f"done:{turn}"
+    if not again:
+        if not asked.isdigit() or time.time() * 1000 - int(asked) > ASKED_FOR_MS:
+            return False
+        await redis.hset(keys.conversation(conv_id), ASKED_FIELD, f"done:{turn}")
     raw = await redis.get(keys.member_last_notice(member_id))
     refs = [str(r) for r in json.loads(raw).get("records", [])] if raw else []
     short = conv.get("channel") == "sms"
@@ -104,8 +110,9 @@ async def answer(
     if not texts:
         dispatcher.utter_message(text=NOTHING_TEXT)
         return True
-    await audit(redis, member_id, conv_id, conv.get("channel", ""), "detail", shown)
-    await redis.hincrby(keys.day_stats(paris_day()), "detail_answers", 1)
+    if not again:
+        await audit(redis, member_id, conv_id, conv.get("channel", ""), "detail", shown)
+        await redis.hincrby(keys.day_stats(paris_day()), "detail_answers", 1)
     dispatcher.utter_message(text="\n".join(texts))
     return True
 
