@@ -19,6 +19,7 @@ from playwright.async_api import async_playwright
 from redis.asyncio import Redis
 
 from gateway import keys
+from gateway.conversations import paris_day
 from tests.e2e.accessibility import assert_accessible
 from tests.e2e.product import ROOT, Product
 from tests.e2e.test_accessibility_browser import PASSWORD, create_user
@@ -101,9 +102,10 @@ async def test_a_member_told_of_a_paid_claim_answers_detail_and_gets_that_claim_
         await page.fill("input[name=password]", PASSWORD)
         await page.keyboard.press("Enter")
         await page.wait_for_selector("#status-days tbody tr", timeout=15_000)
-        first = page.locator("#status-days tbody tr").first
-        cells = [c.strip() for c in await first.locator("th, td").all_inner_texts()]
-        assert cells[:5] == [short(TODAY), "2", "1", "1", "1"]
+        today = paris_day()  # the console counts Europe/Paris days
+        row = page.locator(f"#status-days tr:has(time[datetime='{today}'])")
+        cells = [c.strip() for c in await row.locator("th, td").all_inner_texts()]
+        assert cells[:5] == [short(dt.date.fromisoformat(today)), "2", "1", "1", "1"]
         assert cells[5].endswith("%")
         await assert_accessible(page, "supervisor page with the status questions")
         await browser.close()
