@@ -279,8 +279,14 @@ class Settings:
 
     def redacted(self) -> dict[str, object]:
         """Settings safe to print or log: secrets replaced."""
-        secret_names = {"secret_key", "twilio_auth_token", "telegram_token", "telegram_secret_token", "metrics_token",
-                        "webhook_secret"}
+        secret_names = {
+            "secret_key",
+            "twilio_auth_token",
+            "telegram_token",
+            "telegram_secret_token",
+            "metrics_token",
+            "webhook_secret",
+        }
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)

@@ -153,13 +153,26 @@ class RecordWriter:
             record_keys = [member_records_key(member, rt.RECORD) for rt in RECORD_TYPES]
             if change.record is None:
                 return [keys.member_versions(member), keys.member(member), *record_keys], [
-                    field, version, expect, "deleted", "del_hash", member]
+                    field,
+                    version,
+                    expect,
+                    "deleted",
+                    "del_hash",
+                    member,
+                ]
             flat = [str(x) for pair in asdict(change.record).items() for x in pair]
             return [keys.member_versions(member), keys.member(member)], [
                 field, version, expect, digest(change.record), "put_hash", member, *flat]  # fmt: skip
         record_key = member_records_key(member, KINDS[change.kind].RECORD)
         if change.record is None:
-            return [keys.member_versions(member), record_key], [field, version, expect, "deleted", "del_field", change.id]
+            return [keys.member_versions(member), record_key], [
+                field,
+                version,
+                expect,
+                "deleted",
+                "del_field",
+                change.id,
+            ]
         body = json.dumps(asdict(change.record), ensure_ascii=False)
         return [keys.member_versions(member), record_key], [
             field, version, expect, digest(change.record), "put_field", change.id, body]  # fmt: skip
