@@ -16,6 +16,7 @@ from gateway.envelope import Message
 from gateway.settings import Settings
 from members.changes import Change, RecordWriter
 from members.importer import card_row, claim_row, complaint_row, member_row, membership_row
+from members.privacy import MemberData
 from members.proactive import News, news_of, told_key
 from server.product import Product
 
@@ -113,6 +114,10 @@ async def test_a_complaint_answered_a_card_sent_a_membership_acknowledged_in_one
     assert last["records"] == ["complaints:REC-2026-000042", "cards:CARTE-0042", "memberships:ADH-0042"]
     assert set(await redis.hkeys(keys.member_notices(number))) == set(last["records"])
     assert "claims:CL0400011" in await redis.hkeys(keys.member_changes(number))  # changed, nothing told
+    # Erased with the member: what they were told of, and when.
+    await MemberData(redis, stream_shards=1).erase(number, by="dpo")
+    assert not await redis.keys(f"{keys.member(number)}:*told*") and not await redis.keys(f"{keys.member(number)}:not*")
+    assert not await redis.exists(keys.member_changes(number))
 
 
 async def test_changes_waiting_for_the_morning_go_in_one_message_without_what_was_told_meanwhile(
