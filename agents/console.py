@@ -313,7 +313,10 @@ class Console:
         return routes
 
     async def daily(self, days: int) -> dict[str, Any]:
-        """Per day: service level, answer rate, complaints in time, satisfaction, NPS, containment."""
+        """Per day: service level, answer rate, complaints in time, satisfaction, NPS, containment, and the status
+        questions the bot answered (``status_questions``; ``status_after_notice``: after a message sent first
+        about the same record, within 7 days; ``status_changed_untold``: on a record changed without one;
+        ``detail_answers``: « DETAIL » answered: bot/actions/detail.py)."""
         today = dt.datetime.now(PARIS).date()
         out = []
         for back in range(days - 1, -1, -1):

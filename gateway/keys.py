@@ -315,3 +315,30 @@ def callback_offer(urn: str) -> str:
 def agent_leg(call_sid: str) -> str:
     """An outbound leg we placed (an agent's phone, or a member called back): what it is for (hash)."""
     return f"{PREFIX}:leg:{{{call_sid}}}"
+
+
+# Members told before they ask (members/proactive.py, issue 23): in the member's slot, erased with them.
+def member_notices(member_id: str) -> str:
+    """When the member was last told of each record ("<kind>:<id>" -> epoch ms), for the status
+    questions a message did or did not avoid."""
+    return f"mbr:{{{member_id}}}:notices"
+
+
+def member_last_notice(member_id: str) -> str:
+    """The records the member's last proactive message was about (JSON), for their answer DETAIL."""
+    return f"mbr:{{{member_id}}}:notice:last"
+
+
+def member_changes(member_id: str) -> str:
+    """When the back office last changed each record through the records API ("<kind>:<id>" -> epoch ms)."""
+    return f"mbr:{{{member_id}}}:changed"
+
+
+# Contribution calls by date (sorted set: member number, score = the call's day, epoch s): a reminder a
+# few days before (members/proactive.py).
+CONTRIBUTION_CALLS = "mbr:contribution-calls"
+
+
+def stats_counted(day: str, turn_id: str) -> str:
+    """Set once one turn was counted in the day's figures (same slot as ``day_stats``: one script)."""
+    return f"{PREFIX}:stats:{{{day}}}:counted:{turn_id}"

@@ -25,3 +25,7 @@ CALLS = Counter(
     "answered_60 (within 60 s), abandoned, unanswered (left the queue otherwise), ended",
     ["event"],
 )
+PROACTIVE_MESSAGES = Counter(
+    "gateway_proactive_messages_total", "Messages sent first to members (members/proactive.py)", ["channel", "grouped"]
+)
+PROACTIVE_CHANGES = Counter("gateway_proactive_changes_total", "Record changes told in those messages", ["kind"])

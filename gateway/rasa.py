@@ -14,7 +14,8 @@ answers to the sender and numbered apart from them (``gateway/router.py``), so t
 are the same, ids included, whether or not a code left. The ``code_metadata`` hook gives the bot,
 with each message, the keyed digests of the codes it may hold (the key never leaves the gateway).
 When the bot has just handed the conversation to agents, its ``handoff_note`` hook adds what the
-member is told about the wait (``agents/waiting.py``). The hooks are given by the composition root
+member is told about the wait (``agents/waiting.py``). Its ``bot_message`` hook routes a few words
+without the bot's language model (« DETAIL »: ``members/detail_word.py``). The hooks are given by the composition root
 (``server/product.py``); the core knows neither room.
 """
 
@@ -64,6 +65,9 @@ CodeHook = Callable[[CodeRequest], Awaitable[CodeOutcome]]
 CodeMetadata = Callable[[str, str], dict[str, Any]]
 # conversation id -> what a member just handed to agents is told about the wait.
 HandoffNote = Callable[[str], Awaitable[str]]
+# message text -> what the bot is given instead (e.g. an intent message « /give_identity ») and metadata to
+# add, or None: words the bot routes without its language model (« DETAIL »: members/detail_word.py).
+BotMessage = Callable[[str], tuple[str, dict[str, Any]] | None]
 
 
 def servers_for(conv_id: str, urls: list[str]) -> list[str]:
@@ -129,6 +133,7 @@ class RasaResponder:
         one_time_code: CodeHook | None = None,
         code_metadata: CodeMetadata | None = None,
         handoff_note: HandoffNote | None = None,
+        bot_message: BotMessage | None = None,
     ) -> None:
         # One or more Rasa servers (comma-separated) sharing their tracker and lock stores in Redis.
         self.urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
@@ -137,6 +142,7 @@ class RasaResponder:
         self.one_time_code = one_time_code
         self.code_metadata = code_metadata
         self.handoff_note = handoff_note
+        self.bot_message = bot_message
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
@@ -176,6 +182,10 @@ class RasaResponder:
         }
         if self.code_metadata is not None:
             body["metadata"]["otp"] = self.code_metadata(msg.conversation_id, msg.text)
+        routed = self.bot_message(msg.text) if self.bot_message is not None else None
+        if routed is not None:
+            body["message"] = routed[0]
+            body["metadata"].update(routed[1])
         payload = await self._ask(msg, body)
         # Without the bot the member still gets an answer saying the message is kept for an agent.
         replies: list[Reply] = []

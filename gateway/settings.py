@@ -225,6 +225,10 @@ class Settings:
     # (None: any time); outside, a message waits for the next allowed hour.
     proactive_sms_hours: OpeningHours | None = None
     proactive_email_hours: OpeningHours | None = None
+    # A reminder this many days before a contribution call (0: none); changes told within this many seconds
+    # of each other are grouped in one message (0: only those of one request, or waiting for the hours).
+    proactive_due_days: int = 3
+    proactive_group_window_s: float = 0.0
     # Logging
     log_level: str = "INFO"
 
@@ -275,8 +279,14 @@ class Settings:
 
     def redacted(self) -> dict[str, object]:
         """Settings safe to print or log: secrets replaced."""
-        secret_names = {"secret_key", "twilio_auth_token", "telegram_token", "telegram_secret_token", "metrics_token",
-                        "webhook_secret"}
+        secret_names = {
+            "secret_key",
+            "twilio_auth_token",
+            "telegram_token",
+            "telegram_secret_token",
+            "metrics_token",
+            "webhook_secret",
+        }
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -387,6 +397,8 @@ class Settings:
             webhook_timeout_s=_float(env, "WEBHOOK_TIMEOUT_S", 10.0),
             proactive_sms_hours=_quiet_hours(env, "PROACTIVE_SMS_HOURS", "mon-sat 08:00-20:00"),
             proactive_email_hours=_quiet_hours(env, "PROACTIVE_EMAIL_HOURS", ""),
+            proactive_due_days=_int(env, "PROACTIVE_DUE_DAYS", 3),
+            proactive_group_window_s=_float(env, "PROACTIVE_GROUP_WINDOW_S", 0.0),
             log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
         )
         if settings.redis_appendfsync not in ("always", "everysec", "no"):

@@ -153,13 +153,26 @@ class RecordWriter:
             record_keys = [member_records_key(member, rt.RECORD) for rt in RECORD_TYPES]
             if change.record is None:
                 return [keys.member_versions(member), keys.member(member), *record_keys], [
-                    field, version, expect, "deleted", "del_hash", member]
+                    field,
+                    version,
+                    expect,
+                    "deleted",
+                    "del_hash",
+                    member,
+                ]
             flat = [str(x) for pair in asdict(change.record).items() for x in pair]
             return [keys.member_versions(member), keys.member(member)], [
                 field, version, expect, digest(change.record), "put_hash", member, *flat]  # fmt: skip
         record_key = member_records_key(member, KINDS[change.kind].RECORD)
         if change.record is None:
-            return [keys.member_versions(member), record_key], [field, version, expect, "deleted", "del_field", change.id]
+            return [keys.member_versions(member), record_key], [
+                field,
+                version,
+                expect,
+                "deleted",
+                "del_field",
+                change.id,
+            ]
         body = json.dumps(asdict(change.record), ensure_ascii=False)
         return [keys.member_versions(member), record_key], [
             field, version, expect, digest(change.record), "put_field", change.id, body]  # fmt: skip
@@ -208,6 +221,12 @@ class RecordWriter:
                 pipe.delete(keys.member_by_phone(old_phone))
             if old_email and old_email != record.email:
                 pipe.delete(keys.member_by_email(old_email))
+            # Contribution calls by date, for the reminder a few days before (members/proactive.py).
+            if record.contribution_call_date:
+                call = dt.datetime.combine(dt.date.fromisoformat(record.contribution_call_date), dt.time(), dt.UTC)
+                pipe.zadd(keys.CONTRIBUTION_CALLS, {record.number: int(call.timestamp())})
+            else:
+                pipe.zrem(keys.CONTRIBUTION_CALLS, record.number)
         elif isinstance(record, Complaint):  # open complaints by due date, for the agents' console
             entry = f"{record.member} {record.id}"
             if record.status == "open" and record.due_date:
@@ -220,6 +239,7 @@ class RecordWriter:
     def _unindex(pipe: Any, change: Change, old_phone: str, old_email: str, removed: str) -> None:
         if change.kind == "members":
             pipe.srem(ALL_MEMBERS, change.member)
+            pipe.zrem(keys.CONTRIBUTION_CALLS, change.member)
             if old_phone:
                 pipe.delete(keys.member_by_phone(old_phone))
             if old_email:

@@ -293,8 +293,13 @@ class MemberData:
         report.count("member record and files", await self.redis.delete(
             keys.member(number), keys.member_contacts(number), *(member_records_key(number, rt.RECORD) for rt in RECORD_TYPES),
             keys.member_versions(number),  # the records API's versions (digests of the records)
+            keys.member_notices(number), keys.member_last_notice(number), keys.member_changes(number),
         ))  # fmt: skip
         await self.redis.srem(ALL_MEMBERS, number)
+        await self.redis.zrem(keys.CONTRIBUTION_CALLS, number)
+        # What the member was told of, change by change (members/proactive.py), in the member's slot.
+        async for told in self.redis.scan_iter(match=f"{keys.member(number)}:told:*", count=1000):
+            await self.redis.delete(told)
         await audit(self.redis, number, "", "console", "erased", [], agent=by)
         await events.emit(self.redis, events.MEMBER_ERASED, number, {"member": number})  # the back office erases too
         report.kept.append(

@@ -26,7 +26,7 @@ CARD_STATUSES = ("in_production", "sent", "delivered", "returned")
 COVER_LEVELS = ("essentiel", "confort", "renfort", "integral")
 SEGMENTS = ("individuel", "famille", "senior", "entreprise", "etudiant")
 PREFERRED_CHANNELS = ("sms", "email", "whatsapp")
-NOTIFY_KINDS = ("claims", "complaints", "quotes", "cards", "memberships")
+NOTIFY_KINDS = ("claims", "complaints", "quotes", "cards", "memberships", "contributions")
 
 ALL_MEMBERS = "mbr:all"
 

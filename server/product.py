@@ -37,6 +37,7 @@ from gateway.rasa import RasaResponder
 from gateway.responders import Responder
 from gateway.settings import Settings
 from gateway.webhooks import WebhookSender
+from members import detail_word
 from members.api import RecordsApi
 from members.audit import unsubscribed_audit
 from members.codes import CodeLimits, OneTimeCodes
@@ -82,6 +83,7 @@ class Product:
             )
             gw.responder.one_time_code = codes.handle
             gw.responder.code_metadata = codes.metadata
+            gw.responder.bot_message = detail_word.for_bot  # « DETAIL » after a message sent first
             gw.responder.handoff_note = functools.partial(expected_wait_text, redis, hours=settings.opening_hours)
         gw.on_unsubscribed.append(unsubscribed_audit(redis))
         gw.jobs.append(("scheduler", "retention", self.retention))
@@ -120,6 +122,7 @@ class Product:
         self.proactive = Proactive(
             redis, enqueue=gw.router.enqueue_many, channels=tuple(c for c in PROACTIVE_CHANNELS if c in gw.channels),
             templates=gw.ctx.templates, sms_hours=settings.proactive_sms_hours, email_hours=settings.proactive_email_hours,
+            due_days=settings.proactive_due_days, group_window_s=settings.proactive_group_window_s,
         )  # fmt: skip
         self.records_api.on_stored.append(self.proactive.changed)
         gw.jobs.append(("scheduler", "proactive", self.proactive.run))

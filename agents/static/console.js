@@ -651,6 +651,14 @@
       el("td", {}, pct(d.service_level)), el("td", {}, pct(d.answer_rate)), el("td", {}, pct(d.complaints_in_time_rate)),
       el("td", {}, d.csat === null ? "—" : String(d.csat).replace(".", ",")), el("td", {}, d.nps === null ? "—" : String(d.nps)),
       el("td", {}, pct(d.containment)))));
+    // Status questions beside containment: those after a message sent first, those on a record changed without one.
+    const statusBody = document.querySelector("#status-days tbody");
+    if (statusBody) {
+      statusBody.replaceChildren(...data.days.slice().reverse().map((d) => el("tr", {},
+        el("th", { scope: "row" }, el("time", { datetime: d.day }, frDate(d.day))), el("td", {}, d.status_questions || 0),
+        el("td", {}, d.status_after_notice || 0), el("td", {}, d.status_changed_untold || 0), el("td", {}, d.detail_answers || 0),
+        el("td", {}, pct(d.containment)))));
+    }
     // Bar chart (SVG): service level per day against the 80 % target.
     const ns = "http://www.w3.org/2000/svg";
     const w = 700, h = 200, pad = 28, bw = (w - pad) / data.days.length;

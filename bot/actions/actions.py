@@ -29,7 +29,7 @@ from members import numbers
 from members.audit import audit
 from members.records import Card, Claim, Complaint, Membership, MemberStore, Quote
 
-from . import answers, state, understand
+from . import answers, detail, state, understand
 
 _redis: Redis | None = None
 
@@ -257,6 +257,7 @@ class StartQuery(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         text = str(tracker.latest_message.get("text") or "")
+        await detail.note(redis(), tracker.sender_id, tracker.latest_message)  # « DETAIL », answered once verified
         intent = understand.corrected_intent(latest_intent(tracker), text)
         if intent in FAQ_RESPONSES:  # the same for everyone: no identity needed
             dispatcher.utter_message(response=FAQ_RESPONSES[intent])
@@ -506,6 +507,8 @@ class IdentityDone(Action):
         if v.locked or not v.member:
             await hand_off(dispatcher, tracker, "verification_failed", text=LOCKED_TEXT)
             return events
+        if await detail.answer(redis(), tracker.sender_id, v.member, conv, dispatcher, today(), turn_id(tracker)):
+            return events
         pending = str(tracker.get_slot("pending_query") or "")
         # Several questions in one message (« ma carte et mon devis ? ») are all answered; the ones that
         # go on with a choice or a form (a claim to pick, a complaint to file) come last.
@@ -547,6 +550,7 @@ async def answer(
 
     async def disclose(what: str, text: str, records: list[str]) -> None:
         await audit(redis(), member_id, tracker.sender_id, channel, what, records)
+        await detail.count_question(redis(), turn_id(tracker), member_id, what, records)
         dispatcher.utter_message(text=text)
 
     if intent == "reimbursement_status":
@@ -718,6 +722,7 @@ class AnswerClaim(Action):
             return events
         claim = found[0]
         await audit(redis(), v.member, tracker.sender_id, conv.get("channel", ""), "claim", [choice])
+        await detail.count_question(redis(), turn_id(tracker), v.member, "claim", [choice])
         late = answers.claim_late(claim, today())
         text = answers.claim_answer(claim, today(), short=short(conv), apologise=late and await apology_due(tracker))
         dispatcher.utter_message(text=text)
@@ -814,7 +819,7 @@ class Misunderstood(Action):
         if asked in FAQ_RESPONSES:  # a general question the model did not recognise
             dispatcher.utter_message(response=FAQ_RESPONSES[asked])
             return []
-        if asked in STATUS_INTENTS:  # a status question the model did not recognise: as any other
+        if asked in STATUS_INTENTS or detail.asked(tracker.latest_message):  # as any other status question
             events = await StartQuery().run(dispatcher, tracker, domain)
             return [*events, FollowupAction("identity_form")]
         intents = [

@@ -4,7 +4,8 @@ The intent model reads single messages well; these rules keep a conversation on 
 one message is not enough: a status question with a date in it (« où en est mon remboursement du
 12/11 ») is a question, not identity details; « où en est ma réclamation » is never filing one; a
 general question (delays, third-party payment, joining, the mediator) needs no identity; small talk
-and anger are answered in kind. No Rasa and no Redis here: tested directly.
+and anger are answered in kind; « DETAIL » answers a message sent first. No Rasa and no Redis here:
+tested directly.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+
+from members import detail_word
 
 STATUS_INTENTS = (
     "reimbursement_status", "complaint_status", "membership_status", "card_status", "quote_status",
@@ -187,3 +190,8 @@ def callback_moment(text: str, now: dt.date) -> tuple[dt.date, str] | None:
         else ""
     )
     return day, period
+
+
+def detail_request(text: str) -> bool:
+    """The message is « DETAIL », the answer a message the mutuelle sent first asks for."""
+    return detail_word.is_detail(text)

@@ -50,6 +50,9 @@ def loopback_env(var_dir: Path, twilio_base: str, telegram_base: str, smtp_url: 
         "CALLBACK_BURST": "100000",
         "CALLBACK_INVALID_BURST": "100000",
         "PUBLIC_BURST": "100000",
+        # No contribution reminders to the demo members (their call dates move with the day the tests run):
+        # tests/members/test_proactive.py checks them.
+        "PROACTIVE_DUE_DAYS": "0",
     }
 
 

@@ -4,7 +4,9 @@ and none at night (the SMS waits for the channel's hours)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -69,9 +71,42 @@ async def test_a_paid_claim_is_told_once_on_the_members_channel_not_when_decline
     mail = by_rcpt["m0300001@example.org"]
     assert mail["Subject"] == "Votre remboursement a été versé"
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert text.startswith("Ma Mutuelle : un remboursement de 57,42 € a été versé le 5 décembre. Détail : répondez DETAIL.")
+    assert text.startswith(
+        "Ma Mutuelle : un remboursement de 57,42 € a été versé le 5 décembre. Détail : répondez DETAIL."
+    )
     # Exactly what was queued: one message each for the two members told, nothing for the others.
     queued = [f["m"] for _, f in await redis.xrange(keys.stream("bulk", 0))]
     assert len(queued) == 2 and all("M0300001" in q or "M0300003" in q for q in queued)
     assert fake_twilio.messages == []  # no SMS at night
     assert await redis.zrange(WAITING, 0, -1) == ["n.M0300004.claims.CL0300004.paid"]
+
+
+async def test_changes_sent_in_one_bulk_request_are_told_in_one_message_and_never_again(
+    make_product: Callable[..., Product], redis_url: str, redis: Redis, smtp_sink: SmtpSink
+) -> None:
+    product = make_product(REDIS_URL=redis_url)
+    await product.start(timeout=120)
+    made = subprocess.run([sys.executable, str(ROOT / "run.py"), "apikey", "create", "gestion", "--scope", "write"],
+                          env=product.env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    h = {"Authorization": f"Bearer {made.stdout.strip().splitlines()[-1]}", "Content-Type": "application/x-ndjson"}
+    number = "M0300011"
+    fields = member(number, preferred_channel="email")
+    lines = [
+        {"kind": "members", "version": 1, "record": {"number": number, **{k: v for k, v in fields.items() if k != "version"}}},
+        {"kind": "claims", "version": 1, "record": {"id": "CL0300011", "member": number, **PAID}},
+        {"kind": "cards", "version": 1, "record": {"id": "TP0300011", "member": number, "status": "sent",
+                                                   "dispatch_date": "2026-12-01"}},
+    ]  # fmt: skip
+    body = "\n".join(json.dumps(line) for line in lines).encode()
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):  # the same request twice: nothing new the second time
+            async with http.post(f"{product.url}/api/v1/records/bulk", data=body, headers=h) as resp:
+                assert resp.status == 200, await resp.text()
+    [received] = await smtp_sink.wait_for(1, timeout=30)
+    mail = received.message
+    assert mail["Subject"] == "Des nouvelles de votre dossier"
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert text.startswith("Ma Mutuelle : un remboursement de 57,42 € a été versé le 5 décembre. Votre carte de tiers "
+                           "payant a été envoyée le 1er décembre. Détail : répondez DETAIL.")  # fmt: skip
+    await asyncio.sleep(3)
+    assert len(smtp_sink.received) == 1

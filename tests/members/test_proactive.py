@@ -4,6 +4,9 @@ waits for the morning when SMS is closed, goes once, and takes the next channel 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from dataclasses import asdict
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
@@ -13,6 +16,8 @@ from gateway.envelope import Message
 from gateway.settings import Settings
 from members.changes import Change, RecordWriter
 from members.importer import card_row, claim_row, complaint_row, member_row, membership_row
+from members.privacy import MemberData
+from members.proactive import News, news_of, told_key
 from server.product import Product
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -35,6 +40,18 @@ def paid(number: str) -> Change:
     return Change("claims", number, row["id"], claim_row(row), 1)
 
 
+def news(record: Any) -> News:
+    found = news_of(record)
+    assert found is not None
+    return found
+
+
+def vars_of(change: Change) -> dict[str, Any]:
+    assert change.record is not None
+    row = asdict(change.record)
+    return {**row, "teletransmitted": "oui" if row["teletransmitted"] else "non"}
+
+
 async def bulk(redis: Redis) -> list[Message]:
     return [Message.from_json(f["m"]) for _, f in await redis.xrange(keys.stream("bulk", 0))]
 
@@ -52,7 +69,9 @@ async def test_a_paid_claim_waits_for_the_morning_goes_once_and_skips_an_opted_o
     assert await proactive.send_waiting(WEDNESDAY_MORNING) == 1
     [msg] = await bulk(redis)
     assert (msg.channel, msg.urn) == ("sms", "tel:+33612345678")
-    assert msg.text == "Ma Mutuelle : un remboursement de 57,42 € a été versé le 1er décembre. Détail : répondez DETAIL."
+    assert (
+        msg.text == "Ma Mutuelle : un remboursement de 57,42 € a été versé le 1er décembre. Détail : répondez DETAIL."
+    )
     assert await proactive.claim_paid(claim, WEDNESDAY_MORNING) == "already"  # type: ignore[arg-type]
     assert await proactive.send_waiting(WEDNESDAY_MORNING) == 0 and len(await bulk(redis)) == 1
     # A member who sent STOP by SMS is told by e-mail; one who declined these messages is not told.
@@ -64,7 +83,7 @@ async def test_a_paid_claim_waits_for_the_morning_goes_once_and_skips_an_opted_o
     assert [(m.channel, m.urn) for m in await bulk(redis)][1:] == [("email", "mailto:lea@example.org")]
 
 
-async def test_a_complaint_answered_a_card_sent_a_membership_acknowledged_are_told_once_each(
+async def test_a_complaint_answered_a_card_sent_a_membership_acknowledged_in_one_request_are_told_once_together(
     redis: Redis, settings_env: dict[str, str]
 ) -> None:
     product = Product(Settings.from_env({**settings_env, **SMS_ENV}), redis, roles=frozenset({"web"}))
@@ -83,9 +102,73 @@ async def test_a_complaint_answered_a_card_sent_a_membership_acknowledged_are_to
     await RecordWriter(redis).apply(changes)
     await product.proactive.changed(changes)
     await product.proactive.changed(changes)  # the same changes again: nothing new to tell
-    texts = [(m.channel, m.text) for m in await bulk(redis)]
-    assert texts == [
-        ("email", "Ma Mutuelle : nous avons répondu à votre réclamation REC-2026-000042. Détail : répondez DETAIL."),
-        ("email", "Ma Mutuelle : votre carte de tiers payant a été envoyée le 1er décembre."),
-        ("email", "Ma Mutuelle : votre adhésion a été enregistrée le 4 novembre ; vos documents suivent."),
-    ]
+    [msg] = await bulk(redis)
+    assert (msg.channel, msg.meta["thread"]["subject"]) == ("email", "Des nouvelles de votre dossier")
+    assert msg.text == (
+        "Ma Mutuelle : nous avons répondu à votre réclamation REC-2026-000042. Votre carte de tiers payant a été "
+        "envoyée le 1er décembre. Votre adhésion a été enregistrée le 4 novembre ; vos documents suivent. "
+        "Détail : répondez DETAIL."
+    )
+    # What the member's answer DETAIL is about, and when each record was told (for the daily figures).
+    last = json.loads(await redis.get(keys.member_last_notice(number)))
+    assert last["records"] == ["complaints:REC-2026-000042", "cards:CARTE-0042", "memberships:ADH-0042"]
+    assert set(await redis.hkeys(keys.member_notices(number))) == set(last["records"])
+    assert "claims:CL0400011" in await redis.hkeys(keys.member_changes(number))  # changed, nothing told
+    # Erased with the member: what they were told of, and when.
+    await MemberData(redis, stream_shards=1).erase(number, by="dpo")
+    assert not await redis.keys(f"{keys.member(number)}:*told*") and not await redis.keys(f"{keys.member(number)}:not*")
+    assert not await redis.exists(keys.member_changes(number))
+
+
+async def test_changes_waiting_for_the_morning_go_in_one_message_without_what_was_told_meanwhile(
+    redis: Redis, settings_env: dict[str, str]
+) -> None:
+    product = Product(Settings.from_env({**settings_env, **SMS_ENV}), redis, roles=frozenset({"web"}))
+    proactive = product.proactive
+    number = "M0400020"
+    card = card_row({"id": "CARTE-0020", "member": number, "status": "sent", "dispatch_date": "2026-12-01"})
+    second = Change("claims", number, "CL0400021", claim_row({**{k: str(v) for k, v in vars_of(paid(number)).items()},
+                                                              "id": "CL0400021", "reimbursed_eur": "12"}), 1)  # fmt: skip
+    await RecordWriter(redis).apply([member(number, preferred_channel="sms"), paid(number), second,
+                                     Change("cards", number, card.id, card, 1)])  # fmt: skip
+    first_claim, second_claim = paid(number).record, second.record
+    assert await proactive.tell([news(first_claim)], TUESDAY_NIGHT) == ["waiting"]
+    later = TUESDAY_NIGHT + dt.timedelta(minutes=20)
+    assert await proactive.tell([news(second_claim)], later) == ["waiting"]
+    assert await proactive.tell([news(card)], later + dt.timedelta(minutes=20)) == ["waiting"]
+    # The second claim was told another way meanwhile (e.g. a replay that went out): left out of the group.
+    await redis.set(told_key(number, "claims", "CL0400021", "paid"), "elsewhere")
+    assert await proactive.send_waiting(WEDNESDAY_MORNING) == 1
+    assert await proactive.send_waiting(WEDNESDAY_MORNING) == 0
+    [msg] = await bulk(redis)
+    assert msg.text == (
+        "Ma Mutuelle : un remboursement de 57,42 € a été versé le 1er décembre. Votre carte de tiers payant a été "
+        "envoyée le 1er décembre. Détail : répondez DETAIL."
+    )
+    assert msg.meta["changes"] == ["claims.CL0400020.paid", "cards.CARTE-0020.sent"]
+    # Told: never again, alone or in another group.
+    assert await proactive.tell([news(card), news(first_claim)], WEDNESDAY_MORNING) == ["already", "already"]
+
+
+async def test_a_contribution_call_three_days_ahead_is_reminded_once_in_the_hours_unless_declined(
+    redis: Redis, settings_env: dict[str, str]
+) -> None:
+    product = Product(Settings.from_env({**settings_env, **SMS_ENV}), redis, roles=frozenset({"web"}))
+    proactive = product.proactive
+    monday = dt.datetime(2026, 12, 7, 7, 0, tzinfo=PARIS)  # before the SMS hours
+    await RecordWriter(redis).apply([
+        member("M0400030", contribution_call_date="2026-12-10", preferred_channel="sms"),  # in 3 days
+        member("M0400031", contribution_call_date="2026-12-11", preferred_channel="sms"),  # in 4 days: not yet
+        member("M0400032", contribution_call_date="2026-12-09", notify_optout="contributions"),
+    ])  # fmt: skip
+    assert await proactive.remind_due(monday) == ["declined", "waiting"]  # by call date
+    assert await proactive.remind_due(monday) == ["declined", "waiting"]  # looked at again: still one waiting
+    assert await proactive.send_waiting(monday) == 0
+    assert await proactive.send_waiting(monday + dt.timedelta(hours=2)) == 1
+    [msg] = await bulk(redis)
+    assert (msg.urn, msg.text) == (
+        "tel:+33612345678",
+        "Ma Mutuelle : rappel, votre cotisation de 61,20 € est due le 10 décembre.",
+    )
+    assert await proactive.remind_due(monday + dt.timedelta(hours=3)) == ["declined", "already"]
+    assert len(await bulk(redis)) == 1
