@@ -24,6 +24,7 @@ from babel.dates import format_date
 
 from campaigns.rules import PARIS, SendWindow
 from campaigns.variables import DEFAULT_MAX_CHANGE_PERCENT, variable_name
+from gateway import keys
 
 KINDS = {
     "benefit_change": "Évolution des garanties",
@@ -41,11 +42,11 @@ STATE_LABELS = {
 CHANNEL_LABELS = {"email": "e-mail", "sms": "SMS", "whatsapp": "WhatsApp", "none": "courrier", "": "courrier"}
 # Working hours: a window reaching outside them is allowed, with a warning (notices at 01:50 upset members).
 WORKING_START, WORKING_END, WORKING_DAYS = dt.time(9, 0), dt.time(19, 0), (1, 2, 3, 4, 5)
-ALL = "camp:all"  # sorted set: campaign id, score = creation time (ms)
+ALL = keys.CAMPAIGNS_ALL  # sorted set: campaign id, score = creation time (ms)
 
 
 def key(campaign_id: str, part: str = "") -> str:
-    return f"camp:{{{campaign_id}}}" + (f":{part}" if part else "")
+    return keys.campaign(campaign_id, part)
 
 
 class CampaignError(ValueError):

@@ -304,3 +304,14 @@ def conversation_call(conv_id: str) -> str:
 def agent_leg(call_sid: str) -> str:
     """An outbound leg we placed (an agent's phone, or a member called back): what it is for (hash)."""
     return f"{PREFIX}:leg:{{{call_sid}}}"
+
+
+# Campaigns (campaigns/model.py owns them; the bot reads a member's contribution notice from them).
+CAMPAIGNS_ALL = "camp:all"  # sorted set: campaign id, score = creation time (ms)
+
+
+def campaign(campaign_id: str, part: str = "") -> str:
+    """A campaign's hash (``def``, ``state``…) and its parts under one hash tag: ``r`` (member -> the
+    record of the notice sent: channel, conversation and message ids, queued time), ``vars`` (member ->
+    their row of the per-member file), ``due``, ``watch``…"""
+    return f"camp:{{{campaign_id}}}" + (f":{part}" if part else "")
