@@ -530,10 +530,8 @@ def contribution_answer(
             reasons.append(f"votre tranche d'âge ({band}, inchangée cette année)")
     reasons.append(f"votre formule « {cover} »")
     on = f"au {fr_date(effective, short=short)}" if effective else "au 1er janvier"
-    yearly = f"l'évolution annuelle de nos tarifs {on}, votée par notre assemblée générale"
-    if notice and notice.get("sent"):
-        yearly += f" (avis envoyé le {fr_date(notice.get('sent'), short=short)})"
-    reasons.append(yearly)
+    # The notice's dates are in the sentence above; the yearly change is said with its effective date.
+    reasons.append(f"l'évolution annuelle de nos tarifs {on}, votée par notre assemblée générale")
     text += " Ce qui la fait évoluer : " + ", ".join(reasons[:-1]) + " et " + reasons[-1] + "."
     if not short:
         text += " Un conseiller peut vous détailler le calcul : écrivez « conseiller »."
