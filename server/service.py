@@ -33,6 +33,7 @@ from aiohttp import web
 from gateway.redis_client import connect
 from gateway.redis_server import PrivateRedis, RedisStartError, free_port
 from gateway.settings import ROOT, Settings
+from members import cover
 from server.product import Product
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,10 @@ def _wait_http(url: str, child: Child, timeout: float) -> None:
 
 def serve(settings: Settings) -> int:
     """Everything, with embedded defaults. Returns the exit code."""
+    try:
+        cover.levels()  # a bad COVER_LEVELS stops start-up with its name, as any other setting does
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     private: PrivateRedis | None = None
     url = settings.redis_url
     if not url:
