@@ -25,6 +25,7 @@ from babel.dates import format_date
 from campaigns.rules import PARIS, SendWindow
 from campaigns.variables import DEFAULT_MAX_CHANGE_PERCENT, variable_name
 from gateway import keys
+from members import cover
 
 KINDS = {
     "benefit_change": "Évolution des garanties",
@@ -68,7 +69,8 @@ class Audience:
     uploaded: int = 0  # members in the imported file's list, kept in Redis (``camp:{id}:list``)
 
     def matches(self, member: dict[str, str], today: dt.date) -> bool:
-        if self.cover_levels and member.get("cover_level") not in self.cover_levels:
+        level = member.get("cover_level") or ""
+        if self.cover_levels and level not in self.cover_levels and not cover.same_level(level, self.cover_levels):
             return False
         if self.regions and member.get("region") not in self.regions:
             return False

@@ -18,6 +18,7 @@ DEFAULT_LEVELS = ("essentiel", "confort", "renfort", "integral")
 ENV = "COVER_LEVELS"
 
 
+@lru_cache(maxsize=4096)
 def fold(text: str) -> str:
     """Lower case, no accents, single spaces: « Intégral » and « INTEGRAL » are one level."""
     text = unicodedata.normalize("NFKD", text.strip().lower())
@@ -50,3 +51,14 @@ def canonical(value: str) -> str | None:
 def label(value: str) -> str:
     """How the bot names a stored level: the setting's spelling when it is one of them, else as stored."""
     return canonical(value) or value.strip()
+
+
+@lru_cache(maxsize=256)
+def _folded(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(fold(n) for n in names)
+
+
+def same_level(value: str, names: list[str] | tuple[str, ...]) -> bool:
+    """Whether ``value`` is one of ``names`` however cased or accented (a campaign's audience filter
+    matches records imported before the setting's spelling changed)."""
+    return fold(value) in _folded(tuple(names))

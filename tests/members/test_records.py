@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.actions import answers
+from campaigns.model import Audience
 from gateway.contacts import Contacts
 from members import cover, numbers
 from members.demo_data import generate
@@ -162,6 +163,10 @@ async def test_cover_levels_are_the_mutuelles_own_list(
     assert answers.contribution_answer({"contribution_eur": "64.9", "cover_level": "intégral senior"}).endswith(
         "Formule : Intégral Senior."
     )
+    # A campaign's audience filter finds them too, however they were stored.
+    audience = Audience(cover_levels=["Intégral Senior"])
+    assert audience.matches({"cover_level": "integral senior"}, dt.date.today())
+    assert not audience.matches({"cover_level": "Confort+"}, dt.date.today())
     # The demo data draws from the list.
     generate(40, tmp_path / "demo", progress=False)
     with (tmp_path / "demo" / "members.csv").open(encoding="utf-8") as f:
