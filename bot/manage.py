@@ -28,6 +28,9 @@ from urllib.parse import urlsplit
 BOT = Path(__file__).resolve().parent
 VENV = BOT / ".venv"
 RASA = VENV / "bin" / "rasa"
+PYTHON = VENV / "bin" / "python"
+# Runs Rasa and the action server with logs that never hold a member's words (see its docstring).
+LOGSAFE = BOT / "logsafe.py"
 MODELS = BOT / "models"
 REQUIREMENTS = BOT / "requirements.txt"
 
@@ -117,7 +120,7 @@ def actions_env() -> dict[str, str]:
 
 
 def actions_args(port: int) -> list[str]:
-    return [str(VENV / "bin" / "python"), "-m", "rasa_sdk", "--actions", "actions", "--port", str(port)]
+    return [str(PYTHON), str(LOGSAFE), "rasa_sdk", "--actions", "actions", "--port", str(port)]
 
 
 def _die_with_parent() -> None:
@@ -152,9 +155,9 @@ def run(port: int, actions_port: int = 0, *, own_actions: bool = True) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     endpoints = endpoints_file(tracker_url, f"http://127.0.0.1:{actions_port}", f"endpoints-{port}.yml")
-    args = [str(RASA), "run", "--enable-api", "-m", str(target), "--port", str(port), "-i", "127.0.0.1",
+    args = [str(PYTHON), str(LOGSAFE), "rasa", "run", "--enable-api", "-m", str(target), "--port", str(port), "-i", "127.0.0.1",
             "--credentials", "credentials.yml", "--endpoints", str(endpoints)]  # fmt: skip
-    os.execv(str(RASA), args)  # noqa: S606
+    os.execv(str(PYTHON), args)  # noqa: S606
 
 
 def test_nlu(folds: int, min_f1: float) -> int:

@@ -24,6 +24,8 @@ from babel.dates import format_date
 
 from campaigns.rules import PARIS, SendWindow
 from campaigns.variables import DEFAULT_MAX_CHANGE_PERCENT, variable_name
+from gateway import keys
+from members import cover
 
 KINDS = {
     "benefit_change": "Évolution des garanties",
@@ -41,11 +43,11 @@ STATE_LABELS = {
 CHANNEL_LABELS = {"email": "e-mail", "sms": "SMS", "whatsapp": "WhatsApp", "none": "courrier", "": "courrier"}
 # Working hours: a window reaching outside them is allowed, with a warning (notices at 01:50 upset members).
 WORKING_START, WORKING_END, WORKING_DAYS = dt.time(9, 0), dt.time(19, 0), (1, 2, 3, 4, 5)
-ALL = "camp:all"  # sorted set: campaign id, score = creation time (ms)
+ALL = keys.CAMPAIGNS_ALL  # sorted set: campaign id, score = creation time (ms)
 
 
 def key(campaign_id: str, part: str = "") -> str:
-    return f"camp:{{{campaign_id}}}" + (f":{part}" if part else "")
+    return keys.campaign(campaign_id, part)
 
 
 class CampaignError(ValueError):
@@ -67,7 +69,8 @@ class Audience:
     uploaded: int = 0  # members in the imported file's list, kept in Redis (``camp:{id}:list``)
 
     def matches(self, member: dict[str, str], today: dt.date) -> bool:
-        if self.cover_levels and member.get("cover_level") not in self.cover_levels:
+        level = member.get("cover_level") or ""
+        if self.cover_levels and level not in self.cover_levels and not cover.same_level(level, self.cover_levels):
             return False
         if self.regions and member.get("region") not in self.regions:
             return False

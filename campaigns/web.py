@@ -19,8 +19,9 @@ from campaigns.model import KINDS, CampaignError, decode_list, from_input, key
 from campaigns.proof import csv_chunks, xlsx_file
 from campaigns.rules import PARIS
 from gateway import unsubscribe
+from members import cover
 from members.audit import unsubscribed_audit
-from members.records import COVER_LEVELS, SEGMENTS
+from members.records import SEGMENTS
 from staff.web import USER_KEY, Refused, StaffSite, read_json, static_file
 
 if TYPE_CHECKING:
@@ -55,7 +56,12 @@ def routes(site: StaffSite, campaigns: Campaigns) -> web.RouteTableDef:
     async def page(request: web.Request) -> web.Response:
         user, csrf = await site.page_for(request, ROLES)
         return site.page(
-            "console/campaigns.html.j2", user=user, csrf=csrf, kinds=KINDS, cover_levels=COVER_LEVELS, segments=SEGMENTS
+            "console/campaigns.html.j2",
+            user=user,
+            csrf=csrf,
+            kinds=KINDS,
+            cover_levels=cover.levels(),
+            segments=SEGMENTS,
         )
 
     @r.get("/console/api/campaigns")

@@ -342,3 +342,14 @@ CONTRIBUTION_CALLS = "mbr:contribution-calls"
 def stats_counted(day: str, turn_id: str) -> str:
     """Set once one turn was counted in the day's figures (same slot as ``day_stats``: one script)."""
     return f"{PREFIX}:stats:{{{day}}}:counted:{turn_id}"
+
+
+# Campaigns (campaigns/model.py owns them; the bot reads a member's contribution notice from them).
+CAMPAIGNS_ALL = "camp:all"  # sorted set: campaign id, score = creation time (ms)
+
+
+def campaign(campaign_id: str, part: str = "") -> str:
+    """A campaign's hash (``def``, ``state``…) and its parts under one hash tag: ``r`` (member -> the
+    record of the notice sent: channel, conversation and message ids, queued time), ``vars`` (member ->
+    their row of the per-member file), ``due``, ``watch``…"""
+    return f"camp:{{{campaign_id}}}" + (f":{part}" if part else "")

@@ -15,10 +15,9 @@ from typing import Any
 from faker import Faker
 from tqdm import tqdm
 
-from members import numbers
+from members import cover, numbers
 from members.importer import FILES
 from members.records import (
-    COVER_LEVELS,
     SEGMENTS,
     Card,
     Claim,
@@ -88,7 +87,7 @@ def generate(
             birth_date=birth.isoformat(),
             phone=f"{rng.choice(FICTION_RANGES)}{rng.randint(0, 9999):04d}" if rng.random() < 0.85 else "",
             email=f"{email_local}.{i}@example.fr" if rng.random() < 0.9 else "",
-            cover_level=rng.choice(COVER_LEVELS),
+            cover_level=rng.choice(cover.levels()),
             region=rng.choice(REGIONS),
             segment="senior" if (today - birth).days > 65 * 365 else rng.choice(SEGMENTS),
             contribution_eur=_money(rng.uniform(25, 180)),

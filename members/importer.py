@@ -26,13 +26,12 @@ from redis.asyncio import Redis
 from tqdm import tqdm
 
 from gateway.phones import normalise_phone
-from members import numbers
+from members import cover, numbers
 from members.changes import Change, RecordWriter, kind_of
 from members.records import (
     CARD_STATUSES,
     CLAIM_STATUSES,
     COMPLAINT_STATUSES,
-    COVER_LEVELS,
     NOTIFY_KINDS,
     PREFERRED_CHANNELS,
     QUOTE_STATUSES,
@@ -202,7 +201,7 @@ def member_row(row: dict[str, str]) -> Member:
         birth_date=c(_date, "birth_date", past=True),
         phone=c(_phone, "phone"),
         email=c(_email, "email"),
-        cover_level=c(_choice, "cover_level", COVER_LEVELS),
+        cover_level=c(_cover_level, "cover_level"),
         region=c(_text, "region", max_len=60),
         segment=c(_choice, "segment", SEGMENTS),
         contribution_eur=c(_amount, "contribution_eur"),
@@ -212,6 +211,17 @@ def member_row(row: dict[str, str]) -> Member:
     )
     c.done()
     return member
+
+
+def _cover_level(row: dict[str, str], col: str) -> str:
+    """One of the mutuelle's levels (``COVER_LEVELS``), however cased or accented; stored as the setting spells it."""
+    value = (row.get(col) or "").strip()
+    level = cover.canonical(value)
+    if level is None:
+        raise RowError(
+            col, f"formule {value!r} inconnue (attendu : {', '.join(cover.levels())} ; réglage COVER_LEVELS)"
+        )
+    return level
 
 
 def _preferred(row: dict[str, str], col: str) -> str:

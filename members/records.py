@@ -18,12 +18,14 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway import keys
+from members import cover
 
 CLAIM_STATUSES = ("received", "in_progress", "paid", "rejected")
 COMPLAINT_STATUSES = ("open", "answered", "closed")
 QUOTE_STATUSES = ("received", "in_review", "accepted", "refused")
 CARD_STATUSES = ("in_production", "sent", "delivered", "returned")
-COVER_LEVELS = ("essentiel", "confort", "renfort", "integral")
+# The default cover levels; the mutuelle's own list is the COVER_LEVELS setting: ``members.cover.levels()``.
+COVER_LEVELS = cover.DEFAULT_LEVELS
 SEGMENTS = ("individuel", "famille", "senior", "entreprise", "etudiant")
 PREFERRED_CHANNELS = ("sms", "email", "whatsapp")
 NOTIFY_KINDS = ("claims", "complaints", "quotes", "cards", "memberships", "contributions")

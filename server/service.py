@@ -33,6 +33,7 @@ from aiohttp import web
 from gateway.redis_client import connect
 from gateway.redis_server import PrivateRedis, RedisStartError, free_port
 from gateway.settings import ROOT, Settings
+from members import cover
 from server.product import Product
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,10 @@ def _wait_http(url: str, child: Child, timeout: float) -> None:
 
 def serve(settings: Settings) -> int:
     """Everything, with embedded defaults. Returns the exit code."""
+    try:
+        cover.levels()  # a bad COVER_LEVELS stops start-up with its name, as any other setting does
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     private: PrivateRedis | None = None
     url = settings.redis_url
     if not url:
@@ -308,10 +313,12 @@ def start_rasa(settings: Settings, redis_url: str, *, servers: int = 1, timeout:
     for n in range(max(1, servers)):
         port, actions_port = free_port(), free_port()
         suffix = "" if n == 0 else f"-{n + 1}"
-        log_path = settings.var_dir / f"rasa{suffix}.log"
-        actions = Child(f"actions{suffix}", env, 0, [*manage, "actions", "--port", str(actions_port)], log_path)
+        # Each writes its own log under the var dir (var/rasa.log, var/actions.log; -2, -3… for a fleet's
+        # others), at INFO and never a member's words, whatever LOG_LEVEL says (bot/logsafe.py).
+        rasa_log, actions_log = settings.var_dir / f"rasa{suffix}.log", settings.var_dir / f"actions{suffix}.log"
+        actions = Child(f"actions{suffix}", env, 0, [*manage, "actions", "--port", str(actions_port)], actions_log)
         rasa = Child(f"rasa{suffix}", env, 0, [*manage, "run", "--port", str(port), "--actions-port",
-                                               str(actions_port), "--no-actions"], log_path)  # fmt: skip
+                                               str(actions_port), "--no-actions"], rasa_log)  # fmt: skip
         actions.start()
         rasa.start()
         fleet.append(BotServer(rasa, actions, port, actions_port))
@@ -321,7 +328,10 @@ def start_rasa(settings: Settings, redis_url: str, *, servers: int = 1, timeout:
         server = waiting[0]
         if not server.rasa.alive() or not server.actions.alive():
             _kill(fleet)
-            raise SystemExit(f"a Rasa or action server exited during start-up; see {server.rasa.log_path}")
+            raise SystemExit(
+                f"a Rasa or action server exited during start-up; see {server.rasa.log_path} and "
+                f"{server.actions.log_path}"
+            )
         try:
             with urllib.request.urlopen(f"{server.url}/status", timeout=1) as resp:  # noqa: S310 - our loopback URL
                 if resp.status == 200:

@@ -29,7 +29,7 @@ from members import numbers
 from members.audit import audit
 from members.records import Card, Claim, Complaint, Membership, MemberStore, Quote
 
-from . import answers, detail, state, understand
+from . import answers, detail, notices, state, understand
 
 _redis: Redis | None = None
 
@@ -605,8 +605,10 @@ async def answer(
         member = await store.get(member_id)
         if member is not None:
             why = bool(WHY.search(fold(asked)))
-            text = answers.contribution_answer(asdict(member), short=brief, why=why, today=now)
-            await disclose("contribution", text, [member_id])
+            record = asdict(member)
+            notice = await notices.contribution_notice(redis(), record)  # the advance notice sent, if any
+            text = answers.contribution_answer(record, short=brief, why=why, today=now, notice=notice)
+            await disclose("contribution", text, [member_id, *([notice["campaign"]] if notice else [])])
     elif intent == "file_complaint":
         return [SlotSet("complaint_subject", None), SlotSet("complaint_urgent", None), FollowupAction("complaint_form")]
     else:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from members.cover import label as cover_label
+
 Record = Mapping[str, Any]
 
 MONTHS = (
@@ -455,17 +457,65 @@ def age_band(age: int) -> tuple[int, int]:
     return next(b for b in AGE_BANDS if b[0] <= age <= b[1])
 
 
+def _amount(value: Any) -> Decimal | None:
+    """« 71,20 », « 71,20 € », "71.2" (a per-member file's cell or a record's field) → Decimal."""
+    text = str(value or "").replace("€", "").replace(NNBSP, "").replace("\xa0", "").replace(" ", "").replace(",", ".")
+    try:
+        return Decimal(text) if text else None
+    except InvalidOperation:
+        return None
+
+
+def notice_change(member: Record, notice: Mapping[str, Any], today: dt.date, *, short: bool = False) -> str:
+    """What the advance notice said, in one sentence: the new amount and the change, when it applies,
+    and when and how the notice was sent (« Elle passera à 71,20 € (+7,00 €, soit +10,9 %) le 1er janvier
+    2027 : nous vous l'avons annoncé le 20 novembre 2026 par e-mail. »)."""
+    effective = parse_date(notice.get("effective"))
+    current, new = _amount(member.get("contribution_eur")), _amount(notice.get("new"))
+    when = fr_date(effective, short=short) if effective else ""
+    future = effective is None or effective > today
+    if new is not None and new > 0:
+        change = ""
+        if current is not None and current > 0 and new != current and future:
+            delta = new - current
+            percent = (delta * 100 / current).quantize(Decimal("0.1"))
+            sign = "+" if delta > 0 else "−"
+            change = f" ({sign}{euros(abs(delta))}, soit {sign}{str(abs(percent)).replace('.', ',')} %)"
+        if future:
+            text = f"Elle passera à {euros(new)}{change}" + (f" le {when}" if when else "")
+        else:
+            text = f"Elle est passée à {euros(new)} le {when}"
+    else:
+        text = ("Elle change" if future else "Elle a changé") + (f" le {when}" if when else "")
+    if notice.get("sent"):
+        text += (
+            f" : nous vous l'{'avons' if future else 'avions'} annoncé le {fr_date(notice.get('sent'), short=short)}"
+        )
+        text += f" {notice['channel']}" if notice.get("channel") else ""
+    return text + "."
+
+
 def contribution_answer(
-    member: Record, *, short: bool = False, why: bool = False, today: dt.date | None = None, notice: str = ""
+    member: Record,
+    *,
+    short: bool = False,
+    why: bool = False,
+    today: dt.date | None = None,
+    notice: Mapping[str, Any] | None = None,
 ) -> str:
-    """The monthly contribution and its next call; with ``why``, what makes it change: the age band
-    (and whether the member entered a new one this year), the cover level, the yearly rate change."""
+    """The monthly contribution and its next call, and a change announced by an advance notice (``notice``,
+    from the campaigns' record of the notice sent to this member: ``notices.contribution_notice``); with
+    ``why``, what makes it change: the age band (and whether the member entered a new one this year), the
+    cover level, the yearly rate change (with the notice's dates when there is one)."""
     today = today or dt.date.today()
     text = f"Votre cotisation mensuelle est de {euros(member.get('contribution_eur'))}"
     if member.get("contribution_call_date"):
         text += f", prochain appel le {fr_date(member.get('contribution_call_date'), short=short)}"
     text += "."
-    cover = member.get("cover_level") or "non renseignée"
+    effective = parse_date(notice.get("effective")) if notice else None
+    if notice and (why or effective is None or effective > today):
+        text += " " + notice_change(member, notice, today, short=short)
+    cover = cover_label(str(member.get("cover_level") or "")) or "non renseignée"
     if not why:
         return text if short else text + f" Formule : {cover}."
     reasons = []
@@ -479,8 +529,9 @@ def contribution_answer(
         else:
             reasons.append(f"votre tranche d'âge ({band}, inchangée cette année)")
     reasons.append(f"votre formule « {cover} »")
-    yearly = "l'évolution annuelle de nos tarifs au 1er janvier, votée par notre assemblée générale"
-    reasons.append(yearly + (f" (avis envoyé le {fr_date(notice, short=short)})" if notice else ""))
+    on = f"au {fr_date(effective, short=short)}" if effective else "au 1er janvier"
+    # The notice's dates are in the sentence above; the yearly change is said with its effective date.
+    reasons.append(f"l'évolution annuelle de nos tarifs {on}, votée par notre assemblée générale")
     text += " Ce qui la fait évoluer : " + ", ".join(reasons[:-1]) + " et " + reasons[-1] + "."
     if not short:
         text += " Un conseiller peut vous détailler le calcul : écrivez « conseiller »."

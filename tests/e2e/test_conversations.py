@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import itertools
+import json
 import os
 import re
 import time
@@ -29,6 +30,9 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from redis.asyncio import Redis
 
+from campaigns.model import ALL, from_input, key
+from campaigns.rules import PARIS
+from gateway import keys
 from gateway.redis_client import connect
 from members.records import Card, Claim, Complaint, Member, Membership, MemberStore, Quote
 from tests.e2e.product import Product, RasaServer, free_port, loopback_env
@@ -142,12 +146,32 @@ async def plant(redis: Redis, who: Person, profile: dict[str, Any]) -> None:
         if card := profile.get("card"):
             sent = day(card["dispatched"]).isoformat() if "dispatched" in card else ""
             store.write_record(pipe, Card(card["id"], who.number, card["status"], sent))
+        if n := profile.get("notice"):
+            plant_notice(pipe, who, n)
         if m := profile.get("membership"):
             store.write_record(pipe, Membership(
                 m["id"], who.number, day(m["received"]).isoformat(),
                 day(m["acknowledged"]).isoformat() if "acknowledged" in m else "", "",
             ))  # fmt: skip
         await pipe.execute()
+
+
+def plant_notice(pipe: Any, who: Person, notice: dict[str, Any]) -> None:
+    """A contribution-change campaign's record of the notice sent to this member, as the campaigns keep it
+    (the campaign, its per-member row, its record of the notice, the message's delivery times)."""
+    campaign = from_input({"kind": "contribution_change", "title": "Évolution de votre cotisation",
+                           "effective_date": day(notice["effective"]).isoformat(), "channels": [notice["channel"]],
+                           "values": {}})  # fmt: skip
+    campaign.state, campaign.variables = "done", ["new_contribution"]
+    sent_ms = int(dt.datetime.combine(day(notice["sent"]), dt.time(10, 0), PARIS).timestamp() * 1000)
+    conv, msg = f"c.{campaign.id}.{who.number}", f"c.{campaign.id}.{who.number}.0"
+    pipe.hset(key(campaign.id), mapping={"def": campaign.to_json(), "state": campaign.state})
+    pipe.zadd(ALL, {campaign.id: sent_ms})
+    pipe.hset(key(campaign.id, "vars"), who.number, json.dumps({"new_contribution": notice["new"]}))
+    pipe.hset(key(campaign.id, "r"), who.number, json.dumps({"channel": notice["channel"], "msg": msg, "conv": conv,
+                                                              "tried": [], "queued_ms": sent_ms}))  # fmt: skip
+    pipe.hset(keys.message(conv, msg), mapping={"status": "delivered", "sent_ms": sent_ms,
+                                                "delivered_ms": sent_ms + 5000})  # fmt: skip
 
 
 # Wording -------------------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from bot.actions import answers
+from campaigns.model import Audience
 from gateway.contacts import Contacts
-from members import numbers
+from members import cover, numbers
 from members.demo_data import generate
 from members.importer import STATE_KEY, import_directory
 from members.records import ALL_MEMBERS, MemberStore
@@ -134,3 +136,41 @@ def test_demo_data_follows_the_number_format(tmp_path: Path, monkeypatch: pytest
     with (tmp_path / "claims.csv").open(encoding="utf-8") as f:
         claims = list(csv.DictReader(f))
     assert claims and all(c["received_date"] >= c["care_date"] for c in claims)
+
+
+async def test_cover_levels_are_the_mutuelles_own_list(
+    redis: Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(cover.ENV, "Essentiel, Confort, Confort+ , Intégral Senior")
+    assert cover.levels() == ("Essentiel", "Confort", "Confort+", "Intégral Senior")
+    good = ["M0000001", "Jeanne", "Martin", "1958-03-12", "01 99 00 12 34", "jeanne@example.fr", "CONFORT+",
+            "Bretagne", "senior", "64,90", "2027-01-05"]  # fmt: skip
+    other = ["M0000002", *good[1:4], "", "", "integral  senior", *good[7:]]
+    unknown = ["M0000003", *good[1:4], "", "", "renfort", *good[7:]]  # a default name, not this mutuelle's
+    write_csv(tmp_path / "members.csv", MEMBER_HEADER, [good, other, unknown])
+    report = await import_directory(redis, tmp_path, progress=False)
+    assert report.errors == [
+        "members.csv:4: cover_level: formule 'renfort' inconnue (attendu : Essentiel, Confort, Confort+, "
+        "Intégral Senior ; réglage COVER_LEVELS)"
+    ], report.errors
+    assert await redis.scard(ALL_MEMBERS) == 0
+    write_csv(tmp_path / "members.csv", MEMBER_HEADER, [good, other])
+    assert (await import_directory(redis, tmp_path, progress=False)).errors == []
+    store = MemberStore(redis)
+    stored = [m.cover_level for m in (await store.get("M0000001"), await store.get("M0000002")) if m]
+    assert stored == ["Confort+", "Intégral Senior"]  # the setting's spelling, however it was typed
+    # The bot names a level as the setting spells it, even one stored before the setting changed.
+    assert answers.contribution_answer({"contribution_eur": "64.9", "cover_level": "intégral senior"}).endswith(
+        "Formule : Intégral Senior."
+    )
+    # A campaign's audience filter finds them too, however they were stored.
+    audience = Audience(cover_levels=["Intégral Senior"])
+    assert audience.matches({"cover_level": "integral senior"}, dt.date.today())
+    assert not audience.matches({"cover_level": "Confort+"}, dt.date.today())
+    # The demo data draws from the list.
+    generate(40, tmp_path / "demo", progress=False)
+    with (tmp_path / "demo" / "members.csv").open(encoding="utf-8") as f:
+        assert {row["cover_level"] for row in csv.DictReader(f)} <= set(cover.levels())
+    monkeypatch.setenv(cover.ENV, "Base, base")
+    with pytest.raises(ValueError, match="COVER_LEVELS"):
+        cover.levels()
