@@ -14,7 +14,9 @@ answers to the sender and numbered apart from them (``gateway/router.py``), so t
 are the same, ids included, whether or not a code left. The ``code_metadata`` hook gives the bot,
 with each message, the keyed digests of the codes it may hold (the key never leaves the gateway).
 When the bot has just handed the conversation to agents, its ``handoff_note`` hook adds what the
-member is told about the wait (``agents/waiting.py``). The hooks are given by the composition root
+member is told about the wait (``agents/waiting.py``). Its ``word_answer`` hook may answer a message by its
+words before the bot reads it (``members/links.py``: the answer to « recognise this Telegram account? »
+and « oubliez ce compte »); None lets the bot answer. The hooks are given by the composition root
 (``server/product.py``); the core knows neither room.
 """
 
@@ -64,6 +66,8 @@ CodeHook = Callable[[CodeRequest], Awaitable[CodeOutcome]]
 CodeMetadata = Callable[[str, str], dict[str, Any]]
 # conversation id -> what a member just handed to agents is told about the wait.
 HandoffNote = Callable[[str], Awaitable[str]]
+# (message, conversation hash) -> the answer to a message read by its words before the bot, or None.
+WordAnswer = Callable[[Message, dict[str, str]], Awaitable[list[str] | None]]
 
 
 def servers_for(conv_id: str, urls: list[str]) -> list[str]:
@@ -129,6 +133,7 @@ class RasaResponder:
         one_time_code: CodeHook | None = None,
         code_metadata: CodeMetadata | None = None,
         handoff_note: HandoffNote | None = None,
+        word_answer: WordAnswer | None = None,
     ) -> None:
         # One or more Rasa servers (comma-separated) sharing their tracker and lock stores in Redis.
         self.urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
@@ -137,6 +142,7 @@ class RasaResponder:
         self.one_time_code = one_time_code
         self.code_metadata = code_metadata
         self.handoff_note = handoff_note
+        self.word_answer = word_answer
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
@@ -161,6 +167,11 @@ class RasaResponder:
         cached = await self.redis.hget(cache, "bot_replies")
         if cached is not None:
             return [Reply.from_any(r) for r in json.loads(cached)]
+        worded = await self.word_answer(msg, conversation) if self.word_answer is not None else None
+        if worded is not None:
+            said = [Reply(t) for t in worded]
+            await self.redis.hset(cache, "bot_replies", json.dumps([r.to_dict() for r in said], ensure_ascii=False))
+            return said
         contact = await self.redis.hgetall(keys.contact(msg.contact_id)) if msg.contact_id else {}
         body: dict[str, Any] = {
             "sender": msg.conversation_id,

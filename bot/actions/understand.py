@@ -120,6 +120,20 @@ def general_question(text: str) -> str | None:
     return None
 
 
+_WANTS_CODE = (
+    r"\b(prefere\w* (un|le|recevoir un|par) code|envo\w*(-moi| moi)? (un|le|plutot un) code|(un|par) code plutot"
+    r"|code (a la place|plutot)|plutot (un|par) code|recevoir un code|avec un code|par sms plutot)\b"
+    r"|\b(veux|voudrais|souhaite|peux|prefere) pas (donner|dire|communiquer|indiquer|ecrire) ma date"
+    r"|\bpas (ma|de) date de naissance\b"
+)
+
+
+def wants_code(text: str) -> bool:
+    """Asked the birth date, the member prefers a one-time code (« je préfère un code », « envoyez-moi un
+    code », « je ne veux pas donner ma date de naissance »)."""
+    return _any(_WANTS_CODE, fold(text).replace("n'", "").replace("ne ", ""))
+
+
 SMALL_TALK = {
     "thanks": r"^(merci|mrc|mci|thx|je vous remercie)\b",
     "ok": r"^(ok|okay|oki|d.?accord|dac|ca marche|tres bien|entendu|parfait|super|top)\b[ !.]*$",
