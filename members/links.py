@@ -108,6 +108,11 @@ async def unlink(
     if await redis.hget(keys.contact(contact), "member_id") == member:
         await redis.hdel(keys.contact(contact), "member_id")
     await redis.srem(keys.member_contacts(member), contact)
+    # The chat proves nothing any more: a verification it holds in its open conversation ends with the link.
+    open_conv = await redis.get(keys.open_conversation(contact, str(record.get("channel", ""))))
+    for conv in {conv_id, str(open_conv or "")}:
+        if conv and await redis.hget(keys.conversation(conv), "verified_contact") == contact:
+            await redis.hset(keys.conversation(conv), mapping={"verified_until_ms": "0", "verify_stage": ""})
     await audit(redis, member, conv_id, channel or "console", "account_unlinked", [str(record.get("channel", ""))],
                 agent=agent)  # fmt: skip
     return True
@@ -158,9 +163,6 @@ class LinkWords:
             if member is None:
                 return [NOT_LINKED_TEXT]
             await unlink(self.redis, member, msg.contact_id, conv_id=msg.conversation_id, channel=msg.channel)
-            # The chat proves nothing any more: a verification it gave ends with the link.
-            if await self.redis.hget(conv_key, "verified_contact") == msg.contact_id:
-                await self.redis.hset(conv_key, mapping={"verified_until_ms": "0", "verify_stage": ""})
             return [UNLINKED_TEXT]
         return None
 
