@@ -46,8 +46,9 @@ UNAVAILABLE_TEXT = (
 
 @dataclass(frozen=True, slots=True)
 class CodeRequest:
-    """The bot asks for a one-time code (``send``), for it again (``resend``: « je n'ai pas reçu le
-    code »), or that the member be told their day's wrong codes are spent (``alert``)."""
+    """The bot asks for a one-time code (``send``; ``send_known`` when the sender's address is the
+    member's, asked a code instead of the birth date: told where it went), for it again (``resend``:
+    « je n'ai pas reçu le code »), or that the member be told their day's wrong codes are spent (``alert``)."""
 
     conversation: str
     member: str
@@ -82,7 +83,7 @@ def _otp(item: Any) -> tuple[str, str] | None:
     otp = custom.get("otp") if isinstance(custom, dict) else None
     if isinstance(otp, dict) and isinstance(otp.get("member"), str):
         action = otp.get("action")
-        return otp["member"], action if action in ("send", "resend", "alert") else "send"
+        return otp["member"], action if action in ("send", "send_known", "resend", "alert") else "send"
     return None
 
 

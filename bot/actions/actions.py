@@ -301,11 +301,14 @@ async def use_offered(dispatcher: CollectingDispatcher, tracker: Tracker, offere
     return [SlotSet("offered", json.dumps(offered))]
 
 
-async def send_code(dispatcher: CollectingDispatcher, conv_id: str, contact: str, number: str) -> None:
+async def send_code(
+    dispatcher: CollectingDispatcher, conv_id: str, contact: str, number: str, *, known: bool = False
+) -> None:
     await state.begin(redis(), conv_id, "otp", number, contact)
     # Asked whether or not the number exists: the gateway draws a code either way, sends it only to a
-    # member's registered phone or e-mail, and says the same words to the sender.
-    dispatcher.utter_message(json_message={"otp": {"member": number, "action": "send"}})
+    # member's registered phone or e-mail, and says the same words to the sender. ``known``: the sender
+    # writes from the member's own address (asked a code instead of the birth date): told where it went.
+    dispatcher.utter_message(json_message={"otp": {"member": number, "action": "send_known" if known else "send"}})
 
 
 async def failed_try(
@@ -363,8 +366,7 @@ class ValidateIdentityForm(FormValidationAction):
         v = await state.verification(redis(), conv_id, contact)
         if v.stage == "birth_date" and v.candidate and understand.wants_code(text):
             # A code to the registered phone or e-mail instead of the birth date: no try counted.
-            dispatcher.utter_message(text="D'accord, je vous envoie plutôt un code.")
-            await send_code(dispatcher, conv_id, contact, v.candidate)
+            await send_code(dispatcher, conv_id, contact, v.candidate, known=True)
             return {"identity_answer": None}
         if raw_intent == "ask_human":
             await hand_off(dispatcher, tracker, "ask_human")
