@@ -1,4 +1,4 @@
-"""Whole conversations with the bot, as members hold them, on SMS, e-mail and the web chat.
+"""Whole conversations with the bot, as members hold them, on SMS, e-mail, the web chat and Telegram.
 
 The conversations are data (``tests/e2e/conversations/conversations.yaml``: turns, and the facts each
 answer must contain); each runs for a fresh member made from a profile (``profiles.yaml``) against ONE
