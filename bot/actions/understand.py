@@ -5,6 +5,11 @@ one message is not enough: a status question with a date in it (« où en est mo
 12/11 ») is a question, not identity details; « où en est ma réclamation » is never filing one; a
 general question (delays, third-party payment, joining, the mediator) needs no identity; small talk
 and anger are answered in kind. No Rasa and no Redis here: tested directly.
+
+Two word rules live with the gateway instead (``members/links.py``), because their messages must be read
+before the model, whose rules answer them with a plain response no action sees: the answer to « reconnaître
+ce compte Telegram ? » (« oui » is ``affirm``) and « oubliez ce compte » / « délier mon compte Telegram »
+(read as ``affirm`` and as a question on delays).
 """
 
 from __future__ import annotations
