@@ -179,6 +179,8 @@ class Console:
             if action == "take":
                 return web.json_response(await desk.take(user, conv_id))
             data = await body(request)
+            if action == "unlink":  # « Ne plus reconnaître ce compte » in the member's record
+                return web.json_response(await desk.unlink_account(user, conv_id, str(data.get("contact") or "")))
             if action == "assign":
                 return web.json_response(await desk.assign(user, conv_id, str(data.get("to_agent") or "")))
             if action == "reply":

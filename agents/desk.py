@@ -30,6 +30,7 @@ from gateway.conversations import paris_day
 from gateway.envelope import Message, now_ms
 from gateway.hours import DEFAULT_HOURS, OpeningHours
 from gateway.router import Router
+from members import links
 from members.audit import audit
 from members.records import Complaint, MemberStore
 from staff.users import SKILL_LABELS, SKILLS, User, Users
@@ -230,7 +231,29 @@ class Desk:
         record: dict[str, Any] = {"member": asdict(member)}
         for kind in ("claims", "complaints", "quotes", "card", "membership"):
             record[kind] = await store.records(member_id, kind)
+        # Accounts the member chose to have recognised (a Telegram chat), which an agent may undo.
+        record["linked_accounts"] = [
+            {"contact": a["contact"], "channel": a.get("channel", ""), "linked_ms": a.get("linked_ms", 0)}
+            for a in await links.links(self.redis, member_id)
+        ]
         return record
+
+    async def unlink_account(self, user: User, conv_id: str, contact: str) -> dict[str, Any]:
+        """« Ne plus reconnaître ce compte », from the record beside a conversation the agent may open:
+        the member's Telegram chat is a stranger's again (member number and code next time); audited."""
+        conv = await self.redis.hgetall(keys.conversation(conv_id))
+        if not await self.can_open(user, conv):
+            raise DeskError("Cette conversation n'est pas dans votre file.", 403)
+        member_id = conv.get("verified_member") or conv.get("handoff_member") or conv.get("member_id")
+        if not member_id and conv.get("contact_id"):
+            member_id = await self.redis.hget(keys.contact(conv["contact_id"]), "member_id")
+        if not member_id or not await links.unlink(self.redis, str(member_id), contact, agent=user.login):
+            raise DeskError("Ce compte n'est pas relié au dossier de cet adhérent.", 404)
+        await self.notify(conv_id)
+        return {
+            "ok": True,
+            "linked_accounts": (await self.member_record(str(member_id)) or {}).get("linked_accounts", []),
+        }
 
     # Taking ------------------------------------------------------------------------------
     async def take(self, user: User, conv_id: str) -> dict[str, Any]:
@@ -258,7 +281,7 @@ class Desk:
         await self.redis.ltrim(keys.PICKUPS, 0, 49)
         gender = "votre conseiller" if not user.first_name else f"{user.first_name}, de votre mutuelle"
         if conv.get("channel") != "voice":  # on a call the agent introduces themselves on the phone
-                await self._say(conv_id, conv, f"take.{taken}", f"Bonjour, je suis {gender}. Je prends connaissance de "
+            await self._say(conv_id, conv, f"take.{taken}", f"Bonjour, je suis {gender}. Je prends connaissance de "
                             "votre demande et je vous réponds ici.", speaker=user.speaker)  # fmt: skip
         await self.notify(conv_id)
         return _conv_public(await self.redis.hgetall(keys.conversation(conv_id)))

@@ -137,6 +137,12 @@ def member_contacts(member_id: str) -> str:
     return f"mbr:{{{member_id}}}:contacts"
 
 
+def member_links(member_id: str) -> str:
+    """Accounts the member chose to have recognised (a Telegram chat): contact id -> JSON (channel,
+    address, when, conversation). Beside the member's other keys: one hash tag, erased with them."""
+    return f"mbr:{{{member_id}}}:links"
+
+
 def member_by_phone(e164: str) -> str:
     return f"mbr:phone:{e164}"
 

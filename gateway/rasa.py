@@ -15,7 +15,9 @@ are the same, ids included, whether or not a code left. The ``code_metadata`` ho
 with each message, the keyed digests of the codes it may hold (the key never leaves the gateway).
 When the bot has just handed the conversation to agents, its ``handoff_note`` hook adds what the
 member is told about the wait (``agents/waiting.py``). Its ``bot_message`` hook routes a few words
-without the bot's language model (« DETAIL »: ``members/detail_word.py``). The hooks are given by the composition root
+without the bot's language model (« DETAIL »: ``members/detail_word.py``). Its ``word_answer`` hook may answer a message by its
+words before the bot reads it (``members/links.py``: the answer to « recognise this Telegram account? »
+and « oubliez ce compte »); None lets the bot answer. The hooks are given by the composition root
 (``server/product.py``); the core knows neither room.
 """
 
@@ -45,8 +47,9 @@ UNAVAILABLE_TEXT = (
 
 @dataclass(frozen=True, slots=True)
 class CodeRequest:
-    """The bot asks for a one-time code (``send``), for it again (``resend``: « je n'ai pas reçu le
-    code »), or that the member be told their day's wrong codes are spent (``alert``)."""
+    """The bot asks for a one-time code (``send``; ``send_known`` when the sender's address is the
+    member's, asked a code instead of the birth date: told where it went), for it again (``resend``:
+    « je n'ai pas reçu le code »), or that the member be told their day's wrong codes are spent (``alert``)."""
 
     conversation: str
     member: str
@@ -68,6 +71,8 @@ HandoffNote = Callable[[str], Awaitable[str]]
 # message text -> what the bot is given instead (e.g. an intent message « /give_identity ») and metadata to
 # add, or None: words the bot routes without its language model (« DETAIL »: members/detail_word.py).
 BotMessage = Callable[[str], tuple[str, dict[str, Any]] | None]
+# (message, conversation hash) -> the answer to a message read by its words before the bot, or None.
+WordAnswer = Callable[[Message, dict[str, str]], Awaitable[list[str] | None]]
 
 
 def servers_for(conv_id: str, urls: list[str]) -> list[str]:
@@ -82,7 +87,7 @@ def _otp(item: Any) -> tuple[str, str] | None:
     otp = custom.get("otp") if isinstance(custom, dict) else None
     if isinstance(otp, dict) and isinstance(otp.get("member"), str):
         action = otp.get("action")
-        return otp["member"], action if action in ("send", "resend", "alert") else "send"
+        return otp["member"], action if action in ("send", "send_known", "resend", "alert") else "send"
     return None
 
 
@@ -134,6 +139,7 @@ class RasaResponder:
         code_metadata: CodeMetadata | None = None,
         handoff_note: HandoffNote | None = None,
         bot_message: BotMessage | None = None,
+        word_answer: WordAnswer | None = None,
     ) -> None:
         # One or more Rasa servers (comma-separated) sharing their tracker and lock stores in Redis.
         self.urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
@@ -143,6 +149,7 @@ class RasaResponder:
         self.code_metadata = code_metadata
         self.handoff_note = handoff_note
         self.bot_message = bot_message
+        self.word_answer = word_answer
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
@@ -167,6 +174,11 @@ class RasaResponder:
         cached = await self.redis.hget(cache, "bot_replies")
         if cached is not None:
             return [Reply.from_any(r) for r in json.loads(cached)]
+        worded = await self.word_answer(msg, conversation) if self.word_answer is not None else None
+        if worded is not None:
+            said = [Reply(t) for t in worded]
+            await self.redis.hset(cache, "bot_replies", json.dumps([r.to_dict() for r in said], ensure_ascii=False))
+            return said
         contact = await self.redis.hgetall(keys.contact(msg.contact_id)) if msg.contact_id else {}
         body: dict[str, Any] = {
             "sender": msg.conversation_id,

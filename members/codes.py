@@ -66,6 +66,13 @@ SENT_TEXT = (
     "l'adresse e-mail qui y sont enregistrés (valable 10 minutes). Si ni téléphone ni e-mail n'y figurent, "
     "aucun code ne peut partir : appelez-nous ou demandez à être rappelé{where}."
 )
+# To a sender whose address is the member's (asked a code instead of the birth date): the member is known.
+SENT_KNOWN_TEXT = {
+    "sms": "D'accord : un code à 6 chiffres vient d'être envoyé par SMS au téléphone enregistré dans votre dossier "
+    "(valable 10 minutes).",
+    "email": "D'accord : un code à 6 chiffres vient d'être envoyé à l'adresse e-mail enregistrée dans votre dossier "
+    "(valable 10 minutes).",
+}
 ALREADY_TEXT = (
     "Un code a déjà été envoyé il y a {ago} au téléphone ou à l'adresse e-mail enregistrés dans ce dossier ; "
     "vérifiez vos SMS et vos e-mails (l'envoi peut prendre quelques minutes). Vous pourrez en demander un "
@@ -144,9 +151,11 @@ class OneTimeCodes:
             alert = await self._alert(request.member, keys.member_otp_day(request.member, today_paris()))
             return CodeOutcome([], [alert] if alert else [])
         return await self.request(request.conversation, request.member, source=request.source,
-                                  resend=request.action == "resend")  # fmt: skip
+                                  resend=request.action == "resend", known=request.action == "send_known")  # fmt: skip
 
-    async def request(self, conv_id: str, member_id: str, *, source: str = "", resend: bool = False) -> CodeOutcome:
+    async def request(
+        self, conv_id: str, member_id: str, *, source: str = "", resend: bool = False, known: bool = False
+    ) -> CodeOutcome:
         """A code for ``member_id`` asked in ``conv_id``: sent (or not) and what the asker is told."""
         now = time.time()
         key = keys.conversation_otp(conv_id)
@@ -196,6 +205,8 @@ class OneTimeCodes:
                 log.warning("no channel to send a one-time code", extra={"conversation": conv_id})
             return CodeOutcome(say, [])
         channel, urn = address
+        if known:  # the sender writes from the member's address: where the code went may be said
+            say = [SENT_KNOWN_TEXT.get(channel, say[0])]
         meta = {"thread": {"subject": CODE_SUBJECT.format(mutuelle=self.mutuelle)}, "otp": True}
         text = CODE_TEXT.format(mutuelle=self.mutuelle, code=code)
         return CodeOutcome(say, [Reply(text, channel=channel, urn=urn, meta=meta)])

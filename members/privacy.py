@@ -3,7 +3,8 @@ conversations purged.
 
 A member's data lives in several places; ``Footprint`` finds them all from the member number:
 the member record and its claims, complaints, quotes, card and membership file; the contacts linked
-to the member (by ``mbr:{n}:contacts`` and by the registered phone and e-mail) with their addresses,
+to the member (by ``mbr:{n}:contacts``, by the registered phone and e-mail, and the Telegram chats the
+member chose to have recognised, ``mbr:{n}:links``) with their addresses,
 and the separate contact of mail sent under one of those e-mail addresses by an unproven sender;
 every conversation of those contacts (messages, notes, one-time codes, the bot's tracker in Rasa's
 Redis tracker store); campaign notices (``camp:{id}:r`` and the notice's conversation
@@ -41,6 +42,7 @@ from gateway import events, keys
 from gateway.contacts import UNPROVEN
 from gateway.envelope import now_ms
 from gateway.redis_client import replace_hash
+from members import links
 from members.audit import audit
 from members.records import ALL_MEMBERS, RECORD_TYPES, member_records_key
 
@@ -157,6 +159,8 @@ class MemberData:
             ]
             for rt in RECORD_TYPES
         }
+        # Accounts the member chose to have recognised (a Telegram chat): members/links.py.
+        out["linked_accounts"] = await links.links(self.redis, number)
         out["contacts"] = [
             {
                 **(await self.redis.hgetall(keys.contact(c))),
@@ -294,6 +298,7 @@ class MemberData:
             keys.member(number), keys.member_contacts(number), *(member_records_key(number, rt.RECORD) for rt in RECORD_TYPES),
             keys.member_versions(number),  # the records API's versions (digests of the records)
             keys.member_notices(number), keys.member_last_notice(number), keys.member_changes(number),
+            keys.member_links(number),  # accounts linked by consent (their contacts went with the others)
         ))  # fmt: skip
         await self.redis.srem(ALL_MEMBERS, number)
         await self.redis.zrem(keys.CONTRIBUTION_CALLS, number)

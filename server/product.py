@@ -5,7 +5,7 @@ core plugs in through a small interface the lower layer owns:
 
 * members: one-time codes sent through the enabled channels (the Rasa responder's ``one_time_code``),
   unsubscriptions written to the audit trail (``Gateway.on_unsubscribed``), the retention purge (a
-  scheduler job);
+  scheduler job), a Telegram chat linked by consent or undone (the Rasa responder's ``word_answer``);
 * agents: the satisfaction survey (a router detour), what a member handed off is told about the
   wait (the Rasa responder's ``handoff_note``), the console's routes and live updates;
 * campaigns: a failed notice rechecked (``Gateway.on_delivery_failed``), the campaign runner (a
@@ -41,6 +41,7 @@ from members import detail_word
 from members.api import RecordsApi
 from members.audit import unsubscribed_audit
 from members.codes import CodeLimits, OneTimeCodes
+from members.links import LinkWords
 from members.privacy import run_retention
 from members.proactive import Proactive
 from staff.web import StaffSite
@@ -85,6 +86,7 @@ class Product:
             gw.responder.code_metadata = codes.metadata
             gw.responder.bot_message = detail_word.for_bot  # « DETAIL » after a message sent first
             gw.responder.handoff_note = functools.partial(expected_wait_text, redis, hours=settings.opening_hours)
+            gw.responder.word_answer = LinkWords(redis)  # a Telegram chat linked with consent, and undone
         gw.on_unsubscribed.append(unsubscribed_audit(redis))
         gw.jobs.append(("scheduler", "retention", self.retention))
         self.records_api = RecordsApi(settings, redis)  # the back office's records API (issue 23)

@@ -378,7 +378,7 @@
     } }, el("label", { for: "note-text", class: "visually-hidden" }, "Note interne"),
     el("input", { id: "note-text", maxlength: "2000", placeholder: "Note interne (invisible pour l'adhérent)", oninput: (e) => drafts.note.set(conv.id, e.target.value) }), el("button", { type: "submit", id: "add-note" }, "Noter"));
     noteForm.querySelector("input").value = drafts.note.get(conv.id) || "";
-    const fiche = renderFiche(data.member, data.past, Boolean(conv.verified_member));
+    const fiche = renderFiche(data.member, data.past, Boolean(conv.verified_member), conv.id);
     const layout = `${conv.id}|${conv.status}|${mine}`;
     if (pane.dataset.layout === layout) {
       // Same conversation, same state: refresh what changed, never the fields the agent is typing in,
@@ -406,7 +406,7 @@
     log.scrollTop = log.scrollHeight; // a conversation opens on its last message
   }
 
-  function renderFiche(record, past, verified) {
+  function renderFiche(record, past, verified, convId) {
     const box = el("aside", { class: "fiche", id: "fiche", tabindex: "0", "aria-labelledby": "fiche-title" }, el("h3", { id: "fiche-title" }, "Fiche adhérent"));
     if (!record) {
       box.append(el("p", { class: "empty" }, "Adhérent non identifié."));
@@ -426,6 +426,18 @@
       for (const [title, rows, line] of sections) {
         if (!rows || !rows.length) continue;
         box.append(el("h4", {}, title), el("ul", {}, ...rows.map((r) => el("li", {}, line(r)))));
+      }
+      // Accounts the member chose to have recognised (a Telegram chat): an agent may undo the link.
+      const linked = record.linked_accounts || [];
+      if (linked.length) {
+        box.append(el("h4", {}, "Comptes reconnus"), el("ul", { class: "linked" }, ...linked.map((a) => el("li", {},
+          `${CHANNELS[a.channel] || a.channel}, relié le ${time(a.linked_ms)} `,
+          convId ? el("button", { type: "button", class: "unlink", "data-key": `u:${a.contact}`, "aria-label": `Ne plus reconnaître ce compte ${CHANNELS[a.channel] || a.channel}`, onclick: async () => {
+            if (!await confirmAction(`Ne plus reconnaître ce compte ${CHANNELS[a.channel] || a.channel} ? L'adhérent devra de nouveau donner son numéro d'adhérent et un code.`, "Ne plus reconnaître")) return;
+            await api(`/console/api/conversations/${encodeURIComponent(convId)}/unlink`, { contact: a.contact });
+            toast("Ce compte n'est plus reconnu.");
+            await openConversation(convId, false);
+          } }, "Ne plus reconnaître") : null))));
       }
     }
     if (past && past.length) {

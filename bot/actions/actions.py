@@ -29,7 +29,7 @@ from members import numbers
 from members.audit import audit
 from members.records import Card, Claim, Complaint, Membership, MemberStore, Quote
 
-from . import answers, detail, notices, state, understand
+from . import answers, detail, linking, notices, state, understand
 
 _redis: Redis | None = None
 
@@ -302,11 +302,14 @@ async def use_offered(dispatcher: CollectingDispatcher, tracker: Tracker, offere
     return [SlotSet("offered", json.dumps(offered))]
 
 
-async def send_code(dispatcher: CollectingDispatcher, conv_id: str, contact: str, number: str) -> None:
+async def send_code(
+    dispatcher: CollectingDispatcher, conv_id: str, contact: str, number: str, *, known: bool = False
+) -> None:
     await state.begin(redis(), conv_id, "otp", number, contact)
     # Asked whether or not the number exists: the gateway draws a code either way, sends it only to a
-    # member's registered phone or e-mail, and says the same words to the sender.
-    dispatcher.utter_message(json_message={"otp": {"member": number, "action": "send"}})
+    # member's registered phone or e-mail, and says the same words to the sender. ``known``: the sender
+    # writes from the member's own address (asked a code instead of the birth date): told where it went.
+    dispatcher.utter_message(json_message={"otp": {"member": number, "action": "send_known" if known else "send"}})
 
 
 async def failed_try(
@@ -360,14 +363,18 @@ class ValidateIdentityForm(FormValidationAction):
         text = str(value or "")
         conv_id = tracker.sender_id
         raw_intent = latest_intent(tracker)
+        contact = sender_contact(tracker)
+        v = await state.verification(redis(), conv_id, contact)
+        if v.stage == "birth_date" and v.candidate and understand.wants_code(text):
+            # A code to the registered phone or e-mail instead of the birth date: no try counted.
+            await send_code(dispatcher, conv_id, contact, v.candidate, known=True)
+            return {"identity_answer": None}
         if raw_intent == "ask_human":
             await hand_off(dispatcher, tracker, "ask_human")
             return {"identity_answer": text, "identity_outcome": "handoff"}
         if fold(text) in CANCEL_WORDS:
             dispatcher.utter_message(text="D'accord, je laisse cette demande. Que puis-je faire d'autre pour vous ?")
             return {"identity_answer": text, "identity_outcome": "cancelled"}
-        contact = sender_contact(tracker)
-        v = await state.verification(redis(), conv_id, contact)
         if v.stage == "otp" and not state.parse_code(text) and RESEND.search(fold(text)):
             # The code's real state, or a new one: the gateway answers; not a failed answer.
             dispatcher.utter_message(json_message={"otp": {"member": v.candidate, "action": "resend"}})
@@ -451,6 +458,9 @@ async def code_answer(
     status = await state.check_code(redis(), conv_id, member, digests)
     if status == "ok" and await MemberStore(redis()).get(member) is not None:
         await state.succeed(redis(), conv_id, member, contact)
+        await linking.code_verified(
+            redis(), conv_id, contact, str(meta.get("channel") or ""), str(meta.get("urn") or "")
+        )
         return {"identity_answer": text, "identity_outcome": "verified"}
     if status == "expired":
         dispatcher.utter_message(text=CODE_EXPIRED_TEXT)
@@ -522,8 +532,15 @@ class IdentityDone(Action):
             more = await answer(intent, v.member, conv, tracker, dispatcher)
             events += more
             if any(e.get("event") == "followup" for e in more):
-                break
+                return events
+        await offer_link(dispatcher, tracker)
         return events
+
+
+async def offer_link(dispatcher: CollectingDispatcher, tracker: Tracker) -> None:
+    """Once the question is answered: recognise this Telegram chat next time? (``linking.py``)"""
+    if question := await linking.offer(redis(), tracker.sender_id, sender_contact(tracker)):
+        dispatcher.utter_message(text=question)
 
 
 CLAIM_SEARCH = {"dates": ("care_date", "received_date"), "kind": "kind", "amounts": ("amount_eur", "reimbursed_eur")}
@@ -728,6 +745,7 @@ class AnswerClaim(Action):
         late = answers.claim_late(claim, today())
         text = answers.claim_answer(claim, today(), short=short(conv), apologise=late and await apology_due(tracker))
         dispatcher.utter_message(text=text)
+        await offer_link(dispatcher, tracker)
         return events
 
 

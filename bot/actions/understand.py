@@ -6,6 +6,11 @@ one message is not enough: a status question with a date in it (« où en est mo
 general question (delays, third-party payment, joining, the mediator) needs no identity; small talk
 and anger are answered in kind; « DETAIL » answers a message sent first. No Rasa and no Redis here:
 tested directly.
+
+Two word rules live with the gateway instead (``members/links.py``), because their messages must be read
+before the model, whose rules answer them with a plain response no action sees: the answer to « reconnaître
+ce compte Telegram ? » (« oui » is ``affirm``) and « oubliez ce compte » / « délier mon compte Telegram »
+(read as ``affirm`` and as a question on delays).
 """
 
 from __future__ import annotations
@@ -121,6 +126,20 @@ def general_question(text: str) -> str | None:
     ):
         return "faq_send_care_sheet"
     return None
+
+
+_WANTS_CODE = (
+    r"\b(prefere\w* (un|le|recevoir un|par) code|envo\w*(-moi| moi)? (un|le|plutot un) code|(un|par) code plutot"
+    r"|code (a la place|plutot)|plutot (un|par) code|recevoir un code|avec un code|par sms plutot)\b"
+    r"|\b(veux|voudrais|souhaite|peux|prefere) pas (donner|dire|communiquer|indiquer|ecrire) ma date"
+    r"|\bpas (ma|de) date de naissance\b"
+)
+
+
+def wants_code(text: str) -> bool:
+    """Asked the birth date, the member prefers a one-time code (« je préfère un code », « envoyez-moi un
+    code », « je ne veux pas donner ma date de naissance »)."""
+    return _any(_WANTS_CODE, fold(text).replace("n'", "").replace("ne ", ""))
 
 
 SMALL_TALK = {

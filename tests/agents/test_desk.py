@@ -354,3 +354,37 @@ async def test_a_conversation_from_an_unproven_sender_is_flagged_and_shows_no_re
     real = await desk.conversation(SOPHIE, real_conv)
     assert "sender_unproven" not in real["conversation"]
     assert real["member"]["member"]["last_name"] == "Durand"
+
+
+async def test_an_agent_undoes_a_linked_telegram_account_from_the_record(
+    router: Router, desk: Desk, redis: Redis
+) -> None:
+    """The record beside a conversation lists the Telegram chat the member chose to have recognised; the agent
+    who may open the conversation undoes the link (audited with their login); another agent may not."""
+    from members import links
+
+    store = MemberStore(redis)
+    member = Member("M0000042", "Camille", "Durand", "1975-03-12", "+33600000001", "camille@example.fr", "confort",
+                    "Bretagne", "famille", "64.20", "2027-01-05")  # fmt: skip
+    async with redis.pipeline(transaction=False) as pipe:
+        store.write(pipe, member)
+        await pipe.execute()
+    await register_member(redis, "M0000042", phone="+33600000001", email="camille@example.fr")
+    await router.handle(inbound("telegram", "telegram:5550042", "bonjour", "tg-1"))
+    chat = str(await redis.get(keys.address("telegram:5550042")))
+    assert await links.link(redis, "M0000042", chat, channel="telegram", address="telegram:5550042", conv_id="x")
+    conv = await handed_off(router, "tel:+33600000001", intent="card_status")
+    await desk.take(JULIE, conv)
+    view = await desk.conversation(JULIE, conv)
+    assert [(a["contact"], a["channel"]) for a in view["member"]["linked_accounts"]] == [(chat, "telegram")]
+    with pytest.raises(DeskError) as not_theirs:
+        await desk.unlink_account(MARC, conv, chat)
+    assert not_theirs.value.status == 403
+    done = await desk.unlink_account(JULIE, conv, chat)
+    assert done == {"ok": True, "linked_accounts": []}
+    assert not await redis.hget(keys.contact(chat), "member_id")  # a stranger's chat again: number and code
+    with pytest.raises(DeskError) as gone:
+        await desk.unlink_account(JULIE, conv, chat)
+    assert gone.value.status == 404
+    trail = [(e["what"], e["agent"]) for _, e in await redis.xrange(keys.member_audit("M0000042"))]
+    assert ("account_unlinked", "julie") in trail

@@ -66,3 +66,17 @@ def test_several_questions_in_one_message() -> None:
         "reimbursement_status",
     ]
     assert understand.status_intents("où en est mon remboursement du 12/11") == ["reimbursement_status"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["je préfère un code", "envoyez-moi un code", "Envoyez moi un code svp", "je ne veux pas donner ma date de naissance",
+     "un code plutôt", "je prefere recevoir un code", "je n'ai pas ma date de naissance"],
+)  # fmt: skip
+def test_a_code_instead_of_the_birth_date(text: str) -> None:
+    assert understand.wants_code(text)
+
+
+@pytest.mark.parametrize("text", ["12/03/1975", "renvoyez le code", "où en est mon remboursement", "né le 3 mars 85"])
+def test_not_asking_for_a_code(text: str) -> None:
+    assert not understand.wants_code(text)

@@ -1,6 +1,7 @@
 """The agents' console in real Chromium against ``run.py serve`` with the real bot: a member's SMS
 is handed off, an agent logs in, takes it, answers (seen at the loopback Twilio server), the
-member's answer shows up live, the agent closes and the survey's answers are counted on the
+member's answer shows up live, the agent undoes the member's linked Telegram account from the record
+with the keyboard, the agent closes and the survey's answers are counted on the
 supervisor's dashboard; a second agent cannot open the conversation; a POST without the CSRF
 token is refused; a conversation given back to the bot gets bot answers again; a callback
 request shows up in the queue at its slot."""
@@ -22,6 +23,7 @@ from redis.asyncio import Redis
 from gateway import keys
 from gateway.conversations import paris_day
 from gateway.hours import holiday_name
+from members import links
 from tests.e2e.bot_data import CAMILLE
 from tests.e2e.product import ROOT, Product
 from tests.e2e.test_bot_e2e import conversation_of, sms_to, turn
@@ -91,6 +93,10 @@ async def test_agent_takes_answers_closes_and_the_survey_is_counted(
         handoff = await turn(send, inbox, "je veux parler a un conseiller", "attente")
         assert handoff[-1].startswith("Temps d'attente estimé : environ")  # Julie is online
         conv = (await conversation_of(redis, f"tel:{CAMILLE.phone}", "sms"))["id"]
+        # Camille had linked her Telegram chat (she said « oui » to the bot after a code there).
+        await redis.hset(keys.contact("c-tg-camille"), mapping={"id": "c-tg-camille"})
+        assert await links.link(redis, CAMILLE.number, "c-tg-camille", channel="telegram",
+                                address="telegram:5550042", conv_id="conv-tg")  # fmt: skip
 
         # The queue updates live; Julie takes it and the member learns her first name.
         item = julie.locator(f"#queue li[data-id='{conv}']")
@@ -100,6 +106,17 @@ async def test_agent_takes_answers_closes_and_the_survey_is_counted(
         await julie.wait_for_selector("#reply-text", timeout=15_000)
         assert "Camille Durand" in await julie.inner_text("#fiche")  # the member's record beside the conversation
         await arrived(inbox, "Bonjour, je suis Julie")
+
+        # « Ne plus reconnaître » her Telegram account, with the keyboard, confirmed: a stranger's chat again.
+        assert "Comptes reconnus" in await julie.inner_text("#fiche")
+        await julie.focus("#fiche button.unlink")
+        await julie.keyboard.press("Enter")
+        await julie.wait_for_selector("#confirm-yes", timeout=5_000)
+        await julie.keyboard.press("Tab")  # from « Annuler » to the confirmation
+        await julie.keyboard.press("Enter")
+        await julie.wait_for_selector("#toast >> text=n'est plus reconnu", timeout=10_000)
+        assert await links.linked_member(redis, "c-tg-camille") is None
+        await julie.wait_for_function("!document.querySelector('#fiche button.unlink')", timeout=10_000)
 
         # A canned answer, edited, goes out by SMS.
         await julie.select_option("#canned", "delai-remboursement")

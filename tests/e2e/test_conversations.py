@@ -1,4 +1,4 @@
-"""Whole conversations with the bot, as members hold them, on SMS, e-mail and the web chat.
+"""Whole conversations with the bot, as members hold them, on SMS, e-mail, the web chat and Telegram.
 
 The conversations are data (``tests/e2e/conversations/conversations.yaml``: turns, and the facts each
 answer must contain); each runs for a fresh member made from a profile (``profiles.yaml``) against ONE
@@ -35,10 +35,10 @@ from campaigns.rules import PARIS
 from gateway import keys
 from gateway.redis_client import connect
 from members.records import Card, Claim, Complaint, Member, Membership, MemberStore, Quote
-from tests.e2e.product import Product, RasaServer, free_port, loopback_env
+from tests.e2e.product import TELEGRAM_SECRET, Product, RasaServer, free_port, loopback_env
 from tests.e2e.test_sms_e2e import post_sms
 from tests.fakes.smtp import SmtpSink
-from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram import FakeTelegram, as_body, update
 from tests.fakes.twilio import FakeTwilio
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -243,6 +243,29 @@ class Rig:
     twilio: FakeTwilio
     smtp: SmtpSink
     http: aiohttp.ClientSession
+    telegram: FakeTelegram | None = None
+
+
+TELEGRAM_UPDATES = itertools.count(700_000)
+
+
+def telegram_chat(case: Case) -> int:
+    """The member's private Telegram chat (nobody's registered address)."""
+    return 7_000_000 + case.index
+
+
+def address(case: Case, who: Person) -> str:
+    """The member's address on the case's channel, as the gateway names it."""
+    return {"sms": f"tel:{who.phone}", "email": f"mailto:{who.email}",
+            "telegram": f"telegram:{telegram_chat(case)}"}.get(case.channel, "")  # fmt: skip
+
+
+async def lapse(redis: Redis, case: Case, who: Person) -> None:
+    """« Next time »: the member's verification in the conversation runs out, as after its 15 minutes."""
+    contact = await redis.get(keys.address(address(case, who)))
+    conv = await redis.get(keys.open_conversation(str(contact), case.channel)) if contact else None
+    assert conv, "no conversation to come back to"
+    await redis.hset(keys.conversation(str(conv)), "verified_until_ms", "1")
 
 
 @contextlib.asynccontextmanager
@@ -254,6 +277,18 @@ async def channel(rig: Rig, case: Case, who: Person) -> AsyncIterator[tuple[Send
             assert status == 200
 
         yield send_sms, lambda: [m.body for m in rig.twilio.messages if m.to == who.phone]
+    elif case.channel == "telegram":
+        assert rig.telegram is not None
+        chat = telegram_chat(case)
+
+        async def send_telegram(text: str) -> None:
+            body = as_body(update(next(TELEGRAM_UPDATES), chat, text, first_name="Alex"))
+            headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
+            async with rig.http.post(f"{rig.product.url}/telegram/webhook", data=body, headers=headers) as resp:
+                assert resp.status == 200
+
+        telegram = rig.telegram
+        yield send_telegram, lambda: [m.text for m in telegram.sent if m.chat_id == str(chat)]
     elif case.channel == "email":
         ids = itertools.count(1)
         last_id: list[str] = []
@@ -356,8 +391,17 @@ async def run_case(rig: Rig, redis: Redis, case: Case, profiles: dict[str, Any])
         for i, turn in enumerate(case.turns, 1):
             expect = [render(e, case, who) for e in turn.get("expect", [])]
             absent = [render(a, case, who) for a in turn.get("absent", [])]
-            if "identify" in turn:
-                if case.channel == "webchat":
+            if "later" in turn:  # the member comes back once the verification has run out
+                await lapse(redis, case, who)
+                out.transcript.append("(plus tard)")
+                continue
+            if "code" in turn:  # the code the member asked for, from the registered phone
+                text = await wait_code(rig.twilio, who.phone) or "000000"
+            elif "identify" in turn:
+                how = (turn["identify"] or {}).get("by") or (
+                    "code" if case.channel in ("webchat", "telegram") else "birth"
+                )
+                if how == "code":
                     if not code_pending:
                         sent = await exchange(send, inbox, number_text(who), ["code"])
                         out.transcript += [f"> {number_text(who)}", *(f"< {r}" for r in sent)]
@@ -473,14 +517,14 @@ async def test_whole_conversations_are_completed_without_a_human(
     talking_product: Product, fakes: tuple[FakeTwilio, SmtpSink, FakeTelegram], redis_url: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    twilio, smtp, _ = fakes
+    twilio, smtp, telegram = fakes
     cases = load_cases()
     profiles = yaml.safe_load((HERE / "profiles.yaml").read_text(encoding="utf-8"))
     redis = connect(redis_url)
     gate = asyncio.Semaphore(SIDE_BY_SIDE)
     started = time.monotonic()
     async with aiohttp.ClientSession() as http:
-        rig = Rig(talking_product, twilio, smtp, http)
+        rig = Rig(talking_product, twilio, smtp, http, telegram)
 
         async def one(case: Case) -> Outcome:
             async with gate:

@@ -68,3 +68,17 @@ async def test_the_day_the_address_and_the_minute_have_their_caps(redis: Redis) 
     per_minute = OneTimeCodes(redis, secret="s", limits=CodeLimits(**{**OPEN, "per_minute": 5}))
     outcomes = [await per_minute.request(f"f{n}", f"M07001{n:02d}", source=f"t{n}") for n in range(7)]
     assert [o.say == [BUSY_TEXT] for o in outcomes] == [False] * 5 + [True] * 2
+
+
+async def test_a_code_asked_from_the_members_own_address_says_where_it_went(redis: Redis) -> None:
+    """« envoyez-moi un code » from a registered address (``send_known``): the sender is the member, told the
+    code went by SMS to the registered phone; a code asked with a member number gets the same words for all."""
+    from gateway.rasa import CodeRequest
+    from members.codes import SENT_KNOWN_TEXT, SENT_TEXT
+
+    await plant(redis, "M0000001")
+    codes = OneTimeCodes(redis, secret="s", limits=CodeLimits(**OPEN))
+    known = await codes.handle(CodeRequest("conv-known", "M0000001", "tel:+33199500001", "send_known"))
+    assert known.say == [SENT_KNOWN_TEXT["sms"]] and [r.urn for r in known.send] == ["tel:+33199500001"]
+    asked = await codes.handle(CodeRequest("conv-number", "M0000001", "webchat:x", "send"))
+    assert asked.say[0].startswith(SENT_TEXT[:40]) and len(asked.send) == 1

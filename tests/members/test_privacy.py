@@ -107,3 +107,36 @@ async def test_mail_from_an_unproven_sender_under_the_members_address_is_exporte
     assert not await redis.exists(keys.conversation(forged_conv), keys.conversation_log(forged_conv))
     assert not [f for _, f in await redis.xrange(keys.stream("in", 0)) if "12/03/1975" in json.dumps(f)]
     assert await redis.get(keys.address(UNPROVEN + other)) == other_contact  # someone else's: kept
+
+
+async def test_a_linked_telegram_account_is_exported_and_erased(redis: Redis) -> None:
+    """A Telegram chat Camille chose to have recognised (members/links.py): her export names it, her erasure
+    removes the link, the chat's contact, its address and its conversation."""
+    from members import links
+
+    store = MemberStore(redis)
+    member = Member("M0000042", "Camille", "Durand", "1975-03-12", "+33600000001", "camille@example.fr", "confort",
+                    "Bretagne", "famille", "64.20", "2027-01-05")  # fmt: skip
+    async with redis.pipeline(transaction=False) as pipe:
+        store.write(pipe, member)
+        await pipe.execute()
+    router = Router(redis, Streams(redis, shards=1, maxlen=10_000, dedup_ttl_s=60), AckResponder(), Contacts(redis),
+                    Conversations(redis))  # fmt: skip
+    urn = "telegram:5550042"
+    await router.handle(inbound("telegram", urn, "où en est mon devis ?", "tg-1"))
+    contact = str(await redis.get(keys.address(urn)))
+    conv = str(await redis.get(keys.open_conversation(contact, "telegram")))
+    assert await links.link(redis, "M0000042", contact, channel="telegram", address=urn, conv_id=conv)
+
+    data = MemberData(redis, stream_shards=1)
+    exported = await data.export("M0000042")
+    assert [(a["contact"], a["channel"], a["address"]) for a in exported["linked_accounts"]] == [
+        (contact, "telegram", urn)
+    ]
+    assert next(c for c in exported["contacts"] if c["id"] == contact)["addresses"] == [urn]
+    assert "account_linked" in [e["what"] for e in exported["audit"]]
+
+    await data.erase("M0000042", by="dpo")
+    assert not await redis.exists(keys.member_links("M0000042"), keys.contact(contact), keys.address(urn))
+    assert not await redis.exists(keys.conversation(conv))
+    assert (await data.export("M0000042"))["linked_accounts"] == []
