@@ -42,7 +42,7 @@ from gateway import events, keys
 from gateway.contacts import UNPROVEN
 from gateway.envelope import now_ms
 from gateway.redis_client import replace_hash
-from members import links
+from members import links, proactive
 from members.audit import audit
 from members.records import ALL_MEMBERS, RECORD_TYPES, member_records_key
 
@@ -161,6 +161,17 @@ class MemberData:
         }
         # Accounts the member chose to have recognised (a Telegram chat): members/links.py.
         out["linked_accounts"] = await links.links(self.redis, number)
+        # What the member was told before asking (members/proactive.py): records told of and when, the
+        # last message's records (for DETAIL), records the back office changed, messages still waiting.
+        out["proactive"] = {
+            "told": await self.redis.hgetall(keys.member_notices(number)),
+            "last_message": json.loads(await self.redis.get(keys.member_last_notice(number)) or "null"),
+            "changed": await self.redis.hgetall(keys.member_changes(number)),
+            "waiting": [
+                {"id": msg_id, "channel": m.channel, "address": m.urn, "text": m.text}
+                for msg_id, m in sorted((await proactive.waiting_of(self.redis, number)).items())
+            ],
+        }
         out["contacts"] = [
             {
                 **(await self.redis.hgetall(keys.contact(c))),
@@ -302,6 +313,7 @@ class MemberData:
         ))  # fmt: skip
         await self.redis.srem(ALL_MEMBERS, number)
         await self.redis.zrem(keys.CONTRIBUTION_CALLS, number)
+        report.count("messages waiting for their channel's hours", await proactive.drop_waiting(self.redis, number))
         # What the member was told of, change by change (members/proactive.py), in the member's slot.
         async for told in self.redis.scan_iter(match=f"{keys.member(number)}:told:*", count=1000):
             await self.redis.delete(told)

@@ -164,6 +164,26 @@ def changes_of(msg: Message) -> list[str]:
     return [f"{kind}.{rid}.{change}"]
 
 
+async def waiting_of(redis: Any, number: str) -> dict[str, Message]:
+    """The member's messages still waiting for their channel's hours (message id -> message): part of
+    the member's export, and removed by erasure (a message queued for an erased member never goes)."""
+    found: dict[str, Message] = {}
+    async for msg_id, raw in redis.hscan_iter(WAITING_BODY, count=500):
+        msg = Message.from_json(raw)
+        if str(msg.meta.get("member") or "") == number or msg.id.split(".")[1:2] == [number]:
+            found[str(msg_id)] = msg
+    return found
+
+
+async def drop_waiting(redis: Any, number: str) -> int:
+    """Remove the member's waiting messages; returns how many there were."""
+    ids = list(await waiting_of(redis, number))
+    if ids:
+        await redis.hdel(WAITING_BODY, *ids)
+        await redis.zrem(WAITING, *ids)
+    return len(ids)
+
+
 def _told(member: str, change: str) -> str:
     kind, rest = change.split(".", 1)
     rid, status = rest.rsplit(".", 1)

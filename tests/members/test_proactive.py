@@ -172,3 +172,25 @@ async def test_a_contribution_call_three_days_ahead_is_reminded_once_in_the_hour
     )
     assert await proactive.remind_due(monday + dt.timedelta(hours=3)) == ["declined", "already"]
     assert len(await bulk(redis)) == 1
+
+
+async def test_a_message_waiting_for_the_morning_is_in_the_members_export_and_never_goes_once_erased(
+    redis: Redis, settings_env: dict[str, str]
+) -> None:
+    product = Product(Settings.from_env({**settings_env, **SMS_ENV}), redis, roles=frozenset({"web"}))
+    proactive = product.proactive
+    erased, kept = "M0400031", "M0400032"
+    await RecordWriter(redis).apply([member(erased, preferred_channel="sms"), paid(erased),
+                                     member(kept, preferred_channel="sms", phone="06 98 76 54 32"), paid(kept)])  # fmt: skip
+    for number in (erased, kept):
+        assert await proactive.claim_paid(paid(number).record, TUESDAY_NIGHT) == "waiting"  # type: ignore[arg-type]
+    data = MemberData(redis, stream_shards=1)
+    exported = (await data.export(erased))["proactive"]
+    assert [(w["channel"], w["address"]) for w in exported["waiting"]] == [("sms", "tel:+33612345678")]
+    assert "57,42 €" in exported["waiting"][0]["text"]
+    report = await data.erase(erased, by="dpo")
+    assert report.removed.get("messages waiting for their channel's hours") == 1, report
+    assert (await data.export(erased))["proactive"]["waiting"] == []
+    # In the morning only the other member's message goes.
+    assert await proactive.send_waiting(WEDNESDAY_MORNING) == 1
+    assert [m.urn for m in await bulk(redis)] == ["tel:+33698765432"]
