@@ -24,9 +24,9 @@ from gateway.redis_client import connect
 from members.records import Complaint, MemberStore
 from tests.e2e.accessibility import assert_accessible
 from tests.e2e.bot_data import CAMILLE, day, seed
+from tests.e2e.browser import CHROMIUM_ARGS
 from tests.e2e.product import ACCOUNT_SID, AUTH_TOKEN, ROOT, TELEGRAM_TOKEN, Product, loopback_env
 from tests.e2e.test_bot_e2e import conversation_of, sms_to, turn
-from tests.e2e.test_webchat_browser import CHROMIUM_ARGS
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio

@@ -17,15 +17,15 @@ from zoneinfo import ZoneInfo
 
 import holidays
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from redis.asyncio import Redis
 
 from gateway import keys
 from gateway.redis_client import connect
 from tests.e2e.accessibility import assert_accessible
+from tests.e2e.browser import chromium
 from tests.e2e.product import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, Product
 from tests.e2e.test_console_browser import PASSWORD, create_user
-from tests.e2e.test_webchat_browser import CHROMIUM_ARGS
 from tests.fakes.twilio import FakeTwilio
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -68,10 +68,8 @@ async def product(
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+    async with chromium() as launched:
         yield launched
-        await launched.close()
 
 
 def next_open_weekday() -> str:

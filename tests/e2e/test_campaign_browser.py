@@ -22,16 +22,16 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from redis.asyncio import Redis
 
 from campaigns.rules import PARIS, fr_date, is_public_holiday, latest_notice_date
 from members.records import Member, MemberStore
 from tests.e2e.accessibility import assert_accessible
+from tests.e2e.browser import chromium
 from tests.e2e.product import ACCOUNT_SID, AUTH_TOKEN, ROOT, TELEGRAM_TOKEN, Product, loopback_env
 from tests.e2e.test_sms_e2e import redis_of
-from tests.e2e.test_webchat_browser import CHROMIUM_ARGS
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
@@ -98,10 +98,8 @@ async def product(sinks: Sinks, tmp_path_factory: pytest.TempPathFactory) -> Asy
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        chromium = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def signed_in(browser: Browser, product: Product) -> tuple[Page, list[str]]:

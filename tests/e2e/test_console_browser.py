@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from redis.asyncio import Redis
 
 from gateway import keys
@@ -25,9 +25,9 @@ from gateway.conversations import paris_day
 from gateway.hours import holiday_name
 from members import links
 from tests.e2e.bot_data import CAMILLE
+from tests.e2e.browser import chromium
 from tests.e2e.product import ROOT, Product
 from tests.e2e.test_bot_e2e import conversation_of, sms_to, turn
-from tests.e2e.test_webchat_browser import CHROMIUM_ARGS
 from tests.fakes.twilio import FakeTwilio
 
 pytestmark = pytest.mark.browser
@@ -36,10 +36,8 @@ PASSWORD = "un-mot-de-passe-assez-long"
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def create_user(redis_url: str, login: str, first_name: str, *extra: str) -> None:

@@ -13,17 +13,17 @@ from email.message import EmailMessage
 import aiohttp
 import aiosmtplib
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 from redis.asyncio import Redis
 
 from bot.actions import state as bot_state
 from gateway import keys
 from tests.e2e.accessibility import assert_accessible
 from tests.e2e.bot_data import CAMILLE, seed
+from tests.e2e.browser import chromium
 from tests.e2e.product import AUTH_TOKEN, OUR_NUMBER, Product
 from tests.e2e.test_console_browser import create_user, log_in
 from tests.e2e.test_email_spoofing import FAIL, MX
-from tests.e2e.test_webchat_browser import CHROMIUM_ARGS
 from tests.e2e.test_whatsapp_e2e import until
 from tests.fakes.twilio import FakeTwilio, signed_inbound
 
@@ -32,10 +32,8 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ from gateway import unsubscribe
 from gateway.hours import holiday_name
 from gateway.responders import ACK_TEXT
 from members.records import Member, MemberStore
+from tests.e2e.browser import CHROMIUM_ARGS
 from tests.e2e.product import ROOT, Product
 from tests.e2e.test_sms_e2e import redis_of
-from tests.e2e.test_webchat_browser import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser
 PASSWORD = "un-mot-de-passe-assez-long"

@@ -21,10 +21,10 @@ from redis.asyncio import Redis
 from gateway import keys
 from gateway.conversations import paris_day
 from tests.e2e.accessibility import assert_accessible
+from tests.e2e.browser import CHROMIUM_ARGS
 from tests.e2e.product import ROOT, Product
 from tests.e2e.test_accessibility_browser import PASSWORD, create_user
 from tests.e2e.test_bot_e2e import sms_to, turn
-from tests.e2e.test_webchat_browser import CHROMIUM_ARGS
 from tests.fakes.twilio import FakeTwilio
 
 NUMBER = "M0300501"

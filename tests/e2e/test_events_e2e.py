@@ -25,9 +25,9 @@ from gateway import keys
 from gateway.webhooks import dead_letters
 from members.records import Member, MemberStore
 from tests.e2e.accessibility import assert_accessible
+from tests.e2e.browser import CHROMIUM_ARGS
 from tests.e2e.product import Product
 from tests.e2e.test_console_browser import PASSWORD, create_user
-from tests.e2e.test_webchat_browser import CHROMIUM_ARGS
 
 SECRET = "back-office-shared-secret-0001"
 LEA = Member("M0200001", "Léa", "Martin", "1980-02-14", "+33612345001", "", "confort", "Normandie", "famille",

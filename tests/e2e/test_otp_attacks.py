@@ -24,13 +24,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from redis.asyncio import Redis
 
 from gateway import keys
 from gateway.redis_client import connect
 from members.records import Claim, Member, MemberStore
 from tests.e2e.accessibility import assert_accessible
+from tests.e2e.browser import chromium
 from tests.e2e.product import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -413,16 +414,10 @@ async def test_telegram_start_gets_a_french_welcome(
     assert "conseiller" in welcome
 
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+    async with chromium() as launched:
         yield launched
-        await launched.close()
 
 
 async def open_widget(page: Page, url: str) -> None:

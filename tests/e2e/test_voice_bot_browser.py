@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 from redis.asyncio import Redis
 
 from gateway import keys
@@ -35,10 +35,10 @@ from gateway.redis_client import connect
 from tests.channels.voice.twiml_check import check_twiml
 from tests.e2e.accessibility import assert_accessible
 from tests.e2e.bot_data import CAMILLE, seed
+from tests.e2e.browser import chromium
 from tests.e2e.product import ACCOUNT_SID, AUTH_TOKEN, Product, loopback_env
 from tests.e2e.test_console_browser import create_user, log_in
 from tests.e2e.test_sms_e2e import post_sms
-from tests.e2e.test_webchat_browser import CHROMIUM_ARGS
 from tests.fakes.twilio import FakeTwilio
 from tests.fakes.twilio_voice import Leg, PhoneCall
 
@@ -86,10 +86,8 @@ async def product(
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def until(ready: Callable[[], object], what: str, timeout: float = 20.0) -> None:

@@ -12,17 +12,8 @@ from redis.asyncio import Redis
 
 from gateway.envelope import Message
 from gateway.responders import ACK_TEXT
+from tests.e2e.browser import CHROMIUM_ARGS
 from tests.e2e.product import Product
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 pytestmark = pytest.mark.browser
 

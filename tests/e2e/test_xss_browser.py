@@ -8,7 +8,8 @@ as member records loaded by ``run.py import`` (names, claim kinds, complaint sub
 letters whose error quotes it. Agents' replies carrying it go back to the member's widget.
 
 On every page looked at (the console's queue, each conversation with the member's record, the
-complaints, the supervisor's dashboard with its dead letters, the widget before and after a reload):
+complaints, the supervisor's dashboard with its dead letters, the widget before and after a reload, whose
+history is then masked):
 no dialog opens, no element the text would make exists (each payload marks its elements with
 ``data-xss``; no ``on*`` attribute, inline script, frame, ``javascript:`` link... exists at all), each
 payload is visible as written, and no Content-Security-Policy violation fired: the text was escaped,
@@ -36,17 +37,17 @@ from urllib.parse import quote
 import aiohttp
 import aiosmtplib
 import pytest
-from playwright.async_api import Browser, BrowserContext, Dialog, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Dialog, Page
 from redis.asyncio import Redis
 
 from gateway import keys
 from gateway.envelope import inbound
 from members.records import Claim, Complaint, Member
+from tests.e2e.browser import chromium
 from tests.e2e.product import ROOT, TELEGRAM_SECRET, Product
 from tests.e2e.test_bot_e2e import conversation_of
 from tests.e2e.test_csp_browser import WATCH_CSP
 from tests.e2e.test_sms_e2e import post_sms
-from tests.e2e.test_webchat_browser import CHROMIUM_ARGS
 from tests.fakes.telegram import as_body, update
 
 pytestmark = pytest.mark.browser
@@ -131,10 +132,8 @@ async def all_visible(page: Page, selector: str, texts: list[str], where: str, t
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
+    async with chromium() as launched:
+        yield launched
 
 
 def run(product: Product, redis_url: str, *args: str) -> str:
@@ -382,9 +381,25 @@ async def test_agents_hostile_replies_are_text_in_the_widget(
         await watch.clean(member, where)
 
     await widget_shows_all("widget")
-    await member.reload()  # the conversation is replayed from the server
+    # A reload is a new page on a possibly shared screen: the history holds an agent's words (which may
+    # carry the member's data), so it is replayed masked; what comes after it is shown, as text.
+    await member.reload()
     await member.click(".mwc-toggle")
-    await widget_shows_all("widget after a reload")
+    await member.wait_for_selector(".mwc-log >> text=contenu masqué", timeout=30_000)
+    replayed = await member.inner_text(".mwc-log")
+    assert not [p for p in CORPUS if shown(p) in shown(replayed)], "a masked history shows a message"
+    await watch.clean(member, "widget after a reload (masked)")
+    after = CORPUS[:5]
+    for payload in after:
+        await julie.fill("#reply-text", payload)
+        await julie.click("#send")
+        await julie.wait_for_function("() => document.querySelector('#reply-text').value === ''", timeout=15_000)
+    await all_visible(member, ".mwc-log", after, "widget after a reload")
+    texts = await member.locator(".mwc-log li.mwc-agent .mwc-text").evaluate_all(
+        "(items) => items.map((i) => i.textContent)"
+    )
+    assert [p for p in after if p not in texts] == [], "agent's replies after a reload not shown as written"
+    await watch.clean(member, "widget after a reload")
 
 
 async def test_staff_and_public_pages_show_hostile_text_as_text(
