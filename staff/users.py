@@ -258,4 +258,8 @@ def phone_display(e164: str) -> str:
 
 
 def csrf_ok(expected: str, given: str | None) -> bool:
-    return bool(expected) and bool(given) and hmac.compare_digest(expected, str(given))
+    """The token sent matches, compared in constant time (as bytes: a token with characters beyond ASCII,
+    as a hostile form may send, is a mismatch, not an error)."""
+    if not expected or not given:
+        return False
+    return hmac.compare_digest(expected.encode(), str(given).encode("utf-8", "surrogatepass"))

@@ -105,3 +105,12 @@ async def test_run_py_set_phone(redis: Redis, redis_url: str) -> None:
     removed = await asyncio.to_thread(set_phone, redis_url, "julie", "")
     assert removed.returncode == 0 and "retiré" in removed.stdout
     assert (await users.get("julie")).phone == ""  # type: ignore[union-attr]
+
+
+def test_a_csrf_token_with_characters_beyond_ascii_is_a_mismatch_not_an_error() -> None:
+    from staff.users import csrf_ok
+
+    assert csrf_ok("abc123", "abc123")
+    assert not csrf_ok("abc123", "abc124")
+    assert not csrf_ok("abc123", "¼ñ\udcff")  # what a hostile form post may carry (found by the fuzz test)
+    assert not csrf_ok("abc123", "") and not csrf_ok("", "abc123")
