@@ -90,7 +90,9 @@ async def test_unproven_sender_and_a_whatsapp_reply_outside_the_window_are_shown
     item = julie.locator(f"#queue li[data-id='{conv}']")
     await item.wait_for(timeout=15_000)
     await item.locator("button.take").click()
-    await julie.wait_for_selector("#messages >> text=je suis Julie", timeout=15_000)  # the pane has settled
+    # The pane has moved to the WhatsApp conversation (the mail's, taken before, also holds Julie's greeting).
+    await julie.wait_for_selector("#conv-title >> text=WhatsApp", timeout=15_000)
+    await julie.wait_for_selector("#messages >> text=je suis Julie", timeout=15_000)
     await until(lambda: any(m.to == urn and "Julie" in m.body for m in fake_twilio.messages), "Julie's greeting")
     # More than 24 hours pass without a word from Camille: WhatsApp takes only templates now.
     await redis.delete(keys.whatsapp_window(urn))
