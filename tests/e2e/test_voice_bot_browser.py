@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, expect
 from redis.asyncio import Redis
 
 from gateway import keys
@@ -105,6 +105,21 @@ def checked(*documents: str) -> None:
 
 def sms_to(fake: FakeTwilio, number: str) -> list[str]:
     return [m.body for m in fake.messages if m.to == number]
+
+
+async def press_take_call(agent: Page, fake: FakeTwilio, url: str) -> tuple[PhoneCall, str, int]:
+    """Camille calls and asks for an adviser; ``agent`` presses « Prendre l'appel » on her waiting call.
+    Returns the call, its conversation and how many call legs the loopback Twilio had before."""
+    call = PhoneCall(fake, url, CAMILLE.phone, to=VOICE_NUMBER)
+    await call.start()
+    await call.speak("je veux parler à un conseiller")
+    conv = call.queue
+    assert conv
+    legs = len(fake.voice.legs)
+    item = agent.locator(f"#queue li[data-id='{conv}']")
+    await item.wait_for(timeout=15_000)
+    await item.locator("button.take-call").click()
+    return call, conv, legs
 
 
 @pytest.mark.timeout(300)
@@ -313,15 +328,7 @@ async def test_when_the_agents_phone_does_not_answer_the_caller_goes_back_to_the
     fake.voice.behaviour[AGENT_PHONE] = "no-answer"
     try:
         julie = await log_in(browser, product, "julie")
-        call = PhoneCall(fake, product.url, CAMILLE.phone, to=VOICE_NUMBER)
-        await call.start()
-        await call.speak("je veux parler à un conseiller")
-        conv = call.queue
-        assert conv
-        legs = len(fake.voice.legs)
-        item = julie.locator(f"#queue li[data-id='{conv}']")
-        await item.wait_for(timeout=15_000)
-        await item.locator("button.take-call").click()
+        call, conv, legs = await press_take_call(julie, fake, product.url)
         await until(lambda: len(fake.voice.legs) > legs and "no-answer" in fake.voice.legs[-1].statuses,
                     "the agent's phone not answering")  # fmt: skip
 
@@ -384,15 +391,7 @@ async def test_an_agent_without_a_phone_is_sent_to_her_profile_then_takes_the_ca
     (focused); the agent types her number in its French form there, and her next « Prendre l'appel » rings it."""
     await create_user(redis_url, "marc", "Marc", "--skills", "benefits")
     marc = await log_in(browser, product, "marc")
-    call = PhoneCall(fake, product.url, CAMILLE.phone, to=VOICE_NUMBER)
-    await call.start()
-    await call.speak("je veux parler à un conseiller")
-    conv = call.queue
-    assert conv
-    legs = len(fake.voice.legs)
-    item = marc.locator(f"#queue li[data-id='{conv}']")
-    await item.wait_for(timeout=15_000)
-    await item.locator("button.take-call").click()
+    call, conv, legs = await press_take_call(marc, fake, product.url)
     notice = marc.locator("#no-phone")
     await expect(notice).to_contain_text("Aucun numéro de téléphone dans votre profil")
     assert await marc.evaluate("document.activeElement.id") == "no-phone-link"
