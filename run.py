@@ -224,6 +224,23 @@ def cmd_create_user(args: argparse.Namespace) -> int:
         return asyncio.run(run(url))
 
 
+def cmd_proactive_preview(args: argparse.Namespace) -> int:
+    """What each kind of message sent first says, per channel, from templates/proactive/ (a channel's own
+    ``<kind>.<channel>.text.j2`` when there is one), with example values: for communications staff to
+    read before a template change goes live."""
+    from gateway.app import template_env
+    from gateway.settings import Settings
+    from members.proactive import preview
+
+    channels = (args.channel,) if args.channel else ("sms", "email", "whatsapp")
+    for item in preview(template_env(), channels, Settings.from_env().mutuelle_name):
+        print(f"[{item['kind']} · {item['channel']}]")
+        if "subject" in item:
+            print(f"Objet : {item['subject']}")
+        print(item["text"], end="\n\n")
+    return 0
+
+
 def cmd_set_phone(args: argparse.Namespace) -> int:
     """A supervisor or administrator sets an agent's phone (agents change their own in « Mon profil »)."""
     import asyncio
@@ -350,6 +367,10 @@ def main() -> int:
                              "ring); agents change their own in « Mon profil »")  # fmt: skip
     p_phone.add_argument("login")
     p_phone.add_argument("phone", help="06 12 34 56 78, +33 6 12 34 56 78 or any +<country> number; '' removes it")
+    p_pro = sub.add_parser("proactive", help="messages sent to members before they ask: preview shows what each "
+                           "kind says on each channel (with example values and MUTUELLE_NAME)")  # fmt: skip
+    p_pro.add_argument("action", choices=("preview",))
+    p_pro.add_argument("--channel", choices=("sms", "email", "whatsapp"), help="only this channel")
     p_key = sub.add_parser("apikey", help="API keys of back-office systems: create (printed once), revoke, list")
     p_key.add_argument("action", choices=("create", "revoke", "list"))
     p_key.add_argument("name", nargs="?", help="the system's name, e.g. gestion")
@@ -406,6 +427,8 @@ def main() -> int:
         return cmd_set_phone(args)
     if args.command == "apikey":
         return cmd_apikey(args)
+    if args.command == "proactive":
+        return cmd_proactive_preview(args)
     if args.command == "campaign":
         from campaigns.cli import run as campaign_run
 

@@ -142,6 +142,47 @@ def due_news(member: Member, today: dt.date, days: int) -> News | None:
     return News(member.number, "contributions", call.isoformat(), "due", "contribution_due", values)
 
 
+def render_news(
+    templates: jinja2.Environment, template: str, channel: str, values: dict[str, str], mutuelle: str
+) -> tuple[str, str]:
+    """A change's text and e-mail subject for ``channel``: ``templates/proactive/<kind>.<channel>.text.j2``
+    when the mutuelle wrote one for that channel (a longer e-mail, a WhatsApp wording), else the shared
+    ``<kind>.text.j2``. The values never hold health detail beyond what the template shows."""
+    base = f"proactive/{template}"
+    given = {**values, "mutuelle": mutuelle}
+    text = templates.select_template([f"{base}.{channel}.text.j2", f"{base}.text.j2"]).render(given).strip()
+    subject = templates.get_template(f"{base}.email.subject.j2").render(given).strip()
+    return text, subject
+
+
+# What each kind of change says, with example values: `run.py proactive preview` shows them per channel.
+EXAMPLES: dict[str, dict[str, str]] = {
+    "claim_paid": {"amount": "57,42", "date": "5 décembre"},
+    "claim_rejected": {},
+    "complaint_answered": {"reference": "REC-2026-000123"},
+    "card_sent": {"date": "1er décembre"},
+    "membership_acknowledged": {"date": "2 décembre"},
+    "contribution_due": {"amount": "61,20", "date": "5 janvier"},
+}
+
+
+def preview(templates: jinja2.Environment, channels: tuple[str, ...], mutuelle: str) -> list[dict[str, str]]:
+    """Every kind of message sent first, as each channel would carry it, with example values."""
+    out = []
+    for template, values in EXAMPLES.items():
+        for channel in channels:
+            text, subject = render_news(templates, template, channel, values, mutuelle)
+            out.append(
+                {
+                    "kind": template,
+                    "channel": channel,
+                    "text": text,
+                    **({"subject": subject} if channel == "email" else {}),
+                }
+            )
+    return out
+
+
 def combine(texts: list[str]) -> str:
     """One message for several: « Ma Mutuelle : un remboursement … a été versé le 5 décembre. Votre carte …
     a été envoyée le 1er décembre. Détail : répondez DETAIL. » (DETAIL once, at the end, if any said it)."""
@@ -193,8 +234,9 @@ def _told(member: str, change: str) -> str:
 class Proactive:
     def __init__(self, redis: Any, *, enqueue: Enqueue, channels: tuple[str, ...], templates: jinja2.Environment,
                  sms_hours: OpeningHours | None, email_hours: OpeningHours | None, due_days: int = 0,
-                 group_window_s: float = 0.0) -> None:  # fmt: skip
+                 group_window_s: float = 0.0, mutuelle: str = "Ma Mutuelle") -> None:  # fmt: skip
         self.redis = redis
+        self.mutuelle = mutuelle  # the name each message starts with (MUTUELLE_NAME)
         self.enqueue = enqueue
         self.channels = channels
         self.templates = templates
@@ -284,13 +326,10 @@ class Proactive:
 
     def _part(self, news: News, channel: str) -> dict[str, str]:
         """One change's text (and e-mail subject), from its template."""
-        template = f"proactive/{news.template}"
-        part = {
-            "change": news.key,
-            "text": self.templates.get_template(f"{template}.text.j2").render(news.values).strip(),
-        }
+        text, subject = render_news(self.templates, news.template, channel, news.values, self.mutuelle)
+        part = {"change": news.key, "text": text}
         if channel == "email":
-            part["subject"] = self.templates.get_template(f"{template}.email.subject.j2").render(news.values).strip()
+            part["subject"] = subject
         return part
 
     def _compose(self, member: Member, channel: str, urn: str, parts: list[dict[str, str]]) -> Message:

@@ -125,6 +125,7 @@ class Product:
             redis, enqueue=gw.router.enqueue_many, channels=tuple(c for c in PROACTIVE_CHANNELS if c in gw.channels),
             templates=gw.ctx.templates, sms_hours=settings.proactive_sms_hours, email_hours=settings.proactive_email_hours,
             due_days=settings.proactive_due_days, group_window_s=settings.proactive_group_window_s,
+            mutuelle=settings.mutuelle_name,
         )  # fmt: skip
         self.records_api.on_stored.append(self.proactive.changed)
         gw.jobs.append(("scheduler", "proactive", self.proactive.run))

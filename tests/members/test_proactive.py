@@ -9,15 +9,17 @@ from dataclasses import asdict
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import jinja2
 from redis.asyncio import Redis
 
 from gateway import keys
+from gateway.app import template_env
 from gateway.envelope import Message
 from gateway.settings import Settings
 from members.changes import Change, RecordWriter
 from members.importer import card_row, claim_row, complaint_row, member_row, membership_row
 from members.privacy import MemberData
-from members.proactive import News, news_of, told_key
+from members.proactive import EXAMPLES, News, news_of, preview, render_news, told_key
 from server.product import Product
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -194,3 +196,30 @@ async def test_a_message_waiting_for_the_morning_is_in_the_members_export_and_ne
     # In the morning only the other member's message goes.
     assert await proactive.send_waiting(WEDNESDAY_MORNING) == 1
     assert [m.urn for m in await bulk(redis)] == ["tel:+33698765432"]
+
+
+async def test_messages_name_the_mutuelle_and_a_channel_may_have_its_own_wording(
+    redis: Redis, settings_env: dict[str, str]
+) -> None:
+    env = {**settings_env, **SMS_ENV, "MUTUELLE_NAME": "Mutuelle L'Entraide"}
+    product = Product(Settings.from_env(env), redis, roles=frozenset({"web"}))
+    await RecordWriter(redis).apply([member("M0400041", preferred_channel="sms"), paid("M0400041")])
+    assert await product.proactive.claim_paid(paid("M0400041").record, WEDNESDAY_MORNING) == "sent"  # type: ignore[arg-type]
+    [msg] = await bulk(redis)
+    assert msg.text.startswith("Mutuelle L'Entraide : un remboursement de 57,42 €"), msg.text  # not escaped
+    # A wording of the mutuelle's own for e-mail; SMS keeps the shared one.
+    own = jinja2.Environment(loader=jinja2.ChoiceLoader([
+        jinja2.DictLoader({"proactive/claim_paid.email.text.j2": "{{ mutuelle }} : {{ amount }} € vous ont été versés."}),
+        template_env().loader,  # type: ignore[list-item]
+    ]), undefined=jinja2.StrictUndefined)  # fmt: skip
+    values = {"amount": "57,42", "date": "5 décembre"}
+    assert render_news(own, "claim_paid", "email", values, "M") == ("M : 57,42 € vous ont été versés.",
+                                                                     "Votre remboursement a été versé")  # fmt: skip
+    assert render_news(own, "claim_paid", "sms", values, "M")[0].startswith("M : un remboursement de 57,42 €")
+    # The preview shows every kind on every channel, named and filled, nothing left unrendered.
+    shown = preview(template_env(), ("sms", "email", "whatsapp"), "Mutuelle L'Entraide")
+    assert {(p["kind"], p["channel"]) for p in shown} == {
+        (k, c) for k in EXAMPLES for c in ("sms", "email", "whatsapp")
+    }
+    assert all(p["text"].startswith("Mutuelle L'Entraide : ") and "{{" not in p["text"] for p in shown)
+    assert all(p.get("subject") for p in shown if p["channel"] == "email")
