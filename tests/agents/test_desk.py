@@ -15,15 +15,16 @@ from agents.desk import PARIS, Desk, DeskError, paris_day
 from agents.survey import Survey
 from bot.actions import state as bot_state
 from gateway import keys
-from gateway.contacts import UNPROVEN, Contacts, register_member
+from gateway.contacts import UNPROVEN, Contacts
 from gateway.conversations import Conversations
 from gateway.envelope import Message, inbound
 from gateway.responders import AckResponder
 from gateway.router import Router
 from gateway.streams import Streams
-from members.records import Complaint, Member, MemberStore
+from members.records import Complaint, MemberStore
 from staff.users import User, UserError, Users
 from staff.web import Refused
+from tests.camille import plant_camille
 
 JULIE = User("julie", "Julie", "agent", ("benefits",), 2)
 MARC = User("marc", "Marc", "agent", ("benefits", "complaints"), 3)
@@ -214,12 +215,7 @@ async def test_users_passwords_and_sessions(redis: Redis) -> None:
 
 
 async def test_supervisor_assigns_and_the_record_shows_every_channel(router: Router, desk: Desk, redis: Redis) -> None:
-    store = MemberStore(redis)
-    member = Member("M0000042", "Camille", "Durand", "1975-03-12", "+33600000001", "camille@example.fr", "confort",
-                    "Bretagne", "famille", "64.20", "2027-01-05")  # fmt: skip
-    async with redis.pipeline(transaction=False) as pipe:
-        store.write(pipe, member)
-        await pipe.execute()
+    await plant_camille(redis, register=False)
     await router.handle(inbound("email", "mailto:camille@example.fr", "Bonjour", "<m1@example.fr>"))
     conv = await handed_off(router, "tel:+33600000001", intent="card_status")
     await Users(redis).create("julie", "un-mot-de-passe-long", first_name="Julie", role="agent", skills=["benefits"])
@@ -250,12 +246,7 @@ async def callback_request(redis: Redis, router: Router, cb_id: str, phone: str,
 async def test_a_callback_is_a_work_item_taken_by_one_agent_with_the_members_record(
     router: Router, desk: Desk, redis: Redis
 ) -> None:
-    store = MemberStore(redis)
-    member = Member("M0000042", "Camille", "Durand", "1975-03-12", "+33600000001", "camille@example.fr", "confort",
-                    "Bretagne", "famille", "64.20", "2027-01-05")  # fmt: skip
-    async with redis.pipeline(transaction=False) as pipe:
-        store.write(pipe, member)
-        await pipe.execute()
+    await plant_camille(redis, register=False)
     await callback_request(redis, router, "cb1", "+33600000001", due=int(time.time()) - 60, name="")
     [item] = await desk.queue(JULIE)
     shown = item.public()["callback"]
@@ -319,13 +310,7 @@ async def test_a_conversation_from_an_unproven_sender_is_flagged_and_shows_no_re
 ) -> None:
     """A mail claiming Camille's address whose DMARC failed at the MX: the agent opening it is told the
     sender is not verified and sees no member record; Camille's own mail is not flagged."""
-    store = MemberStore(redis)
-    member = Member("M0000042", "Camille", "Durand", "1975-03-12", "+33600000001", "camille@example.fr", "confort",
-                    "Bretagne", "famille", "64.20", "2027-01-05")  # fmt: skip
-    async with redis.pipeline(transaction=False) as pipe:
-        store.write(pipe, member)
-        await pipe.execute()
-    await register_member(redis, "M0000042", phone="+33600000001", email="camille@example.fr")
+    await plant_camille(redis)
     urn = "mailto:camille@example.fr"
     forged = inbound("email", urn, "Je suis née le 12/03/1975", "<f1@forger.example>", automated=True,
                      meta={"automated_reason": "unauthenticated:dmarc=fail"}, sender_authentic=False)  # fmt: skip
@@ -363,13 +348,7 @@ async def test_an_agent_undoes_a_linked_telegram_account_from_the_record(
     who may open the conversation undoes the link (audited with their login); another agent may not."""
     from members import links
 
-    store = MemberStore(redis)
-    member = Member("M0000042", "Camille", "Durand", "1975-03-12", "+33600000001", "camille@example.fr", "confort",
-                    "Bretagne", "famille", "64.20", "2027-01-05")  # fmt: skip
-    async with redis.pipeline(transaction=False) as pipe:
-        store.write(pipe, member)
-        await pipe.execute()
-    await register_member(redis, "M0000042", phone="+33600000001", email="camille@example.fr")
+    await plant_camille(redis)
     await router.handle(inbound("telegram", "telegram:5550042", "bonjour", "tg-1"))
     chat = str(await redis.get(keys.address("telegram:5550042")))
     assert await links.link(redis, "M0000042", chat, channel="telegram", address="telegram:5550042", conv_id="x")

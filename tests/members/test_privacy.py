@@ -8,14 +8,14 @@ import time
 from redis.asyncio import Redis
 
 from gateway import keys
-from gateway.contacts import UNPROVEN, Contacts, register_member
+from gateway.contacts import UNPROVEN, Contacts
 from gateway.conversations import Conversations
 from gateway.envelope import Message, inbound
 from gateway.responders import AckResponder
 from gateway.router import Router
 from gateway.streams import Streams
 from members.privacy import MemberData
-from members.records import Member, MemberStore
+from tests.camille import plant_camille
 
 DAY_MS = 86_400_000
 
@@ -71,13 +71,7 @@ async def test_the_audit_trail_is_a_chain_that_shows_any_change(redis: Redis) ->
 async def test_mail_from_an_unproven_sender_under_the_members_address_is_exported_and_erased(redis: Redis) -> None:
     """A mail claiming Camille's address that failed DMARC is kept under a contact of its own, never
     linked to her: her export still shows it (held under her address) and her erasure removes it."""
-    store = MemberStore(redis)
-    member = Member("M0000042", "Camille", "Durand", "1975-03-12", "+33600000001", "camille@example.fr", "confort",
-                    "Bretagne", "famille", "64.20", "2027-01-05")  # fmt: skip
-    async with redis.pipeline(transaction=False) as pipe:
-        store.write(pipe, member)
-        await pipe.execute()
-    await register_member(redis, "M0000042", phone="+33600000001", email="camille@example.fr")
+    await plant_camille(redis)
     streams = Streams(redis, shards=1, maxlen=10_000, dedup_ttl_s=60)
     router = Router(redis, streams, AckResponder(), Contacts(redis), Conversations(redis))
     urn = "mailto:camille@example.fr"
@@ -114,12 +108,7 @@ async def test_a_linked_telegram_account_is_exported_and_erased(redis: Redis) ->
     removes the link, the chat's contact, its address and its conversation."""
     from members import links
 
-    store = MemberStore(redis)
-    member = Member("M0000042", "Camille", "Durand", "1975-03-12", "+33600000001", "camille@example.fr", "confort",
-                    "Bretagne", "famille", "64.20", "2027-01-05")  # fmt: skip
-    async with redis.pipeline(transaction=False) as pipe:
-        store.write(pipe, member)
-        await pipe.execute()
+    await plant_camille(redis, register=False)
     router = Router(redis, Streams(redis, shards=1, maxlen=10_000, dedup_ttl_s=60), AckResponder(), Contacts(redis),
                     Conversations(redis))  # fmt: skip
     urn = "telegram:5550042"
