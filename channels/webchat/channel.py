@@ -196,7 +196,7 @@ class WebchatChannel(ChannelBase):
         """Sessions open here that lapsed (idle or too long) are ended now, not at the visitor's next
         message: the widget is told, the panel emptied. One pipelined read per 500 sessions."""
         ids = list(self._sockets)
-        now, s = _now_ms(), self.ctx.settings
+        now = _now_ms()
         for start in range(0, len(ids), 500):
             batch = ids[start : start + 500]
             async with self.ctx.redis.pipeline(transaction=False) as pipe:
@@ -206,7 +206,7 @@ class WebchatChannel(ChannelBase):
             for session_id, (created, last, ended) in zip(batch, rows, strict=True):
                 if ended or not created:
                     continue
-                if now - int(created) > s.webchat_max_s * 1000 or now - int(last or created) > s.webchat_idle_s * 1000:
+                if self._lapsed(now, created, last) is not None:
                     await self.session_over(session_id)  # ends it (and wakes its sockets) if still so
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -413,15 +413,19 @@ class WebchatChannel(ChannelBase):
             await self.ctx.redis.hset(key, mapping={"created_ms": now, "last_ms": now})
             await self.ctx.redis.expire(key, SESSION_KEEP_S)
             return None
-        s = self.ctx.settings
-        why = None
-        if now - int(created) > s.webchat_max_s * 1000:
-            why = "max"
-        elif now - int(last or created) > s.webchat_idle_s * 1000:
-            why = "idle"
+        why = self._lapsed(now, created, last)
         if why is not None:
             await self.end_session(session_id, why)
         return why
+
+    def _lapsed(self, now: int, created: str, last: str | None) -> str | None:
+        """``max`` past the absolute lifetime, ``idle`` past the idle time since the visitor's last message."""
+        s = self.ctx.settings
+        if now - int(created) > s.webchat_max_s * 1000:
+            return "max"
+        if now - int(last or created) > s.webchat_idle_s * 1000:
+            return "idle"
+        return None
 
     async def end_session(self, session_id: str, why: str) -> None:
         """The session is over: its token is refused, its verifications withdrawn, its sockets told."""
