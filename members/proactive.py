@@ -151,8 +151,9 @@ def render_news(
     base = f"proactive/{template}"
     given = {**values, "mutuelle": mutuelle}
     text = templates.select_template([f"{base}.{channel}.text.j2", f"{base}.text.j2"]).render(given).strip()
-    subject = templates.get_template(f"{base}.email.subject.j2").render(given).strip()
-    return text, subject
+    if channel != "email":
+        return text, ""  # only an e-mail has a subject
+    return text, templates.get_template(f"{base}.email.subject.j2").render(given).strip()
 
 
 # What each kind of change says, with example values: `run.py proactive preview` shows them per channel.
